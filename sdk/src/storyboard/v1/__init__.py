@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of the storyboard.v1 protos. Do not edit: run `make protos`."""

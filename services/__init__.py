@@ -1,0 +1,1 @@
+"""The Storyboard back-end services: planner, renderer, validator."""

@@ -1,0 +1,123 @@
+"""gRPC interceptors: request ids on every call, and the one place where exceptions become status codes."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from storyboard_common.errors import status_for
+from storyboard_common.logs import request_id
+
+REQUEST_ID_KEY = "x-request-id"
+log = logging.getLogger(__name__)
+
+
+def _incoming_request_id(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable():
+            return value
+    return uuid.uuid4().hex
+
+
+def _abort(context: grpc.ServicerContext, method: str, error: BaseException) -> None:
+    if context.code() not in (None, grpc.StatusCode.OK):
+        raise error  # the servicer already aborted with a status of its own
+    status = status_for(error)
+    if status is None:
+        log.exception("bug while serving %s", method)
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id.get()})")
+    code, message = status
+    log.info("%s -> %s: %s", method, code.name, message)
+    context.abort(code, message)
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):
+    """Tags each call with a request id (from ``x-request-id`` metadata, else a new one, echoed back in trailing
+    metadata) and maps exceptions to specific status codes; INTERNAL is left for bugs, without their details."""
+
+    def intercept_service(self, continuation: Callable[[Any], grpc.RpcMethodHandler | None], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, method), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(handler.unary_stream, method), handler.request_deserializer, handler.response_serializer
+            )
+        return handler  # client-streaming methods: none in storyboard.v1
+
+    @staticmethod
+    def _unary(behavior: Callable[[Any, grpc.ServicerContext], Any], method: str) -> Callable[..., Any]:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            token = request_id.set(_incoming_request_id(context))
+            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id.get()),))
+            try:
+                return behavior(request, context)
+            except Exception as error:
+                _abort(context, method, error)
+            finally:
+                request_id.reset(token)
+
+        return wrapped
+
+    @staticmethod
+    def _stream(behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str) -> Callable[..., Any]:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            rid = _incoming_request_id(context)
+            context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+            # A generator runs in slices between yields, so the request id is set around each slice.
+            iterator = iter(behavior(request, context))
+            while True:
+                token = request_id.set(rid)
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    return
+                except Exception as error:
+                    _abort(context, method, error)
+                finally:
+                    request_id.reset(token)
+                yield item
+
+        return wrapped
+
+
+class RequestIdClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Carries the current request id to downstream services, so one id follows a storyboard through every log."""
+
+    @staticmethod
+    def _with_request_id(details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        metadata = [(k, v) for k, v in (details.metadata or ()) if k != REQUEST_ID_KEY]
+        metadata.append((REQUEST_ID_KEY, request_id.get() if request_id.get() != "-" else uuid.uuid4().hex))
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            details.wait_for_ready,
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._with_request_id(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._with_request_id(client_call_details), request)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression):  # type: ignore[no-untyped-def]
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = wait_for_ready
+        self.compression = compression

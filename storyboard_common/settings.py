@@ -1,0 +1,65 @@
+"""Typed settings read from environment variables and command-line flags, validated before a service starts.
+
+Every service declares a ``ServiceSettings`` subclass with its own ``env_prefix``; a flag ``--some-option`` and the
+variable ``<PREFIX>SOME_OPTION`` set the same field, the flag winning. ``load_settings`` turns a validation error
+into one readable line and exit status 2, so a missing file or a bad address fails fast instead of at first use.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every gRPC service has."""
+
+    model_config = SettingsConfigDict(
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_exit_on_error=True,
+        extra="ignore",
+    )
+
+    host: str = Field(LOOPBACK, description="address to listen on; loopback unless you mean to expose the service")
+    port: int = Field(0, ge=0, le=65535, description="port to listen on; 0 picks a free one")
+    grace_seconds: float = Field(
+        10.0, ge=0, le=600, description="on SIGTERM, how long in-flight calls may finish before they are cancelled"
+    )
+    max_workers: int = Field(32, ge=1, le=1024, description="threads serving calls")
+    max_connection_age_seconds: float = Field(
+        300.0, gt=0, description="clients reconnect after this long, so that new replicas behind a DNS name are found"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+    log_format: Literal["text", "json"] = Field("text", description="log line format")
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def _env_name(settings_cls: type[BaseSettings], field: str) -> str:
+    return f"{settings_cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def load_settings(
+    settings_cls: type[SettingsT], argv: Sequence[str] | None = None, prog: str | None = None
+) -> SettingsT:
+    """Settings from the environment and ``argv`` (default: ``sys.argv[1:]``); exits 2 with one line per problem."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if prog:
+        settings_cls.model_config["cli_prog_name"] = prog
+    try:
+        return CliApp.run(settings_cls, cli_args=args)
+    except ValidationError as error:
+        for problem in error.errors():
+            field = ".".join(str(part) for part in problem["loc"])
+            flag = "--" + field.replace("_", "-")
+            env = _env_name(settings_cls, field)
+            print(f"{prog or settings_cls.__name__}: invalid {flag} (or ${env}): {problem['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None

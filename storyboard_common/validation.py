@@ -1,0 +1,53 @@
+"""Checks of request fields shared by the services that receive them, so that every edge says the same thing.
+
+Each check raises ``InvalidArgument`` naming the field; none of them silently corrects the input.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+
+from storyboard_common.errors import InvalidArgument
+
+MAX_STORY_CHARS = 4000
+MIN_FRAMES, MAX_FRAMES = 6, 10
+MAX_SEED = 2**63 - 1
+
+
+def check_story(story: str, field: str = "story") -> str:
+    """The story with surrounding whitespace removed; rejects empty, over-long or control-character stories."""
+    text = story.strip()
+    if not text:
+        raise InvalidArgument(field, "must not be empty")
+    if len(text) > MAX_STORY_CHARS:
+        raise InvalidArgument(field, f"is {len(text)} characters long; the limit is {MAX_STORY_CHARS}")
+    for char in text:
+        if unicodedata.category(char) == "Cc" and char not in "\n\t\r":
+            raise InvalidArgument(field, f"contains the control character U+{ord(char):04X}")
+    return text
+
+
+def check_num_frames(num_frames: int, field: str = "num_frames") -> int:
+    if not MIN_FRAMES <= num_frames <= MAX_FRAMES:
+        raise InvalidArgument(field, f"must be between {MIN_FRAMES} and {MAX_FRAMES}, got {num_frames}")
+    return num_frames
+
+
+def check_seed(seed: int, field: str = "seed") -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidArgument(field, f"must be between 0 and 2^63-1, got {seed}")
+    return seed
+
+
+def check_range(value: float, low: float, high: float, field: str) -> float:
+    """A finite number within [low, high]."""
+    if not math.isfinite(value) or not low <= value <= high:
+        raise InvalidArgument(field, f"must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def check_image_size(value: int, low: int, high: int, field: str) -> int:
+    if value % 8 or not low <= value <= high:
+        raise InvalidArgument(field, f"must be a multiple of 8 between {low} and {high}, got {value}")
+    return value
