@@ -78,3 +78,21 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str] | None:
         # torch.OutOfMemoryError, matched by name so this module needs no torch.
         return grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory; try fewer or smaller frames"
     return None
+
+
+# How each status reads over HTTP (the REST bridge), following google.rpc's published mapping.
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}

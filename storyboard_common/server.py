@@ -47,6 +47,7 @@ class ServiceServer:
     closers: list[Callable[[], None]] = field(default_factory=list)
     ready: threading.Event = field(default_factory=threading.Event)
     not_ready_reason: str = "starting"
+    endpoints: dict[str, int] = field(default_factory=dict)  # other listeners of the service, e.g. {"http": 8000}
     _warm_thread: threading.Thread | None = None
 
     def start(self) -> None:

@@ -1,0 +1,68 @@
+# Storyboard: `make demo` makes a storyboard on this machine; `make test` runs the whole suite.
+# Both set up .venv from the pinned lock first (python3 -m venv, uv, requirements.lock, the two local packages).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+DEMO_STORY ?= Aldar Kose tricks a wealthy merchant by selling him a magical pot
+DEMO_OUTPUTS ?= outputs
+
+export UV_LINK_MODE := copy
+
+.PHONY: setup demo test test-unit test-integration lint lint-protos protos check-protos up clean help
+
+help:
+	@echo "make demo   - set up, run the local stack on the embedded defaults, make a storyboard, print its folder"
+	@echo "make test   - set up, then lint and run the whole test suite"
+	@echo "make up     - run the local stack until Ctrl-C"
+	@echo "make protos - regenerate the gRPC stubs from protos/"
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml sdk/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip sync --python $(PY) requirements.lock
+	$(UV) pip install --python $(PY) --no-deps -e sdk -e .
+	touch $(STAMP)
+
+node_modules/.bin/buf: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+protos: $(STAMP)
+	$(PY) tools/gen_protos.py
+
+check-protos: $(STAMP)
+	$(PY) tools/gen_protos.py --check
+
+lint-protos: node_modules/.bin/buf
+	node_modules/.bin/buf lint
+
+lint: $(STAMP) lint-protos
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+demo: $(STAMP)
+	$(PY) -m storyboard.cli generate --story "$(DEMO_STORY)" --outputs $(DEMO_OUTPUTS)
+
+up: $(STAMP)
+	$(PY) -m storyboard.cli up
+
+test: lint check-protos
+	$(VENV)/bin/pytest
+
+test-unit: $(STAMP)
+	$(VENV)/bin/pytest -m "not integration"
+
+test-integration: $(STAMP)
+	$(VENV)/bin/pytest -m integration
+
+lock: $(STAMP)
+	$(UV) pip compile pyproject.toml --extra all --extra dev --python-version 3.11 -c constraints.txt -o requirements.lock
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache outputs

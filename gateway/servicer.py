@@ -1,0 +1,40 @@
+"""The gRPC face of the gateway: storyboard.v1.Storyboards, a thin translation onto StoryboardService."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+from storyboard.v1 import storyboards_pb2 as sb
+from storyboard.v1 import storyboards_pb2_grpc
+
+from gateway.service import StoryboardService
+
+
+class StoryboardsServicer(storyboards_pb2_grpc.StoryboardsServicer):
+    def __init__(self, service: StoryboardService) -> None:
+        self._service = service
+
+    def Generate(self, request: sb.GenerateRequest, context: grpc.ServicerContext) -> Iterator[sb.StoryboardEvent]:
+        job = self._service.create(request.spec, request.idempotency_key)
+        yield from self._service.follow(job, 0, context.is_active)
+
+    def Create(self, request: sb.CreateRequest, context: grpc.ServicerContext) -> sb.Storyboard:
+        return self._service.snapshot(self._service.create(request.spec, request.idempotency_key))
+
+    def Get(self, request: sb.GetRequest, context: grpc.ServicerContext) -> sb.Storyboard:
+        return self._service.snapshot(self._service.get(request.id))
+
+    def List(self, request: sb.ListRequest, context: grpc.ServicerContext) -> sb.ListResponse:
+        storyboards, next_token = self._service.list(request.page_size, request.page_token)
+        return sb.ListResponse(storyboards=storyboards, next_page_token=next_token)
+
+    def Watch(self, request: sb.WatchRequest, context: grpc.ServicerContext) -> Iterator[sb.StoryboardEvent]:
+        job = self._service.get(request.id)
+        yield from self._service.follow(job, request.after_sequence, context.is_active)
+
+    def Cancel(self, request: sb.CancelRequest, context: grpc.ServicerContext) -> sb.Storyboard:
+        return self._service.cancel(request.id)
+
+    def Plan(self, request: sb.StoryboardsPlanRequest, context: grpc.ServicerContext) -> sb.StoryboardsPlanResponse:
+        return sb.StoryboardsPlanResponse(plan=self._service.plan(request.spec))

@@ -1,0 +1,76 @@
+"""The storyboard request at the edge: defaults, limits and seeds. Checked before anything is persisted."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from storyboard.v1 import storyboards_pb2
+
+from storyboard_common.errors import InvalidArgument
+from storyboard_common.validation import (
+    MAX_SEED,
+    check_image_size,
+    check_num_frames,
+    check_range,
+    check_seed,
+    check_story,
+)
+
+DEFAULT_BASE_SEED = 42
+DEFAULT_STEPS = 40
+DEFAULT_GUIDANCE = 7.5
+DEFAULT_SIZE = 1024
+DEFAULT_TEMPERATURE = 0.7
+MAX_STEPS = 150
+MAX_GUIDANCE = 30.0
+MIN_SIZE, MAX_SIZE = 256, 2048
+MAX_NAMES = 8
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.'-]{0,63}$")
+
+
+def _check_name(name: str, field: str) -> None:
+    # Names are looked up in registries; they never become paths, but reject path-like ones outright.
+    if not _NAME.match(name) or ".." in name:
+        raise InvalidArgument(field, f"{name!r} is not a valid name (letters, digits, space, _ . ' -; at most 64)")
+
+
+def normalized_spec(spec: storyboards_pb2.StoryboardSpec) -> storyboards_pb2.StoryboardSpec:
+    """A copy of ``spec`` with every limit checked and every unset default filled in; raises InvalidArgument."""
+    out = storyboards_pb2.StoryboardSpec()
+    out.CopyFrom(spec)
+    out.story = check_story(spec.story, "spec.story")
+    if spec.HasField("num_frames"):
+        check_num_frames(spec.num_frames, "spec.num_frames")
+    out.base_seed = check_seed(spec.base_seed, "spec.base_seed") if spec.HasField("base_seed") else DEFAULT_BASE_SEED
+    out.num_inference_steps = DEFAULT_STEPS
+    if spec.HasField("num_inference_steps"):
+        out.num_inference_steps = int(check_range(spec.num_inference_steps, 1, MAX_STEPS, "spec.num_inference_steps"))
+    out.guidance_scale = DEFAULT_GUIDANCE
+    if spec.HasField("guidance_scale"):
+        out.guidance_scale = check_range(spec.guidance_scale, 0.0, MAX_GUIDANCE, "spec.guidance_scale")
+    for field in ("width", "height"):
+        value = getattr(spec, field) if spec.HasField(field) else DEFAULT_SIZE
+        setattr(out, field, check_image_size(value, MIN_SIZE, MAX_SIZE, f"spec.{field}"))
+    out.temperature = DEFAULT_TEMPERATURE
+    if spec.HasField("temperature"):
+        out.temperature = check_range(spec.temperature, 0.0, 1.0, "spec.temperature")
+    if len(spec.characters) > MAX_NAMES:
+        raise InvalidArgument("spec.characters", f"at most {MAX_NAMES} characters")
+    for index, name in enumerate(spec.characters):
+        _check_name(name, f"spec.characters[{index}]")
+    if len(spec.adapters) > MAX_NAMES:
+        raise InvalidArgument("spec.adapters", f"at most {MAX_NAMES} adapters")
+    for index, adapter in enumerate(spec.adapters):
+        _check_name(adapter.name, f"spec.adapters[{index}].name")
+        check_range(adapter.weight, -4.0, 4.0, f"spec.adapters[{index}].weight")
+    return out
+
+
+def frame_seed(base_seed: int, frame: int, attempt: int) -> int:
+    """The seed of an attempt at a frame: base + frame - 1 for first attempts, as the original did; retries get a
+    seed hashed from all three, so they never collide with another frame's first attempt by construction."""
+    if attempt == 1:
+        return (base_seed + frame - 1) % (MAX_SEED + 1)
+    digest = hashlib.sha256(f"{base_seed}:{frame}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & MAX_SEED

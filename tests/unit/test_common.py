@@ -1,0 +1,178 @@
+"""The shared service frame: error mapping, request ids, settings, health, reflection and graceful stop."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from pydantic_settings import SettingsConfigDict
+from storyboard.v1 import planner_pb2, planner_pb2_grpc
+
+from storyboard_common.channels import open_channel, target_for
+from storyboard_common.errors import InvalidArgument, NotFound, ResourceExhausted
+from storyboard_common.logs import request_id
+from storyboard_common.server import Registration, build_server
+from storyboard_common.settings import ServiceSettings, load_settings
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class ScriptedPlanner(planner_pb2_grpc.PlannerServicer):
+    """Raises whatever the story names, so each mapping can be exercised."""
+
+    def __init__(self) -> None:
+        self.seen_request_ids: list[str] = []
+
+    def Plan(self, request: planner_pb2.PlanRequest, context: grpc.ServicerContext) -> planner_pb2.PlanResponse:
+        self.seen_request_ids.append(request_id.get())
+        errors = {
+            "invalid": InvalidArgument("story", "must not be empty"),
+            "missing": NotFound("no character named Bob"),
+            "busy": ResourceExhausted("queue full"),
+            "bug": RuntimeError("password=hunter2 leaked in a bug"),
+            "oom": MemoryError(),
+        }
+        if request.story in errors:
+            raise errors[request.story]
+        return planner_pb2.PlanResponse()
+
+
+@pytest.fixture
+def served():
+    """A server hosting the scripted planner, warm-up held until the test releases it."""
+    release = threading.Event()
+    servicer = ScriptedPlanner()
+    server, port = build_server(
+        "test",
+        ServiceSettings(port=0),
+        [Registration("storyboard.v1.Planner", lambda s: planner_pb2_grpc.add_PlannerServicer_to_server(servicer, s))],
+        warm_up=lambda: release.wait(10),
+    )
+    server.start()
+    channel = open_channel(f"127.0.0.1:{port}")
+    yield server, channel, servicer, release
+    release.set()
+    channel.close()
+    server.stop(0)
+
+
+def health_status(channel: grpc.Channel, service: str = "storyboard.v1.Planner") -> int:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+@pytest.mark.parametrize(
+    ("story", "code", "message"),
+    [
+        ("invalid", grpc.StatusCode.INVALID_ARGUMENT, "story: must not be empty"),
+        ("missing", grpc.StatusCode.NOT_FOUND, "no character named Bob"),
+        ("busy", grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full"),
+        ("oom", grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory"),
+    ],
+)
+def test_service_errors_map_to_specific_codes(served, story, code, message):
+    _, channel, _, _ = served
+    with pytest.raises(grpc.RpcError) as caught:
+        planner_pb2_grpc.PlannerStub(channel).Plan(planner_pb2.PlanRequest(story=story), timeout=5)
+    assert caught.value.code() == code
+    assert message in caught.value.details()
+
+
+def test_a_bug_is_internal_without_its_details(served):
+    _, channel, _, _ = served
+    with pytest.raises(grpc.RpcError) as caught:
+        planner_pb2_grpc.PlannerStub(channel).Plan(planner_pb2.PlanRequest(story="bug"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "hunter2" not in caught.value.details()
+    assert "request id" in caught.value.details()
+
+
+def test_request_id_is_propagated_and_echoed(served):
+    _, channel, servicer, _ = served
+    token = request_id.set("req-from-upstream")
+    try:
+        _, call = planner_pb2_grpc.PlannerStub(channel).Plan.with_call(planner_pb2.PlanRequest(story="ok"), timeout=5)
+    finally:
+        request_id.reset(token)
+    assert servicer.seen_request_ids == ["req-from-upstream"]
+    assert ("x-request-id", "req-from-upstream") in [(m.key, m.value) for m in call.trailing_metadata()]
+
+
+def test_health_is_not_serving_until_warm_up_then_serving(served):
+    server, channel, _, release = served
+    assert health_status(channel) == NOT_SERVING
+    assert health_status(channel, "") == NOT_SERVING
+    release.set()
+    assert server.ready.wait(5)
+    assert health_status(channel) == SERVING
+
+
+def test_a_failed_warm_up_stays_not_serving_with_its_reason():
+    def fail() -> None:
+        raise RuntimeError("no weights configured: set --clip-model")
+
+    server, port = build_server("test", ServiceSettings(port=0), [], warm_up=fail)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            for _ in range(50):
+                if server.not_ready_reason != "starting":
+                    break
+                threading.Event().wait(0.05)
+            assert server.not_ready_reason == "no weights configured: set --clip-model"
+            assert health_status(channel, "") == NOT_SERVING
+    finally:
+        server.stop(0)
+
+
+def test_reflection_lists_the_services(served):
+    _, channel, _, _ = served
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    names = {service.name for response in responses for service in response.list_services_response.service}
+    assert {"storyboard.v1.Planner", "grpc.health.v1.Health"} <= names
+
+
+def test_stop_reports_not_serving_and_runs_closers():
+    closed = []
+    server, _ = build_server("test", ServiceSettings(port=0), [], closers=[lambda: closed.append(True)])
+    server.start()
+    assert server.ready.wait(5)
+    server.stop(0)
+    assert closed == [True]
+
+
+def test_settings_come_from_env_and_flags_with_flags_winning(monkeypatch):
+    class Example(ServiceSettings):
+        model_config = SettingsConfigDict(env_prefix="EXAMPLE_")
+
+    monkeypatch.setenv("EXAMPLE_PORT", "6000")
+    monkeypatch.setenv("EXAMPLE_GRACE_SECONDS", "3")
+    settings = load_settings(Example, ["--port", "7000"])
+    assert (settings.port, settings.grace_seconds) == (7000, 3)
+
+
+def test_bad_settings_fail_fast_naming_flag_and_variable(capsys):
+    class Example(ServiceSettings):
+        model_config = SettingsConfigDict(env_prefix="EXAMPLE_")
+
+    with pytest.raises(SystemExit) as exited:
+        load_settings(Example, ["--port", "99999"], prog="example")
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "--port" in error and "$EXAMPLE_PORT" in error
+
+
+@pytest.mark.parametrize(
+    ("addresses", "target"),
+    [
+        ("127.0.0.1:1", "127.0.0.1:1"),
+        ("127.0.0.1:1, 127.0.0.1:2", "ipv4:127.0.0.1:1,127.0.0.1:2"),
+        ("dns:///renderer:50053", "dns:///renderer:50053"),
+    ],
+)
+def test_targets_for_one_address_a_list_or_a_dns_name(addresses, target):
+    assert target_for(addresses) == target

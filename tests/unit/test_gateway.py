@@ -1,0 +1,250 @@
+"""The gateway end to end on in-process services: the real planner, sketch renderer and validator on port 0."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from PIL import Image
+from services.planner.server import create_server as create_planner
+from services.planner.settings import PlannerSettings
+from services.renderer.server import create_server as create_renderer
+from services.validator.server import create_server as create_validator
+from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
+
+from gateway.server import create_server as create_gateway
+from gateway.settings import GatewaySettings
+from services.renderer.settings import RendererSettings
+from services.validator.settings import ValidatorSettings
+from tests.support.scripted import BlockingRenderer, serve_renderer
+from tests.support.tiny_clip import build_tiny_clip
+
+STORY = "Aldar Kose tricks a wealthy merchant by selling him a magical pot at the bazaar, then rides home at sunset"
+
+
+def _start(factory, settings):
+    server, port = factory(settings)
+    server.start()
+    return server, port
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    """Planner, sketch renderer, an unconfigured validator and a validator on a tiny CLIP, shared by the module."""
+    tiny = build_tiny_clip(tmp_path_factory.mktemp("clip"))
+    started = {
+        "planner": _start(create_planner, PlannerSettings(port=0)),
+        "renderer": _start(create_renderer, RendererSettings(port=0, backend="sketch")),
+        "validator_none": _start(create_validator, ValidatorSettings(port=0)),
+        "validator_tiny": _start(create_validator, ValidatorSettings(port=0, **tiny.settings())),
+    }
+    for server, _ in started.values():
+        server.ready.wait(60)
+    yield {name: f"127.0.0.1:{port}" for name, (_, port) in started.items()}
+    for server, _ in started.values():
+        server.stop(0)
+
+
+def _gateway(services, outputs: Path, validator: str):
+    settings = GatewaySettings(
+        port=0,
+        http_port=0,
+        planner=services["planner"],
+        renderers=services["renderer"],
+        validator=services[validator],
+        outputs=outputs,
+    )
+    server, port = _start(create_gateway, settings)
+    assert server.ready.wait(30), server.not_ready_reason
+    return server, port
+
+
+@pytest.fixture
+def gateway(services, tmp_path):
+    server, port = _gateway(services, tmp_path / "outputs", "validator_none")
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield storyboards_pb2_grpc.StoryboardsStub(channel), server, tmp_path / "outputs"
+    channel.close()
+    server.stop(0)
+
+
+def _spec(**fields) -> storyboards_pb2.StoryboardSpec:
+    fields.setdefault("story", STORY)
+    fields.setdefault("num_inference_steps", 4)
+    fields.setdefault("width", 256)
+    fields.setdefault("height", 256)
+    return storyboards_pb2.StoryboardSpec(**fields)
+
+
+def _generate(stub, **fields) -> list[storyboards_pb2.StoryboardEvent]:
+    return list(stub.Generate(storyboards_pb2.GenerateRequest(spec=_spec(**fields)), timeout=120))
+
+
+def test_generate_streams_every_stage_and_writes_the_seed_folder(gateway):
+    stub, _, outputs = gateway
+    events = _generate(stub, num_frames=6)
+    kinds = [event.WhichOneof("event") for event in events]
+    assert kinds[0] == "accepted" and kinds[1] == "plan_ready" and kinds[-1] == "completed"
+    assert [event.sequence for event in events] == list(range(1, len(events) + 1))
+    assert kinds.count("frame_rendered") == 6 and kinds.count("frame_validated") == 6
+    assert "frame_progress" in kinds
+
+    final = events[-1].completed.storyboard
+    assert final.state == storyboards_pb2.STORYBOARD_STATE_COMPLETED
+    folder = Path(final.output_dir)
+    assert folder.parent == outputs.resolve()
+    breakdown = json.loads((folder / "scene_breakdown.json").read_text())
+    assert breakdown["story"] == STORY and breakdown["num_frames"] == 6
+    assert {"frame", "description", "camera", "mood"} <= set(breakdown["scenes"][0])
+    prompts = json.loads((folder / "sdxl_prompts.json").read_text())
+    assert len(prompts) == 6 and all(isinstance(p, str) and p for p in prompts)
+    for frame in range(1, 7):
+        with Image.open(folder / f"frame_{frame:03d}.png") as image:
+            assert image.size == (256, 256)
+    with Image.open(folder / "storyboard_grid.png") as grid:
+        assert grid.width > 256
+    assert set(events[-1].completed.files) >= {"scene_breakdown.json", "sdxl_prompts.json", "storyboard_grid.png"}
+
+
+def test_frames_arrive_with_their_images_and_recorded_seeds(gateway):
+    stub, _, _ = gateway
+    events = _generate(stub, num_frames=6, base_seed=1000)
+    rendered = {e.frame_rendered.frame: e.frame_rendered for e in events if e.HasField("frame_rendered")}
+    assert {frame: r.seed for frame, r in rendered.items()} == {f: 1000 + f - 1 for f in range(1, 7)}
+    assert all(r.image.mime_type == "image/png" and r.image.data[:4] == b"\x89PNG" for r in rendered.values())
+    final = events[-1].completed.storyboard
+    assert [f.seed for f in final.frames] == [1000 + f for f in range(6)]
+
+
+def test_without_a_validator_model_frames_are_marked_not_validated(gateway):
+    stub, _, _ = gateway
+    events = _generate(stub, num_frames=6)
+    validated = [e.frame_validated for e in events if e.HasField("frame_validated")]
+    assert {v.verdict for v in validated} == {common_pb2.VERDICT_NOT_VALIDATED}
+    assert all("not ready" in v.reason for v in validated)
+
+
+def test_with_a_validator_model_frames_are_scored_against_frame_one(services, tmp_path):
+    server, port = _gateway(services, tmp_path / "outputs", "validator_tiny")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            events = _generate(storyboards_pb2_grpc.StoryboardsStub(channel), num_frames=6)
+    finally:
+        server.stop(0)
+    assert events[-1].HasField("completed"), events[-1]
+    first = [e.frame_validated for e in events if e.HasField("frame_validated") and e.frame_validated.frame == 1]
+    assert first and first[0].score.consistency == pytest.approx(1.0, abs=1e-4)
+    final = events[-1].completed.storyboard
+    assert all(f.verdict != common_pb2.VERDICT_NOT_VALIDATED for f in final.frames)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field_name"),
+    [
+        ({"story": ""}, "spec.story"),
+        ({"story": "   \n "}, "spec.story"),
+        ({"num_frames": 0}, "spec.num_frames"),
+        ({"num_frames": 11}, "spec.num_frames"),
+        ({"base_seed": -1}, "spec.base_seed"),
+        ({"num_inference_steps": 0}, "spec.num_inference_steps"),
+        ({"guidance_scale": -1.0}, "spec.guidance_scale"),
+        ({"width": 100}, "spec.width"),
+        ({"characters": ["../../etc/passwd"]}, "spec.characters[0]"),
+    ],
+)
+def test_bad_requests_are_invalid_argument_naming_the_field(gateway, fields, field_name):
+    stub, _, _ = gateway
+    for call in (
+        lambda: list(stub.Generate(storyboards_pb2.GenerateRequest(spec=_spec(**fields)), timeout=10)),
+        lambda: stub.Create(storyboards_pb2.CreateRequest(spec=_spec(**fields)), timeout=10),
+        lambda: stub.Plan(storyboards_pb2.StoryboardsPlanRequest(spec=_spec(**fields)), timeout=10),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details().startswith(field_name)
+
+
+def test_create_get_list_watch_and_idempotency(gateway):
+    stub, _, _ = gateway
+    created = stub.Create(storyboards_pb2.CreateRequest(spec=_spec(num_frames=6), idempotency_key="k1"), timeout=10)
+    again = stub.Create(storyboards_pb2.CreateRequest(spec=_spec(num_frames=6), idempotency_key="k1"), timeout=10)
+    assert again.id == created.id
+    events = list(stub.Watch(storyboards_pb2.WatchRequest(id=created.id), timeout=120))
+    assert events[-1].HasField("completed")
+    replay = list(stub.Watch(storyboards_pb2.WatchRequest(id=created.id, after_sequence=3), timeout=10))
+    assert [e.sequence for e in replay] == [e.sequence for e in events[3:]]
+    got = stub.Get(storyboards_pb2.GetRequest(id=created.id), timeout=10)
+    assert got.state == storyboards_pb2.STORYBOARD_STATE_COMPLETED and len(got.frames) == 6
+    listed = stub.List(storyboards_pb2.ListRequest(page_size=100), timeout=10)
+    assert created.id in [s.id for s in listed.storyboards]
+
+
+def test_unknown_and_malformed_ids(gateway):
+    stub, _, _ = gateway
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Get(storyboards_pb2.GetRequest(id="20990101-000000-00000000"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Get(storyboards_pb2.GetRequest(id="../../etc"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_cancel_stops_the_renders_and_ends_the_storyboard(services, tmp_path):
+    renderer = BlockingRenderer()
+    renderer_server, renderer_port = serve_renderer(renderer)
+    gateway_services = {**services, "renderer": f"127.0.0.1:{renderer_port}"}
+    server, port = _gateway(gateway_services, tmp_path / "outputs", "validator_none")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = storyboards_pb2_grpc.StoryboardsStub(channel)
+            stream = stub.Generate(storyboards_pb2.GenerateRequest(spec=_spec(num_frames=6)), timeout=60)
+            first = next(stream)
+            assert renderer.started.wait(10)
+            stub.Cancel(storyboards_pb2.CancelRequest(id=first.storyboard_id), timeout=10)
+            rest = list(stream)
+            assert rest[-1].HasField("failed") and rest[-1].failed.code == "CANCELLED"
+            assert renderer.cancelled.wait(10)
+            state = stub.Get(storyboards_pb2.GetRequest(id=first.storyboard_id), timeout=10).state
+            assert state == storyboards_pb2.STORYBOARD_STATE_CANCELLED
+            folder = Path(first.accepted.storyboard.output_dir)
+            assert (folder / "scene_breakdown.json").exists()  # what was made before the cancel stays
+    finally:
+        server.stop(0)
+        renderer_server.stop(0)
+
+
+def test_plan_is_a_dry_run(gateway):
+    stub, _, outputs = gateway
+    plan = stub.Plan(storyboards_pb2.StoryboardsPlanRequest(spec=_spec(num_frames=7)), timeout=30).plan
+    assert len(plan.scenes) == 7 and all(scene.prompt for scene in plan.scenes)
+    assert not list(outputs.glob("*/frame_001.png"))
+
+
+def test_rest_bridge_creates_follows_and_serves_files(gateway):
+    _, server, _ = gateway
+    base = f"http://127.0.0.1:{server.endpoints['http']}"
+    with httpx.Client(base_url=base, timeout=60) as http:
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/readyz").status_code == 200
+        bad = http.post("/v1/storyboards", json={"spec": {"story": "x", "num_frames": 11}})
+        assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("spec.num_frames")
+        spec = {"story": STORY, "num_frames": 6, "num_inference_steps": 2, "width": 256, "height": 256}
+        created = http.post("/v1/storyboards", json={"spec": spec})
+        assert created.status_code == 202
+        job_id = created.json()["id"]
+        kinds = []
+        with http.stream("GET", f"/v1/storyboards/{job_id}/events") as events:
+            for line in events.iter_lines():
+                if line.startswith("event: "):
+                    kinds.append(line.removeprefix("event: "))
+        assert kinds[0] == "accepted" and kinds[-1] == "completed"
+        frame = http.get(f"/v1/storyboards/{job_id}/frames/1")
+        assert frame.status_code == 200 and frame.headers["content-type"] == "image/png"
+        assert http.get(f"/v1/storyboards/{job_id}/grid.png").status_code == 200
+        assert http.get(f"/v1/storyboards/{job_id}/frames/99").status_code == 400
+        assert http.get("/v1/storyboards/20990101-000000-00000000").status_code == 404
+        assert http.post("/v1/storyboards", content=b"{not json").status_code == 400
