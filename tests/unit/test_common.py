@@ -176,3 +176,15 @@ def test_bad_settings_fail_fast_naming_flag_and_variable(capsys):
 )
 def test_targets_for_one_address_a_list_or_a_dns_name(addresses, target):
     assert target_for(addresses) == target
+
+
+def test_healthcheck_probe_exits_zero_only_when_serving(served, capsys):
+    from storyboard_common import healthcheck
+
+    server, channel, _, release = served
+    port = server.port
+    assert healthcheck.main([f"127.0.0.1:{port}", "storyboard.v1.Planner"]) == 1
+    release.set()
+    server.ready.wait(5)
+    assert healthcheck.main([f"127.0.0.1:{port}", "storyboard.v1.Planner"]) == 0
+    assert "SERVING" in capsys.readouterr().out
