@@ -23,7 +23,7 @@ from storyboard import outputs
 from storyboard.v1 import storyboards_pb2 as sb
 
 from gateway.service import StoryboardService
-from storyboard_common.errors import HTTP_STATUS, InvalidArgument, NotFound, status_for
+from storyboard_common.errors import HTTP_STATUS, InvalidArgument, NotFound, ServiceError, status_for
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -57,9 +57,10 @@ def build_app(service: StoryboardService, is_ready: Callable[[], bool]) -> FastA
     """The FastAPI application; every route is a thin call into ``service``."""
     app = FastAPI(title="Storyboard", version="v1", description="Turn a story into a storyboard.")
 
-    @app.exception_handler(Exception)
-    async def any_error(_request: Request, error: Exception) -> JSONResponse:
-        return _error_response(error)
+    # Expected failures are answered by these handlers; anything else is a bug and reaches the 500 handler.
+    for expected in (ServiceError, grpc.RpcError):
+        app.add_exception_handler(expected, lambda _request, error: _error_response(error))
+    app.add_exception_handler(Exception, lambda _request, error: _error_response(error))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -57,9 +57,13 @@ def load_settings(
     try:
         return CliApp.run(settings_cls, cli_args=args)
     except ValidationError as error:
+        name = prog or settings_cls.__name__
         for problem in error.errors():
             field = ".".join(str(part) for part in problem["loc"])
+            if not field:  # a check across several settings names them in its message
+                print(f"{name}: invalid settings: {problem['msg']}", file=sys.stderr)
+                continue
             flag = "--" + field.replace("_", "-")
             env = _env_name(settings_cls, field)
-            print(f"{prog or settings_cls.__name__}: invalid {flag} (or ${env}): {problem['msg']}", file=sys.stderr)
+            print(f"{name}: invalid {flag} (or ${env}): {problem['msg']}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -41,8 +41,8 @@ def services(tmp_path_factory):
         "validator_none": _start(create_validator, ValidatorSettings(port=0)),
         "validator_tiny": _start(create_validator, ValidatorSettings(port=0, **tiny.settings())),
     }
-    for server, _ in started.values():
-        server.ready.wait(60)
+    for name in ("planner", "renderer", "validator_tiny"):  # the unconfigured validator never becomes ready
+        assert started[name][0].ready.wait(60), started[name][0].not_ready_reason
     yield {name: f"127.0.0.1:{port}" for name, (_, port) in started.items()}
     for server, _ in started.values():
         server.stop(0)

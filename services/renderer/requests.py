@@ -1,0 +1,154 @@
+"""Checking a RenderRequest field by field and turning it into validated ``FrameSpec``s.
+
+Every problem is an InvalidArgument naming the field (``frames[2].width: ...``); nothing is silently corrected.
+Unknown adapters are NOT_FOUND, checked only once every field is well-formed.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from storyboard.v1 import common_pb2, renderer_pb2
+
+from services.renderer.adapters import AdapterCatalog, check_adapter_name
+from services.renderer.backend import AdapterWeight, FrameSpec, SceneHints
+from services.renderer.settings import RenderLimits
+from storyboard_common.errors import InvalidArgument, NotFound
+from storyboard_common.validation import check_image_size, check_range, check_seed
+
+FORMAT_NAMES = {
+    common_pb2.IMAGE_FORMAT_PNG: "PNG",
+    common_pb2.IMAGE_FORMAT_WEBP: "WEBP",
+    common_pb2.IMAGE_FORMAT_JPEG: "JPEG",
+}
+MAX_ADAPTER_WEIGHT = 10.0
+MAX_ADAPTERS_PER_FRAME = 8
+SCENE_TEXT_FIELDS = ("description", "camera", "mood", "setting", "lighting")
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """A validated request: its frames, and how finished frames are encoded."""
+
+    frames: list[FrameSpec]
+    image_format: str
+    quality: int
+
+
+def _check_text(text: str, limit: int, field: str, *, required: bool = False) -> str:
+    if required and not text.strip():
+        raise InvalidArgument(field, "must not be empty")
+    if len(text) > limit:
+        raise InvalidArgument(field, f"is {len(text)} characters long; the limit is {limit}")
+    for char in text:
+        if unicodedata.category(char) == "Cc" and char not in "\n\t\r":
+            raise InvalidArgument(field, f"contains the control character U+{ord(char):04X}")
+    return text
+
+
+def _check_steps(steps: int, limits: RenderLimits, field: str) -> int:
+    if not 1 <= steps <= limits.max_steps:
+        raise InvalidArgument(field, f"must be between 1 and {limits.max_steps}, got {steps}")
+    return steps
+
+
+def _adapters(frame: renderer_pb2.FrameSpec, field: str) -> tuple[AdapterWeight, ...]:
+    if len(frame.adapters) > MAX_ADAPTERS_PER_FRAME:
+        raise InvalidArgument(f"{field}.adapters", f"at most {MAX_ADAPTERS_PER_FRAME}, got {len(frame.adapters)}")
+    seen: set[str] = set()
+    adapters = []
+    for j, ref in enumerate(frame.adapters):
+        name = check_adapter_name(ref.name, f"{field}.adapters[{j}].name")
+        if name in seen:
+            raise InvalidArgument(f"{field}.adapters[{j}].name", f"{name!r} is listed twice")
+        seen.add(name)
+        weight = check_range(ref.weight, -MAX_ADAPTER_WEIGHT, MAX_ADAPTER_WEIGHT, f"{field}.adapters[{j}].weight")
+        adapters.append(AdapterWeight(name, float(weight)))
+    return tuple(adapters)
+
+
+def _scene(frame: renderer_pb2.FrameSpec, limits: RenderLimits, field: str) -> SceneHints | None:
+    if not frame.HasField("scene"):
+        return None
+    texts = {
+        name: _check_text(getattr(frame.scene, name), limits.max_prompt_chars, f"{field}.scene.{name}")
+        for name in SCENE_TEXT_FIELDS
+    }
+    return SceneHints(**texts)
+
+
+def _frame_spec(frame: renderer_pb2.FrameSpec, limits: RenderLimits, field: str) -> FrameSpec:
+    if frame.frame < 1:
+        raise InvalidArgument(f"{field}.frame", f"must be 1 or more, got {frame.frame}")
+    chars = limits.max_prompt_chars
+    guidance = frame.guidance_scale
+    return FrameSpec(
+        frame=frame.frame,
+        prompt=_check_text(frame.prompt, chars, f"{field}.prompt", required=True),
+        prompt_2=_check_text(frame.prompt_2, chars, f"{field}.prompt_2"),
+        negative_prompt=_check_text(frame.negative_prompt, chars, f"{field}.negative_prompt"),
+        seed=check_seed(frame.seed, f"{field}.seed"),
+        width=check_image_size(frame.width, limits.min_size, limits.max_size, f"{field}.width"),
+        height=check_image_size(frame.height, limits.min_size, limits.max_size, f"{field}.height"),
+        steps=_check_steps(frame.steps, limits, f"{field}.steps"),
+        guidance_scale=check_range(guidance, 0.0, limits.max_guidance_scale, f"{field}.guidance_scale"),
+        adapters=_adapters(frame, field),
+        scene=_scene(frame, limits, field),
+    )
+
+
+def _image_format(request: renderer_pb2.RenderRequest, default_format: str) -> str:
+    if request.format == common_pb2.IMAGE_FORMAT_UNSPECIFIED:
+        return default_format.upper()
+    if request.format not in FORMAT_NAMES:
+        raise InvalidArgument("format", f"unknown image format {request.format}")
+    return FORMAT_NAMES[request.format]
+
+
+def _require_adapters(frames: list[FrameSpec], catalog: AdapterCatalog, backend_applies_adapters: bool) -> None:
+    """NotFound for the first adapter the folder lacks. Without a folder, a backend that ignores adapters (sketch)
+    accepts any well-formed name, so a preview works with the same requests as a real render."""
+    if not catalog.configured and not backend_applies_adapters:
+        return
+    for i, frame in enumerate(frames):
+        for j, adapter in enumerate(frame.adapters):
+            try:
+                catalog.path_for(adapter.name)
+            except NotFound as error:
+                raise NotFound(f"frames[{i}].adapters[{j}].name: {error.message}") from None
+
+
+def parse_render_request(
+    request: renderer_pb2.RenderRequest,
+    limits: RenderLimits,
+    catalog: AdapterCatalog,
+    *,
+    backend_applies_adapters: bool,
+    default_format: str,
+    default_quality: int,
+) -> RenderJob:
+    """The request's frames as validated FrameSpecs, with the image format and quality to encode them in."""
+    if not request.frames:
+        raise InvalidArgument("frames", "must not be empty")
+    if len(request.frames) > limits.max_frames_per_request:
+        raise InvalidArgument(
+            "frames", f"at most {limits.max_frames_per_request} frames per request, got {len(request.frames)}"
+        )
+    image_format = _image_format(request, default_format)
+    if not 0 <= request.quality <= 100:
+        raise InvalidArgument(
+            "quality", f"must be between 0 and 100 (0: the renderer's default), got {request.quality}"
+        )
+    frames: list[FrameSpec] = []
+    first_index_of: dict[int, int] = {}
+    for i, frame in enumerate(request.frames):
+        spec = _frame_spec(frame, limits, f"frames[{i}]")
+        if spec.frame in first_index_of:
+            raise InvalidArgument(
+                f"frames[{i}].frame", f"frame {spec.frame} is already used by frames[{first_index_of[spec.frame]}]"
+            )
+        first_index_of[spec.frame] = i
+        frames.append(spec)
+    _require_adapters(frames, catalog, backend_applies_adapters)
+    return RenderJob(frames, image_format, request.quality or default_quality)

@@ -1,0 +1,254 @@
+"""The render queue: admits requests within bounds, groups compatible frames into batches, runs them on the backend
+from one worker thread, and hands each request its events (progress, finished frames, failure) as they happen.
+
+One worker thread owns the backend, so a GPU backend never sees two pipeline calls at once; RPC threads only wait
+on their own ticket's event queue, and encode images in parallel with the next batch. Frames from different requests
+with equal ``FrameSpec.batch_key`` may share a batch; a batch is stopped only when every request in it is gone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from services.renderer.backend import BackendTimings, FrameSpec, RenderBackend
+from storyboard_common.errors import ResourceExhausted, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepDone:
+    """Frame ``frame`` finished denoising step ``step`` of ``total``."""
+
+    frame: int
+    step: int
+    total: int
+
+
+@dataclass(frozen=True)
+class FrameDone:
+    """A frame is finished; ``queue_seconds`` is how long it waited before its batch started."""
+
+    spec: FrameSpec
+    image: Image.Image
+    timings: BackendTimings
+    queue_seconds: float
+    backend: str
+
+
+@dataclass(frozen=True)
+class RenderFailed:
+    """The batch holding one of this request's frames failed; ``error`` is raised to the caller."""
+
+    error: Exception
+
+
+@dataclass(frozen=True)
+class AllDone:
+    """Every frame of the request has been delivered."""
+
+
+TicketEvent = StepDone | FrameDone | RenderFailed | AllDone
+
+
+@dataclass(eq=False)
+class RenderTicket:
+    """One Render call's place in the scheduler: its events, and whether anyone still wants them."""
+
+    id: int
+    frames: int
+    events: queue.SimpleQueue[TicketEvent] = field(default_factory=queue.SimpleQueue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    delivered: int = 0
+
+    def next_event(self, timeout: float) -> TicketEvent | None:
+        """The next event, or None if none came within ``timeout`` seconds."""
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+@dataclass(eq=False)
+class _Job:
+    spec: FrameSpec
+    ticket: RenderTicket
+    enqueued_at: float
+
+
+class RenderScheduler:
+    """A bounded queue of frames in front of one backend, served by one worker thread."""
+
+    def __init__(
+        self,
+        backend: RenderBackend,
+        *,
+        max_batch_size: int,
+        max_queue: int,
+        max_streams: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backend = backend
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self.max_streams = max_streams
+        self._clock = clock
+        self._lock = threading.Condition()
+        self._pending: deque[_Job] = deque()
+        self._open: set[RenderTicket] = set()
+        self._ids = itertools.count(1)
+        self._ready = threading.Event()
+        self._closing = False
+        self._worker: threading.Thread | None = None
+        self.not_ready_reason = "warming up"
+
+    # --- lifecycle --------------------------------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Warm the backend up, then start serving. Raises (and stays not ready) if the backend cannot warm up."""
+        try:
+            self._backend.warm_up()
+        except Exception as error:
+            self.not_ready_reason = f"warm-up failed: {error}"
+            raise
+        with self._lock:
+            if self._closing:
+                return
+            self._worker = threading.Thread(target=self._serve, name="renderer-worker", daemon=True)
+            self._worker.start()
+        self.not_ready_reason = ""
+        self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop taking work, cancel every open request, and wait for the running batch to stop."""
+        with self._lock:
+            self._closing = True
+            for ticket in self._open:
+                ticket.cancelled.set()
+            self._pending.clear()
+            self._lock.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+    # --- requests ---------------------------------------------------------------------------------------------------
+
+    def submit(self, frames: Sequence[FrameSpec]) -> RenderTicket:
+        """Queue ``frames`` as one request; Unavailable before warm-up, ResourceExhausted when over the bounds."""
+        with self._lock:
+            if self._closing:
+                raise Unavailable("the renderer is shutting down; retry on another replica")
+            if not self._ready.is_set():
+                raise Unavailable(f"the renderer is not ready ({self.not_ready_reason}); retry shortly")
+            if len(self._open) >= self.max_streams:
+                raise ResourceExhausted(
+                    f"the renderer is busy: {len(self._open)} Render calls are open and the limit is "
+                    f"{self.max_streams}; retry later or on another replica"
+                )
+            if len(self._pending) + len(frames) > self.max_queue:
+                raise ResourceExhausted(
+                    f"the renderer's queue is full: {len(self._pending)} frames are waiting, the limit is "
+                    f"{self.max_queue} and this request has {len(frames)}; retry later or on another replica"
+                )
+            ticket = RenderTicket(next(self._ids), len(frames))
+            now = self._clock()
+            self._pending.extend(_Job(spec, ticket, now) for spec in frames)
+            self._open.add(ticket)
+            self._lock.notify_all()
+            return ticket
+
+    def release(self, ticket: RenderTicket) -> None:
+        """The caller is gone or done: drop the request's waiting frames and stop its running ones at the next step.
+        Safe to call more than once and from any thread (gRPC calls it from its cancellation callback)."""
+        ticket.cancelled.set()
+        with self._lock:
+            if ticket not in self._open:
+                return
+            self._open.discard(ticket)
+            self._pending = deque(job for job in self._pending if job.ticket is not ticket)
+            self._lock.notify_all()
+
+    @property
+    def queue_depth(self) -> int:
+        """Frames waiting to start."""
+        with self._lock:
+            return len(self._pending)
+
+    @property
+    def open_requests(self) -> int:
+        """Render calls admitted and not yet released."""
+        with self._lock:
+            return len(self._open)
+
+    # --- the worker -------------------------------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[_Job] | None:
+        """The oldest waiting frame and up to ``max_batch_size - 1`` compatible ones after it; None when closing."""
+        with self._lock:
+            while not self._pending and not self._closing:
+                self._lock.wait()
+            if self._closing:
+                return None
+            first = self._pending.popleft()
+            batch = [first]
+            rest: deque[_Job] = deque()
+            while self._pending:
+                job = self._pending.popleft()
+                if len(batch) < self.max_batch_size and job.spec.batch_key == first.spec.batch_key:
+                    batch.append(job)
+                else:
+                    rest.append(job)
+            self._pending = rest
+            return batch
+
+    def _serve(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._render(batch)
+
+    def _render(self, batch: list[_Job]) -> None:
+        started = self._clock()
+        tickets = list(dict.fromkeys(job.ticket for job in batch))
+
+        def on_step(index: int, step: int, total: int) -> None:
+            job = batch[index]
+            if not job.ticket.cancelled.is_set():
+                job.ticket.events.put(StepDone(job.spec.frame, step, total))
+
+        def should_stop() -> bool:
+            return self._closing or all(ticket.cancelled.is_set() for ticket in tickets)
+
+        finished: set[int] = set()
+        try:
+            for result in self._backend.render([job.spec for job in batch], on_step, should_stop):
+                finished.add(result.index)
+                job = batch[result.index]
+                done = FrameDone(job.spec, result.image, result.timings, started - job.enqueued_at, self._backend.name)
+                self._deliver(job.ticket, done)
+        except Exception as error:
+            log.warning("a batch of %d frames failed: %s", len(batch), error, exc_info=True)
+            for ticket in tickets:
+                ticket.events.put(RenderFailed(error))
+            return
+        for index, job in enumerate(batch):
+            if index not in finished and not job.ticket.cancelled.is_set() and not self._closing:
+                # The backend stopped early although someone still waits: a bug in the backend, said as such.
+                job.ticket.events.put(RenderFailed(RuntimeError(f"the backend returned no image for frame {index}")))
+
+    @staticmethod
+    def _deliver(ticket: RenderTicket, done: FrameDone) -> None:
+        ticket.events.put(done)
+        ticket.delivered += 1
+        if ticket.delivered == ticket.frames:
+            ticket.events.put(AllDone())

@@ -1,0 +1,49 @@
+"""Building the renderer's gRPC server from its settings: backend, adapters, scheduler, servicer."""
+
+from __future__ import annotations
+
+import grpc
+from storyboard.v1 import renderer_pb2, renderer_pb2_grpc
+
+from services.renderer.adapters import AdapterCatalog
+from services.renderer.backend import RenderBackend
+from services.renderer.backends import create_backend
+from services.renderer.scheduler import RenderScheduler
+from services.renderer.servicer import RendererServicer
+from services.renderer.settings import RendererSettings
+from storyboard_common.server import Registration, ServiceServer, build_server
+
+SERVICE_NAME = renderer_pb2.DESCRIPTOR.services_by_name["Renderer"].full_name
+
+
+def create_server(settings: RendererSettings, backend: RenderBackend | None = None) -> tuple[ServiceServer, int]:
+    """The renderer server, not yet started; health turns SERVING once the backend has warmed up.
+
+    ``backend`` replaces the one the settings name (tests pass their own); by default it is built from ``settings``.
+    """
+    backend = backend if backend is not None else create_backend(settings)
+    scheduler = RenderScheduler(
+        backend,
+        max_batch_size=settings.max_batch_size,
+        max_queue=settings.max_queue,
+        max_streams=settings.max_streams,
+    )
+    servicer = RendererServicer(
+        backend,
+        scheduler,
+        AdapterCatalog(settings.adapters_dir),
+        settings.limits(),
+        default_format=settings.image_format,
+        default_quality=settings.image_quality,
+    )
+
+    def add(server: grpc.Server) -> None:
+        renderer_pb2_grpc.add_RendererServicer_to_server(servicer, server)
+
+    return build_server(
+        "renderer",
+        settings,
+        [Registration(SERVICE_NAME, add)],
+        warm_up=scheduler.warm_up,
+        closers=[backend.close, scheduler.close],  # run in reverse: stop the queue, then release the weights
+    )
