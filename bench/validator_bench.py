@@ -30,12 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # for tests.support.tiny_clip when run as a script
 
-from storyboard.v1 import common_pb2, validator_pb2  # noqa: E402
-
 from services.validator.requests import parse_score_request  # noqa: E402
 from services.validator.scorer import FrameScorer  # noqa: E402
 from services.validator.scoring import ReferencePolicy, Thresholds  # noqa: E402
 from services.validator.settings import ValidatorSettings  # noqa: E402
+from storyboard.v1 import common_pb2, validator_pb2  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from storyboard.v1 import storyboards_pb2 as sb
 
+from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import InvalidArgument, NotFound
 
 TERMINAL_STATES = frozenset({sb.STORYBOARD_STATE_COMPLETED, sb.STORYBOARD_STATE_FAILED, sb.STORYBOARD_STATE_CANCELLED})

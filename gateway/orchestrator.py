@@ -15,6 +15,9 @@ from pathlib import Path
 
 import grpc
 from PIL import Image
+
+from gateway.jobs import Job, JobStore
+from gateway.spec import frame_seed
 from storyboard import outputs
 from storyboard.v1 import (
     common_pb2,
@@ -26,9 +29,6 @@ from storyboard.v1 import (
     validator_pb2_grpc,
 )
 from storyboard.v1 import storyboards_pb2 as sb
-
-from gateway.jobs import Job, JobStore
-from gateway.spec import frame_seed
 from storyboard_common.channels import open_channel
 from storyboard_common.errors import Cancelled, ServiceError, status_for
 from storyboard_common.images import EXTENSIONS

@@ -19,10 +19,10 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from storyboard import outputs
-from storyboard.v1 import storyboards_pb2 as sb
 
 from gateway.service import StoryboardService
+from storyboard import outputs
+from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import HTTP_STATUS, InvalidArgument, NotFound, ServiceError, status_for
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from storyboard.v1 import storyboards_pb2_grpc
 
 from gateway.jobs import JobStore
 from gateway.orchestrator import Downstream, Orchestrator, Policy
@@ -12,6 +11,7 @@ from gateway.rest import RestBridge
 from gateway.service import StoryboardService
 from gateway.servicer import StoryboardsServicer
 from gateway.settings import GatewaySettings
+from storyboard.v1 import storyboards_pb2_grpc
 from storyboard_common.channels import target_for
 from storyboard_common.errors import Unavailable
 from storyboard_common.server import Registration, ServiceServer, build_server

@@ -8,12 +8,11 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from storyboard.v1 import common_pb2, planner_pb2
-from storyboard.v1 import storyboards_pb2 as sb
-
 from gateway.jobs import Job, JobStore, LoggedEvent
 from gateway.orchestrator import Downstream, Orchestrator
 from gateway.spec import normalized_spec
+from storyboard.v1 import common_pb2, planner_pb2
+from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)

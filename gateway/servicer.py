@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
-from storyboard.v1 import storyboards_pb2 as sb
-from storyboard.v1 import storyboards_pb2_grpc
 
 from gateway.service import StoryboardService
+from storyboard.v1 import storyboards_pb2 as sb
+from storyboard.v1 import storyboards_pb2_grpc
 
 
 class StoryboardsServicer(storyboards_pb2_grpc.StoryboardsServicer):

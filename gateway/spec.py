@@ -6,7 +6,6 @@ import hashlib
 import re
 
 from storyboard.v1 import storyboards_pb2
-
 from storyboard_common.errors import InvalidArgument
 from storyboard_common.validation import (
     MAX_SEED,

@@ -9,11 +9,10 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from storyboard.v1 import common_pb2, renderer_pb2
-
 from services.renderer.adapters import AdapterCatalog, check_adapter_name
 from services.renderer.backend import AdapterWeight, FrameSpec, SceneHints
 from services.renderer.settings import RenderLimits
+from storyboard.v1 import common_pb2, renderer_pb2
 from storyboard_common.errors import InvalidArgument, NotFound
 from storyboard_common.validation import check_image_size, check_range, check_seed
 

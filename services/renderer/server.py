@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-from storyboard.v1 import renderer_pb2, renderer_pb2_grpc
 
 from services.renderer.adapters import AdapterCatalog
 from services.renderer.backend import RenderBackend
@@ -11,6 +10,7 @@ from services.renderer.backends import create_backend
 from services.renderer.scheduler import RenderScheduler
 from services.renderer.servicer import RendererServicer
 from services.renderer.settings import RendererSettings
+from storyboard.v1 import renderer_pb2, renderer_pb2_grpc
 from storyboard_common.server import Registration, ServiceServer, build_server
 
 SERVICE_NAME = renderer_pb2.DESCRIPTOR.services_by_name["Renderer"].full_name

@@ -7,13 +7,13 @@ import time
 from collections.abc import Iterator
 
 import grpc
-from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
 
 from services.renderer.adapters import AdapterCatalog
 from services.renderer.backend import RenderBackend
 from services.renderer.requests import RenderJob, parse_render_request
 from services.renderer.scheduler import AllDone, FrameDone, RenderFailed, RenderScheduler, RenderTicket, StepDone
 from services.renderer.settings import RenderLimits
+from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
 from storyboard_common import images
 from storyboard_common.errors import Unavailable
 

@@ -12,11 +12,10 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storyboard.v1 import common_pb2, validator_pb2
-
 from services.validator.embeddings import content_key
 from services.validator.scoring import ReferencePolicy, Thresholds, strip_trigger_tokens
 from services.validator.settings import ScoreLimits
+from storyboard.v1 import common_pb2, validator_pb2
 from storyboard_common.errors import InvalidArgument
 
 POLICY_FROM_PROTO = {

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from storyboard.v1 import validator_pb2_grpc
-
 from services.validator.scorer import FrameScorer
 from services.validator.scoring import ReferencePolicy, Thresholds
 from services.validator.servicer import ValidatorServicer
 from services.validator.settings import ValidatorSettings
+from storyboard.v1 import validator_pb2_grpc
 from storyboard_common.server import Registration, ServiceServer, build_server
 
 SERVICE_NAME = "storyboard.v1.Validator"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import grpc
-from storyboard.v1 import common_pb2, validator_pb2, validator_pb2_grpc
 
 from services.validator.requests import POLICY_TO_PROTO, parse_score_request
 from services.validator.scorer import FrameScorer, ScoreOutcome
 from services.validator.scoring import FrameResult, ReferencePolicy, Thresholds, Verdict
 from services.validator.settings import ScoreLimits
+from storyboard.v1 import common_pb2, validator_pb2, validator_pb2_grpc
 from storyboard_common.errors import Unavailable
 
 VERDICT_TO_PROTO = {

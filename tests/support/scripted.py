@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 import grpc
-from storyboard.v1 import renderer_pb2, renderer_pb2_grpc
 
+from storyboard.v1 import renderer_pb2, renderer_pb2_grpc
 from storyboard_common.server import Registration, ServiceServer, build_server
 from storyboard_common.settings import ServiceSettings
 

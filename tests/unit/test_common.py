@@ -9,8 +9,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pydantic_settings import SettingsConfigDict
-from storyboard.v1 import planner_pb2, planner_pb2_grpc
 
+from storyboard.v1 import planner_pb2, planner_pb2_grpc
 from storyboard_common.channels import open_channel, target_for
 from storyboard_common.errors import InvalidArgument, NotFound, ResourceExhausted
 from storyboard_common.logs import request_id
@@ -181,7 +181,7 @@ def test_targets_for_one_address_a_list_or_a_dns_name(addresses, target):
 def test_healthcheck_probe_exits_zero_only_when_serving(served, capsys):
     from storyboard_common import healthcheck
 
-    server, channel, _, release = served
+    server, _, _, release = served
     port = server.port
     assert healthcheck.main([f"127.0.0.1:{port}", "storyboard.v1.Planner"]) == 1
     release.set()

@@ -9,16 +9,16 @@ import grpc
 import httpx
 import pytest
 from PIL import Image
-from services.planner.server import create_server as create_planner
-from services.planner.settings import PlannerSettings
-from services.renderer.server import create_server as create_renderer
-from services.validator.server import create_server as create_validator
-from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
 
 from gateway.server import create_server as create_gateway
 from gateway.settings import GatewaySettings
+from services.planner.server import create_server as create_planner
+from services.planner.settings import PlannerSettings
+from services.renderer.server import create_server as create_renderer
 from services.renderer.settings import RendererSettings
+from services.validator.server import create_server as create_validator
 from services.validator.settings import ValidatorSettings
+from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
 from tests.support.scripted import BlockingRenderer, serve_renderer
 from tests.support.tiny_clip import build_tiny_clip
 

@@ -14,7 +14,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
-from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
 
 from services.renderer.__main__ import main
 from services.renderer.backend import FrameSpec
@@ -22,6 +21,7 @@ from services.renderer.scheduler import AllDone, RenderScheduler
 from services.renderer.server import create_server
 from services.renderer.settings import RendererSettings
 from services.renderer.sketch import SketchBackend
+from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
-from storyboard.v1 import common_pb2, validator_pb2, validator_pb2_grpc
 
 from services.validator.server import SERVICE_NAME, create_server
 from services.validator.settings import ValidatorSettings
+from storyboard.v1 import common_pb2, validator_pb2, validator_pb2_grpc
 from storyboard_common.server import ServiceServer
 
 try:

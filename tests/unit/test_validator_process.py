@@ -19,6 +19,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
+
 from storyboard.v1 import common_pb2, validator_pb2, validator_pb2_grpc
 
 try:
