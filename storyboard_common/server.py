@@ -64,7 +64,7 @@ class ServiceServer:
         except Exception as error:
             # Stay up and say why: a health check shows NOT_SERVING, Info RPCs show the reason.
             self.not_ready_reason = str(error) or type(error).__name__
-            log.error("%s is not ready: %s", self.name, self.not_ready_reason)
+            log.warning("%s is not ready: %s", self.name, self.not_ready_reason)
             return
         self.not_ready_reason = ""
         self._set_status(health_pb2.HealthCheckResponse.SERVING)

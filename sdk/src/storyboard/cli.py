@@ -1,14 +1,18 @@
-"""The ``storyboard`` command: run the local stack, make storyboards.
+"""The ``storyboard`` command: run the local stack, plan stories, make and follow storyboards.
 
-    storyboard up                      run planner, renderer(s), validator and gateway on 127.0.0.1 until Ctrl-C
-    storyboard generate --story TEXT   make a storyboard (starts a local stack for the run if no gateway answers)
+    storyboard up                              run planner, renderer(s), validator and gateway until Ctrl-C
+    storyboard plan --story TEXT               plan a story (no GPU, no stack): the spec's "test the breakdown first"
+    storyboard generate --story TEXT           make a storyboard (starts a local stack if no gateway answers)
+    storyboard status ID | cancel ID | fetch ID --output-dir DIR
 
-Every option can also be set by the environment variable named in its help. Failures exit non-zero with one line.
+Options can also be set by the environment variables named in ``--help``. Failures exit non-zero with one line
+(``--verbose`` shows the stack trace); bad flags exit 2 naming the flag; Ctrl-C cancels and exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -19,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
-from storyboard.client import DEFAULT_ADDRESS, Client
+from storyboard import outputs
+from storyboard.client import DEFAULT_ADDRESS, Client, make_spec
 from storyboard.local_stack import (
     DEFAULT_GRPC_PORT,
     DEFAULT_HTTP_PORT,
@@ -31,16 +37,9 @@ from storyboard.local_stack import (
     StackError,
     StackOptions,
 )
+from storyboard.progress import LiveReporter, PlainReporter, frames_table, summary_rows
 from storyboard.results import StoryboardResult
 from storyboard.v1 import common_pb2, storyboards_pb2
-
-VERDICTS = {
-    common_pb2.VERDICT_PASS: "pass",
-    common_pb2.VERDICT_LOW_CONSISTENCY: "low consistency",
-    common_pb2.VERDICT_LOW_ALIGNMENT: "low alignment",
-    common_pb2.VERDICT_REPETITIVE: "repetitive",
-    common_pb2.VERDICT_NOT_VALIDATED: "not validated",
-}
 
 
 class CliError(Exception):
@@ -90,7 +89,8 @@ def _add_stack_options(parser: argparse.ArgumentParser) -> None:
             **kwargs,
         )  # fmt: skip
 
-    option("--planner", "STORYBOARD_PLANNER", "offline", choices=["offline", "openai"], help="planner backend")
+    option("--planner", "STORYBOARD_PLANNER", "auto", choices=["auto", "offline", "openai"],
+           help="planner backend; auto: openai when an API key is set, else offline")  # fmt: skip
     option("--renderer-backend", "STORYBOARD_RENDERER_BACKEND", "sketch", choices=["sketch", "diffusers"],
            help="renderer backend: sketch (CPU layout previews) or diffusers (SDXL + LoRA)")  # fmt: skip
     option("--base-model", "STORYBOARD_BASE_MODEL", "", help="SDXL base model: local folder or hub id")
@@ -129,6 +129,29 @@ def _stack_options(args: argparse.Namespace) -> StackOptions:
     )
 
 
+def _add_gateway_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gateway",
+        default=os.environ.get("STORYBOARD_GATEWAY") or None,
+        help=f"gateway address [$STORYBOARD_GATEWAY; default: {DEFAULT_ADDRESS}]",
+    )
+    parser.add_argument(
+        "--gateway-key",
+        default=os.environ.get("STORYBOARD_API_KEY") or None,
+        help="API key for a gateway that requires one [$STORYBOARD_API_KEY]",
+    )
+
+
+def _add_story_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--story", help="the story; asked for interactively when omitted")
+    parser.add_argument("--num-frames", type=_bounded(int, 6, 10), help="frames, 6-10 (default: the planner decides)")
+    parser.add_argument(
+        "--character", action="append", default=[], help="a registered character to feature (repeatable)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--output-dir", type=Path, help="write the storyboard's files into this folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="storyboard", description="Turn a story into a storyboard.")
     parser.add_argument("--verbose", action="store_true", help="show stack traces on failure")
@@ -137,19 +160,33 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the local stack until Ctrl-C or SIGTERM")
     _add_stack_options(up)
 
+    plan = commands.add_parser("plan", help="plan a story without rendering (no GPU, no running stack needed)")
+    _add_story_options(plan)
+    plan.add_argument("--characters-file", type=Path, default=_env("STORYBOARD_CHARACTERS", None, Path),
+                      help="character registry (TOML) [$STORYBOARD_CHARACTERS]")  # fmt: skip
+    plan.add_argument("--api-key", help="OpenAI API key for the LLM planner [default: $OPENAI_API_KEY]")
+    plan.add_argument("--temperature", type=_bounded(float, 0, 1), help="LLM temperature, 0-1 (0.7)")
+    plan.add_argument("--gateway", help="plan through this gateway instead of in this process")
+
     generate = commands.add_parser("generate", help="make a storyboard from a story")
-    generate.add_argument("--story", help="the story; asked for interactively when omitted")
-    generate.add_argument("--num-frames", type=_bounded(int, 6, 10), help="frames, 6-10 (default: planner decides)")
+    _add_story_options(generate)
+    generate.add_argument("--lora-path", help="LoRA adapter: its name, or a checkpoint path when a local stack runs")
     generate.add_argument("--base-seed", type=_bounded(int, 0, 2**63 - 1), default=42, help="base seed (42)")
     generate.add_argument("--num-inference-steps", type=_bounded(int, 1, 150), default=40, help="steps (40)")
     generate.add_argument("--guidance-scale", type=_bounded(float, 0, 30), default=7.5, help="guidance (7.5)")
-    generate.add_argument("--output-dir", type=Path, help="also write the storyboard's files to this folder")
-    generate.add_argument(
-        "--gateway",
-        help=f"gateway address; without it, $STORYBOARD_GATEWAY or {DEFAULT_ADDRESS} if a gateway answers there, "
-        "else a local stack started for this run",
-    )
+    generate.add_argument("--api-key", help="OpenAI API key for the local stack's planner [default: $OPENAI_API_KEY]")
+    _add_gateway_options(generate)
     _add_stack_options(generate)
+
+    for name, text in (("status", "show a storyboard"), ("cancel", "cancel a storyboard")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("id", help="storyboard id")
+        command.add_argument("--json", action="store_true", help="print the storyboard as JSON")
+        _add_gateway_options(command)
+    fetch = commands.add_parser("fetch", help="download a storyboard's files from a gateway")
+    fetch.add_argument("id", help="storyboard id")
+    fetch.add_argument("--output-dir", type=Path, required=True, help="folder to write the files into")
+    _add_gateway_options(fetch)
     return parser
 
 
@@ -188,96 +225,230 @@ def _read_story(args: argparse.Namespace) -> str:
     return story
 
 
-def _spec(args: argparse.Namespace, story: str) -> storyboards_pb2.StoryboardSpec:
-    spec = storyboards_pb2.StoryboardSpec(
-        story=story,
-        base_seed=args.base_seed,
-        num_inference_steps=args.num_inference_steps,
-        guidance_scale=args.guidance_scale,
-    )
-    if args.num_frames is not None:
-        spec.num_frames = args.num_frames
-    return spec
+def _plan_json(plan: common_pb2.Plan) -> dict[str, Any]:
+    return {
+        "story": plan.story,
+        "num_frames": len(plan.scenes),
+        "scenes": outputs.scene_breakdown(plan)["scenes"],
+        "prompts": outputs.sdxl_prompts(plan),
+        "negative_prompt": plan.negative_prompt,
+        "warnings": list(plan.warnings),
+        "planner": plan.planner,
+    }
 
 
-def _print_event(event: storyboards_pb2.StoryboardEvent) -> None:
-    kind = event.WhichOneof("event")
-    if kind == "accepted":
-        print(f"storyboard {event.storyboard_id} accepted", flush=True)
-    elif kind == "plan_ready":
-        plan = event.plan_ready.plan
-        print(f"plan ready: {len(plan.scenes)} frames (planner: {plan.planner})")
-        for scene in plan.scenes:
-            print(f"  {scene.frame:>2}. {scene.camera}: {scene.description}")
-        for warning in plan.warnings:
-            print(f"  warning: {warning}")
-    elif kind == "frame_rendered":
-        r = event.frame_rendered
-        print(f"frame {r.frame} rendered (attempt {r.attempt}, seed {r.seed}, {r.backend})", flush=True)
-    elif kind == "frame_validated":
-        v = event.frame_validated
-        detail = f" ({v.reason})" if v.reason else f" (consistency {v.score.consistency:.2f})"
-        print(f"frame {v.frame} validated: {VERDICTS.get(v.verdict, 'unknown')}{detail}", flush=True)
-    elif kind == "retry":
-        print(f"frame {event.retry.frame}: retry {event.retry.attempt} with seed {event.retry.seed}", flush=True)
+def cmd_plan(args: argparse.Namespace) -> int:
+    story = _read_story(args)
+    if args.gateway:
+        with Client(args.gateway) as client:
+            spec = make_spec(story=story, num_frames=args.num_frames, temperature=args.temperature,
+                             characters=args.character)  # fmt: skip
+            plan = client.plan(spec)
+    else:
+        plan = _plan_in_process(args, story)
+    if args.output_dir is not None:
+        outputs.write_plan_files(args.output_dir, plan)
+    if args.json:
+        print(json.dumps(_plan_json(plan), indent=2, ensure_ascii=False))
+        return 0
+    print(f"{len(plan.scenes)} frames (planner: {plan.planner})")
+    for scene in plan.scenes:
+        print(f"\n{scene.frame:>2}. {scene.camera} | {scene.mood} | {scene.setting}, {scene.lighting}")
+        print(f"    {scene.description}")
+        print(f"    prompt: {scene.prompt}")
+    print(f"\nnegative prompt: {plan.negative_prompt}")
+    for warning in plan.warnings:
+        print(f"warning: {warning}")
+    if args.output_dir is not None:
+        print(f"\nwrote {outputs.SCENE_BREAKDOWN} and {outputs.SDXL_PROMPTS} to {args.output_dir.resolve()}")
+    return 0
 
 
-def _run_generate(client: Client, spec: storyboards_pb2.StoryboardSpec, output_dir: Path | None) -> int:
-    result = StoryboardResult()
+def _plan_in_process(args: argparse.Namespace, story: str) -> common_pb2.Plan:
     try:
-        for event in client.generate(spec):
-            result.add(event)
-            _print_event(event)
+        from services.planner.planning import plan_story
+        from services.planner.settings import PlannerSettings
+    except ImportError:
+        raise CliError("planning in this process needs storyboard-server installed; or pass --gateway") from None
+    if args.api_key:
+        os.environ["OPENAI_API_KEY"] = args.api_key  # read by the planner's settings; never printed
+    from storyboard_common.errors import ServiceError
+
+    try:
+        settings = PlannerSettings(characters_file=args.characters_file)
+        return plan_story(story, args.num_frames, temperature=args.temperature, characters=args.character,
+                          settings=settings, timeout_seconds=120)  # fmt: skip
+    except ServiceError as error:
+        raise CliError(f"{error.code.name}: {error.message}") from None
+    except ValueError as error:  # settings: a missing registry file, say
+        raise CliError(str(error).splitlines()[-1].strip()) from None
+
+
+def _generate_spec(args: argparse.Namespace, story: str, adapter: str | None) -> storyboards_pb2.StoryboardSpec:
+    return make_spec(
+        story=story, num_frames=args.num_frames, base_seed=args.base_seed,
+        num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+        characters=args.character, adapters={adapter: 1.0} if adapter else None,
+    )  # fmt: skip
+
+
+def _lora(args: argparse.Namespace, local: bool, options: StackOptions | None) -> str | None:
+    """The adapter name for --lora-path; a checkpoint path becomes the local stack's adapters folder."""
+    if not args.lora_path:
+        return None
+    path = Path(args.lora_path)
+    if not path.exists():
+        return args.lora_path
+    if not local or options is None:
+        raise CliError("--lora-path: a checkpoint path works only when generate starts its own local stack; "
+                       "give the adapter's name as the gateway knows it", 2)  # fmt: skip
+    options.adapters_dir = path.resolve().parent
+    return path.stem if path.is_file() else path.name
+
+
+def _follow(run: Any, json_mode: bool) -> StoryboardResult:
+    live = sys.stdout.isatty() and not json_mode
+    reporter = LiveReporter() if live else PlainReporter(sys.stderr if json_mode else sys.stdout)
+    try:
+        with reporter:
+            for event in run:
+                reporter.show(event)
     except KeyboardInterrupt:
-        if result.storyboard_id:
-            client.cancel(result.storyboard_id)
-            print(f"cancelled storyboard {result.storyboard_id}", file=sys.stderr)
-        return 130
+        if run.storyboard_id:
+            run.cancel()
+            print(f"cancelled storyboard {run.storyboard_id}", file=sys.stderr)
+        raise CliError("interrupted", 130) from None
+    return run.result
+
+
+def _report(result: StoryboardResult, args: argparse.Namespace) -> int:
     if result.failure is not None:
         raise CliError(f"storyboard failed: {result.failure.code}: {result.failure.message}")
     assert result.final is not None
+    saved = result.save(args.output_dir) if args.output_dir is not None else []
+    if args.json:
+        document = {
+            "id": result.final.id,
+            "output_dir": result.final.output_dir,
+            "saved_to": str(args.output_dir.resolve()) if args.output_dir else None,
+            "plan": _plan_json(result.plan) if result.plan else None,
+            "frames": [dict(zip(("frame", "seed", "attempts", "consistency", "alignment", "verdict"), row,
+                                strict=True)) for row in summary_rows(result)],
+        }  # fmt: skip
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return 0
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        Console().print(frames_table(result))
+    else:
+        for row in summary_rows(result):
+            print("frame {} seed {} attempts {} consistency {} alignment {} verdict {}".format(*row))
     print(f"storyboard written to {result.final.output_dir}")
-    if output_dir is not None:
-        result.save(output_dir)
-        print(f"copied to {output_dir.resolve()}")
+    if saved:
+        print(f"files also written to {args.output_dir.resolve()}")
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    spec = _spec(args, _read_story(args))
-    address = args.gateway or os.environ.get("STORYBOARD_GATEWAY") or DEFAULT_ADDRESS
-    with Client(address) as client:
+    story = _read_story(args)
+    address = args.gateway or DEFAULT_ADDRESS
+    with Client(address, api_key=args.gateway_key) as client:
         if args.gateway or client.is_serving():
-            return _run_generate(client, spec, args.output_dir)
-    print(f"no gateway at {address}; starting a local stack for this run", flush=True)
+            if args.api_key:
+                raise CliError("--api-key: the gateway's planner has its own key; it is used only by a local stack", 2)
+            spec = _generate_spec(args, story, _lora(args, local=False, options=None))
+            return _report(_follow(client.generate(spec), args.json), args)
     options = _stack_options(args)
+    spec = _generate_spec(args, story, _lora(args, local=True, options=options))
+    if args.api_key:
+        os.environ["OPENAI_API_KEY"] = args.api_key  # inherited by the planner process; never printed
     # Free ports for everything, so this run never collides with a stack the user runs meanwhile.
     options.grpc_port = options.http_port = options.planner_port = options.renderer_port = options.validator_port = 0
-    log_dir = Path(tempfile.mkdtemp(prefix="storyboard-logs-"))
-    with LocalStack(options, log_dir=log_dir) as stack, Client(stack.gateway_address) as client:
+    out = sys.stderr if args.json else sys.stdout
+    print(f"no gateway at {address}; starting a local stack for this run", file=out, flush=True)
+    with LocalStack(options, log_dir=Path(tempfile.mkdtemp(prefix="storyboard-logs-"))) as stack:
         for note in stack.notes:
-            print(f"note: {note}")
-        return _run_generate(client, spec, args.output_dir)
+            print(f"note: {note}", file=out)
+        with Client(stack.gateway_address) as client:
+            return _report(_follow(client.generate(spec), args.json), args)
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.gateway or DEFAULT_ADDRESS, api_key=args.gateway_key, timeout=30)
+
+
+def _print_storyboard(storyboard: storyboards_pb2.Storyboard, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(json_format.MessageToDict(storyboard, preserving_proto_field_name=True), indent=2))
+        return
+    state = storyboards_pb2.StoryboardState.Name(storyboard.state).removeprefix("STORYBOARD_STATE_").lower()
+    print(f"{storyboard.id}: {state}")
+    if storyboard.error:
+        print(f"  error: {storyboard.error}")
+    done = sum(1 for frame in storyboard.frames if frame.rendered)
+    if storyboard.frames:
+        print(f"  frames: {done} of {len(storyboard.frames)} rendered")
+    print(f"  folder: {storyboard.output_dir}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print_storyboard(client.get(args.id), args.json)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print_storyboard(client.cancel(args.id), args.json)
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    with Client(args.gateway or DEFAULT_ADDRESS, api_key=args.gateway_key) as client:
+        result = client.fetch(args.id)
+    if result.final is None:
+        message = f"{result.failure.code}: {result.failure.message}" if result.failure else "it has not completed"
+        raise CliError(f"storyboard {args.id} has no files to fetch ({message})")
+    written = result.save(args.output_dir)
+    print(f"wrote {len(written)} files to {args.output_dir.resolve()}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "up": cmd_up,
+    "plan": cmd_plan,
+    "generate": cmd_generate,
+    "status": cmd_status,
+    "cancel": cmd_cancel,
+    "fetch": cmd_fetch,
+}
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, grpc.RpcError):
+        return f"{error.code().name}: {error.details()}"  # type: ignore[attr-defined]
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-    except CliError as error:
+    except CliError as error:  # a bad environment variable, found while building the defaults
         print(f"storyboard: {error}", file=sys.stderr)
         return error.status
     try:
-        return {"up": cmd_up, "generate": cmd_generate}[args.command](args)
+        return COMMANDS[args.command](args)
     except CliError as error:
         print(f"storyboard: {error}", file=sys.stderr)
         return error.status
-    except StackError as error:
-        print(f"storyboard: {error}", file=sys.stderr)
-        return 1
-    except grpc.RpcError as error:
+    except KeyboardInterrupt:
+        print("storyboard: interrupted", file=sys.stderr)
+        return 130
+    except (StackError, grpc.RpcError, OSError) as error:
         if args.verbose:
             raise
-        print(f"storyboard: {error.code().name}: {error.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        print(f"storyboard: {_one_line(error)}", file=sys.stderr)
         return 1
 
 

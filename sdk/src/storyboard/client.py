@@ -1,38 +1,159 @@
-"""A synchronous client for the gateway's storyboard.v1.Storyboards API."""
+"""Clients for the gateway's ``storyboard.v1.Storyboards`` API: ``Client`` (blocking) and ``AsyncClient`` (asyncio).
+
+    from storyboard import Client
+
+    with Client("127.0.0.1:50051") as client:
+        run = client.generate(story="A fox crosses a frozen river at dawn", num_frames=6)
+        for event in run:                 # typed events: PlanReady, FrameRendered, FrameValidated, Completed, …
+            print(event)
+        run.result.save("my_storyboard")  # the same files the gateway writes
+
+Both clients send an API key as ``authorization: Bearer …`` metadata when given one, use TLS when asked, put a
+deadline on every call, retry idempotent calls on UNAVAILABLE, and resume a watched stream after a dropped
+connection from the last event received. ``create``/``generate`` send an idempotency key (a new one unless given),
+so retrying them never makes a second storyboard.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from storyboard.events import StoryboardEvent, from_proto
+from storyboard.results import StoryboardResult
 from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+SERVICE = "storyboard.v1.Storyboards"
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_IDEMPOTENT = ("Get", "List", "Plan", "Cancel", "Create")  # Create carries an idempotency key
+
+
+def _service_config() -> str:
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{"service": SERVICE, "method": method} for method in _IDEMPOTENT],
+                    "retryPolicy": {
+                        "maxAttempts": 4,
+                        "initialBackoff": "0.2s",
+                        "maxBackoff": "3s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How to reach a gateway."""
+
+    address: str = DEFAULT_ADDRESS
+    api_key: str | None = None
+    tls: bool = False
+    root_certificates: bytes | None = None  # PEM; None uses the system's roots
+    timeout: float | None = None  # seconds per unary call; streams run until the storyboard ends
+    reconnects: int = 5  # times a dropped Watch/Generate stream is resumed
+
+    def channel_args(self) -> list[tuple[str, Any]]:
+        return [
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.service_config", _service_config()),
+            ("grpc.enable_retries", 1),
+        ]
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        return grpc.ssl_channel_credentials(self.root_certificates) if self.tls else None
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
+
+
+def make_spec(spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any) -> storyboards_pb2.StoryboardSpec:
+    """A StoryboardSpec from keyword arguments (``story=…, num_frames=8, base_seed=42, characters=[…]``), or a copy
+    of ``spec`` with them applied. Adapters may be given as ``{"name": weight}``."""
+    out = storyboards_pb2.StoryboardSpec()
+    if spec is not None:
+        out.CopyFrom(spec)
+    adapters = fields.pop("adapters", None)
+    characters = fields.pop("characters", None)
+    for name, value in fields.items():
+        if value is not None:
+            setattr(out, name, value)
+    if characters:
+        out.characters.extend(characters)
+    if adapters:
+        items = adapters.items() if isinstance(adapters, dict) else adapters
+        out.adapters.extend(common_pb2.AdapterRef(name=n, weight=w) for n, w in items)
+    return out
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.2 * 2**attempt, 3.0)
+
+
+class GenerateRun:
+    """The events of one storyboard as they happen; collects them into ``result`` as they pass."""
+
+    def __init__(self, events: Iterator[StoryboardEvent], cancel: Any) -> None:
+        self.result = StoryboardResult()
+        self._events = events
+        self._cancel = cancel
+
+    @property
+    def storyboard_id(self) -> str:
+        return self.result.storyboard_id
+
+    def __iter__(self) -> Iterator[StoryboardEvent]:
+        for event in self._events:
+            self.result.add(event.proto)
+            yield event
+
+    def wait(self) -> StoryboardResult:
+        """Consume the remaining events and return the collected result."""
+        for _ in self:
+            pass
+        return self.result
+
+    def cancel(self) -> None:
+        """Cancel the storyboard on the gateway (frames already written stay)."""
+        if self.storyboard_id:
+            self._cancel(self.storyboard_id)
 
 
 class Client:
-    """Talks to one gateway. Use as a context manager, or call ``close()``."""
+    """A blocking client. Use as a context manager, or call ``close()``."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, *, timeout: float | None = None) -> None:
-        self.address = address
-        self._timeout = timeout
-        self._channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-            ],
+    def __init__(self, address: str = DEFAULT_ADDRESS, **options: Any) -> None:
+        self.options = ClientOptions(address=address, **options)
+        credentials = self.options.credentials()
+        args = self.options.channel_args()
+        self._channel = (
+            grpc.secure_channel(address, credentials, options=args)
+            if credentials
+            else grpc.insecure_channel(address, options=args)
         )
         self._stub = storyboards_pb2_grpc.StoryboardsStub(self._channel)
+        self._metadata = self.options.metadata()
 
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *_exc: tuple[type[BaseException], BaseException, TracebackType] | tuple[None, ...]) -> None:
+    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:
@@ -42,39 +163,164 @@ class Client:
         """True when a gateway answers at the address and reports SERVING."""
         try:
             response = health_pb2_grpc.HealthStub(self._channel).Check(
-                health_pb2.HealthCheckRequest(service="storyboard.v1.Storyboards"), timeout=timeout
+                health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout
             )
         except grpc.RpcError:
             return False
         return response.status == health_pb2.HealthCheckResponse.SERVING
 
-    def generate(
-        self, spec: storyboards_pb2.StoryboardSpec, idempotency_key: str = ""
-    ) -> Iterator[storyboards_pb2.StoryboardEvent]:
-        """Create a storyboard and yield its events until it ends."""
-        request = storyboards_pb2.GenerateRequest(spec=spec, idempotency_key=idempotency_key)
-        yield from self._stub.Generate(request, timeout=self._timeout)
+    def _call(self, method: Any, request: Any) -> Any:
+        return method(request, timeout=self.options.timeout, metadata=self._metadata)
 
-    def create(self, spec: storyboards_pb2.StoryboardSpec, idempotency_key: str = "") -> storyboards_pb2.Storyboard:
-        return self._stub.Create(
-            storyboards_pb2.CreateRequest(spec=spec, idempotency_key=idempotency_key), timeout=self._timeout
+    def create(
+        self, spec: storyboards_pb2.StoryboardSpec | None = None, *, idempotency_key: str = "", **fields: Any
+    ) -> storyboards_pb2.Storyboard:
+        """Create a storyboard and return at once."""
+        request = storyboards_pb2.CreateRequest(
+            spec=make_spec(spec, **fields), idempotency_key=idempotency_key or uuid.uuid4().hex
         )
+        return self._call(self._stub.Create, request)
+
+    def generate(
+        self, spec: storyboards_pb2.StoryboardSpec | None = None, *, idempotency_key: str = "", **fields: Any
+    ) -> GenerateRun:
+        """Create a storyboard and follow it: iterate the returned run for typed events."""
+        request = storyboards_pb2.GenerateRequest(
+            spec=make_spec(spec, **fields), idempotency_key=idempotency_key or uuid.uuid4().hex
+        )
+        return GenerateRun(self._generate(request), self.cancel)
+
+    def _generate(self, request: storyboards_pb2.GenerateRequest) -> Iterator[StoryboardEvent]:
+        last, storyboard_id = 0, ""
+        for attempt in range(self.options.reconnects + 1):
+            try:
+                if storyboard_id:
+                    stream = self._stub.Watch(
+                        storyboards_pb2.WatchRequest(id=storyboard_id, after_sequence=last), metadata=self._metadata
+                    )
+                else:  # the same idempotency key returns the same storyboard
+                    stream = self._stub.Generate(request, metadata=self._metadata)
+                for raw in stream:
+                    if raw.sequence <= last:
+                        continue
+                    last, storyboard_id = raw.sequence, raw.storyboard_id
+                    yield from_proto(raw)
+                return
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.options.reconnects:
+                    raise
+                time.sleep(_backoff(attempt))
 
     def get(self, storyboard_id: str) -> storyboards_pb2.Storyboard:
-        return self._stub.Get(storyboards_pb2.GetRequest(id=storyboard_id), timeout=self._timeout)
+        return self._call(self._stub.Get, storyboards_pb2.GetRequest(id=storyboard_id))
 
     def list(self, page_size: int = 0, page_token: str = "") -> storyboards_pb2.ListResponse:
-        return self._stub.List(
-            storyboards_pb2.ListRequest(page_size=page_size, page_token=page_token), timeout=self._timeout
-        )
+        return self._call(self._stub.List, storyboards_pb2.ListRequest(page_size=page_size, page_token=page_token))
 
-    def watch(self, storyboard_id: str, after_sequence: int = 0) -> Iterator[storyboards_pb2.StoryboardEvent]:
-        yield from self._stub.Watch(
-            storyboards_pb2.WatchRequest(id=storyboard_id, after_sequence=after_sequence), timeout=self._timeout
-        )
+    def watch(self, storyboard_id: str, after_sequence: int = 0) -> Iterator[StoryboardEvent]:
+        """A storyboard's events after ``after_sequence`` until it ends, resuming after a dropped connection."""
+        last = after_sequence
+        for attempt in range(self.options.reconnects + 1):
+            try:
+                request = storyboards_pb2.WatchRequest(id=storyboard_id, after_sequence=last)
+                for raw in self._stub.Watch(request, metadata=self._metadata):
+                    last = raw.sequence
+                    yield from_proto(raw)
+                return
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.options.reconnects:
+                    raise
+                time.sleep(_backoff(attempt))
+
+    def fetch(self, storyboard_id: str) -> StoryboardResult:
+        """Everything of a storyboard (plan, frames) collected from its events; ``.save(folder)`` writes it."""
+        result = StoryboardResult()
+        for event in self.watch(storyboard_id):
+            result.add(event.proto)
+        return result
 
     def cancel(self, storyboard_id: str) -> storyboards_pb2.Storyboard:
-        return self._stub.Cancel(storyboards_pb2.CancelRequest(id=storyboard_id), timeout=self._timeout)
+        return self._call(self._stub.Cancel, storyboards_pb2.CancelRequest(id=storyboard_id))
 
-    def plan(self, spec: storyboards_pb2.StoryboardSpec) -> common_pb2.Plan:
-        return self._stub.Plan(storyboards_pb2.StoryboardsPlanRequest(spec=spec), timeout=self._timeout).plan
+    def plan(self, spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any) -> common_pb2.Plan:
+        """Plan a story without rendering it."""
+        request = storyboards_pb2.StoryboardsPlanRequest(spec=make_spec(spec, **fields))
+        return self._call(self._stub.Plan, request).plan
+
+
+class AsyncClient:
+    """The asyncio client: the same calls as ``Client``, as coroutines and async iterators."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, **options: Any) -> None:
+        self.options = ClientOptions(address=address, **options)
+        credentials = self.options.credentials()
+        args = self.options.channel_args()
+        self._channel = (
+            grpc.aio.secure_channel(address, credentials, options=args)
+            if credentials
+            else grpc.aio.insecure_channel(address, options=args)
+        )
+        self._stub = storyboards_pb2_grpc.StoryboardsStub(self._channel)
+        self._metadata = self.options.metadata()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        return await method(request, timeout=self.options.timeout, metadata=self._metadata)
+
+    async def create(
+        self, spec: storyboards_pb2.StoryboardSpec | None = None, *, idempotency_key: str = "", **fields: Any
+    ) -> storyboards_pb2.Storyboard:
+        request = storyboards_pb2.CreateRequest(
+            spec=make_spec(spec, **fields), idempotency_key=idempotency_key or uuid.uuid4().hex
+        )
+        return await self._call(self._stub.Create, request)
+
+    async def generate(
+        self, spec: storyboards_pb2.StoryboardSpec | None = None, *, idempotency_key: str = "", **fields: Any
+    ) -> AsyncIterator[StoryboardEvent]:
+        """Create a storyboard and yield its typed events until it ends (resuming after a dropped connection)."""
+        created = await self.create(spec, idempotency_key=idempotency_key, **fields)
+        async for event in self.watch(created.id):
+            yield event
+
+    async def get(self, storyboard_id: str) -> storyboards_pb2.Storyboard:
+        return await self._call(self._stub.Get, storyboards_pb2.GetRequest(id=storyboard_id))
+
+    async def list(self, page_size: int = 0, page_token: str = "") -> storyboards_pb2.ListResponse:
+        request = storyboards_pb2.ListRequest(page_size=page_size, page_token=page_token)
+        return await self._call(self._stub.List, request)
+
+    async def watch(self, storyboard_id: str, after_sequence: int = 0) -> AsyncIterator[StoryboardEvent]:
+        last = after_sequence
+        for attempt in range(self.options.reconnects + 1):
+            try:
+                request = storyboards_pb2.WatchRequest(id=storyboard_id, after_sequence=last)
+                async for raw in self._stub.Watch(request, metadata=self._metadata):
+                    last = raw.sequence
+                    yield from_proto(raw)
+                return
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.options.reconnects:
+                    raise
+                await asyncio.sleep(_backoff(attempt))
+
+    async def fetch(self, storyboard_id: str) -> StoryboardResult:
+        result = StoryboardResult()
+        async for event in self.watch(storyboard_id):
+            result.add(event.proto)
+        return result
+
+    async def cancel(self, storyboard_id: str) -> storyboards_pb2.Storyboard:
+        return await self._call(self._stub.Cancel, storyboards_pb2.CancelRequest(id=storyboard_id))
+
+    async def plan(self, spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any) -> common_pb2.Plan:
+        request = storyboards_pb2.StoryboardsPlanRequest(spec=make_spec(spec, **fields))
+        return (await self._call(self._stub.Plan, request)).plan

@@ -34,7 +34,7 @@ class StackError(RuntimeError):
 class StackOptions:
     """What the local stack runs. Port 0 picks a free port."""
 
-    planner: str = "offline"
+    planner: str = "auto"  # auto: the planner picks openai when an API key is configured, else offline
     renderer_backend: str = "sketch"
     base_model: str = ""
     adapters_dir: Path | None = None
@@ -151,9 +151,9 @@ class LocalStack:
         else:
             render_ports = [_free_port() for _ in range(o.renderers)]
         self._http_port = self._port(o.http_port)
-        planner_args = ["--backend", o.planner]
+        planner_args = [] if o.planner == "auto" else ["--backend", o.planner]
         if o.characters:
-            planner_args += ["--characters", str(o.characters)]
+            planner_args += ["--characters-file", str(o.characters)]
         renderer_args = ["--backend", o.renderer_backend, "--device", o.device]
         if o.base_model:
             renderer_args += ["--base-model", o.base_model]

@@ -1,0 +1,128 @@
+"""The ``storyboard`` CLI as a user runs it: a subprocess against a real gateway on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from storyboard import Client
+from storyboard.v1 import storyboards_pb2
+from tests.support.scripted import BlockingRenderer, serve_renderer
+from tests.support.stack import in_process_stack
+
+pytestmark = pytest.mark.integration
+STORY = "Aldar Kose tricks a wealthy merchant by selling him a magical pot, then rides home across the steppe"
+FAST = ["--num-inference-steps", "2"]
+
+
+def storyboard(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STORYBOARD_GATEWAY": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "storyboard.cli", *args],
+        input=stdin, capture_output=True, text=True, timeout=timeout, env=env,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with in_process_stack(tmp_path_factory.mktemp("outputs")) as running:
+        yield running
+
+
+def test_generate_through_a_gateway_into_a_folder_with_a_frame_table(stack, tmp_path):
+    result = storyboard("generate", "--gateway", stack.address, "--story", STORY, "--num-frames", "6", *FAST,
+                        "--output-dir", str(tmp_path / "out"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "plan ready: 6 frames" in result.stdout
+    assert "frame 6 seed 47 attempts 1" in result.stdout  # the final table, plain when not on a terminal
+    assert "storyboard written to" in result.stdout
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"scene_breakdown.json", "sdxl_prompts.json", "frame_001.png", "frame_006.png"} <= names
+
+
+def test_the_story_is_read_from_stdin_when_not_given(stack):
+    result = storyboard("generate", "--gateway", stack.address, "--num-frames", "6", *FAST, stdin=STORY + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "plan ready" in result.stdout
+
+
+def test_json_prints_one_object(stack):
+    result = storyboard("generate", "--gateway", stack.address, "--story", STORY, "--num-frames", "7", *FAST, "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert len(document["frames"]) == 7 and document["plan"]["num_frames"] == 7
+    assert Path(document["output_dir"]).is_dir()
+
+
+def test_status_cancel_and_fetch(stack, tmp_path):
+    with Client(stack.address) as client:
+        storyboard_id = client.create(story=STORY, num_frames=6, num_inference_steps=2, width=256, height=256).id
+        client.fetch(storyboard_id)  # wait for it to finish
+    status = storyboard("status", storyboard_id, "--gateway", stack.address)
+    assert status.returncode == 0 and "completed" in status.stdout
+    fetched = storyboard("fetch", storyboard_id, "--gateway", stack.address, "--output-dir", str(tmp_path / "f"))
+    assert fetched.returncode == 0, fetched.stderr
+    assert (tmp_path / "f" / "storyboard_grid.png").exists()
+    missing = storyboard("status", "20990101-000000-00000000", "--gateway", stack.address)
+    assert missing.returncode == 1 and missing.stderr.startswith("storyboard: NOT_FOUND")
+    assert "Traceback" not in missing.stderr
+
+
+def test_plan_json_and_output_dir_without_any_stack(tmp_path):
+    result = storyboard("plan", "--story", STORY, "--num-frames", "8", "--json", "--output-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert set(document) >= {"story", "num_frames", "scenes", "prompts", "negative_prompt", "warnings"}
+    assert document["num_frames"] == 8 and len(document["prompts"]) == 8
+    assert json.loads((tmp_path / "sdxl_prompts.json").read_text()) == document["prompts"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "name"),
+    [
+        (["--num-frames", "11"], "--num-frames"),
+        (["--num-frames", "0"], "--num-frames"),
+        (["--guidance-scale", "-1"], "--guidance-scale"),
+        (["--base-seed", "-5"], "--base-seed"),
+        (["--num-inference-steps", "lots"], "--num-inference-steps"),
+    ],
+)
+def test_bad_flags_fail_fast_naming_the_flag(flags, name):
+    result = storyboard("generate", "--story", STORY, *flags, timeout=30)
+    assert result.returncode == 2
+    assert name in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_cancels_the_storyboard_on_the_gateway(tmp_path):
+    renderer = BlockingRenderer()
+    renderer_server, renderer_port = serve_renderer(renderer)
+    try:
+        with in_process_stack(tmp_path / "outputs", renderer_address=f"127.0.0.1:{renderer_port}") as stack:
+            cli = subprocess.Popen(
+                [sys.executable, "-m", "storyboard.cli", "generate", "--gateway", stack.address, "--story", STORY],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert renderer.started.wait(60)
+            time.sleep(0.3)
+            cli.send_signal(signal.SIGINT)
+            _, err = cli.communicate(timeout=30)
+            assert cli.returncode == 130, err
+            assert "cancelled storyboard" in err
+            with Client(stack.address) as client:
+                (job,) = client.list().storyboards
+                for _ in range(100):
+                    if job.state == storyboards_pb2.STORYBOARD_STATE_CANCELLED:
+                        break
+                    time.sleep(0.05)
+                    job = client.get(job.id)
+            assert job.state == storyboards_pb2.STORYBOARD_STATE_CANCELLED
+            assert renderer.cancelled.wait(10)
+    finally:
+        renderer_server.stop(0)

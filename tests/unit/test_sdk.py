@@ -1,0 +1,123 @@
+"""The client SDK against a real gateway on loopback: typed events, save(), sync and async, resuming watches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+
+from storyboard import AsyncClient, Client
+from storyboard import events as ev
+from storyboard.v1 import storyboards_pb2
+from tests.support.scripted import BlockingRenderer, serve_renderer
+from tests.support.stack import in_process_stack
+from tests.support.tcp_proxy import TcpProxy
+
+STORY = "A fox crosses a frozen river at dawn, finds its den under an old oak and falls asleep"
+SMALL = {"num_inference_steps": 3, "width": 256, "height": 256}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with in_process_stack(tmp_path_factory.mktemp("outputs")) as running:
+        yield running
+
+
+def test_generate_yields_typed_events_and_save_writes_the_gateway_files(stack, tmp_path):
+    with Client(stack.address) as client:
+        run = client.generate(story=STORY, num_frames=6, **SMALL)
+        events = list(run)
+    assert isinstance(events[0], ev.Accepted) and isinstance(events[-1], ev.Completed)
+    assert any(isinstance(e, ev.PlanReady) for e in events)
+    rendered = [e for e in events if isinstance(e, ev.FrameRendered)]
+    assert len(rendered) == 6 and rendered[0].image().size == (256, 256)
+    written = run.result.save(tmp_path / "mine")
+    gateway_folder = events[-1].output_dir
+    for name in ("scene_breakdown.json", "sdxl_prompts.json", "frame_001.png", "storyboard_grid.png"):
+        assert name in written
+    mine, theirs = tmp_path / "mine", Path(gateway_folder)
+    prompts = "sdxl_prompts.json"
+    assert json.loads((mine / prompts).read_text()) == json.loads((theirs / prompts).read_text())
+    for n in range(1, 7):
+        assert (mine / f"frame_{n:03d}.png").read_bytes() == (theirs / f"frame_{n:03d}.png").read_bytes()
+
+
+def test_create_get_list_plan_cancel_and_fetch(stack, tmp_path):
+    with Client(stack.address, timeout=30) as client:
+        created = client.create(story=STORY, num_frames=6, **SMALL)
+        result = client.fetch(created.id)
+        assert result.final is not None and result.final.id == created.id
+        assert client.get(created.id).state == storyboards_pb2.STORYBOARD_STATE_COMPLETED
+        assert created.id in [s.id for s in client.list(page_size=100).storyboards]
+        assert len(client.plan(story=STORY, num_frames=7).scenes) == 7
+        assert client.cancel(created.id).state == storyboards_pb2.STORYBOARD_STATE_COMPLETED  # already done
+        assert "frame_006.png" in result.save(tmp_path / "fetched")
+
+
+def test_the_same_idempotency_key_never_makes_a_second_storyboard(stack):
+    with Client(stack.address) as client:
+        first = client.create(story=STORY, num_frames=6, idempotency_key="same-key", **SMALL)
+        second = client.create(story=STORY, num_frames=6, idempotency_key="same-key", **SMALL)
+    assert first.id == second.id
+
+
+def test_bad_input_raises_invalid_argument_naming_the_field(stack):
+    with Client(stack.address) as client, pytest.raises(grpc.RpcError) as caught:
+        client.create(story=STORY, num_frames=11)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("spec.num_frames")
+
+
+def test_async_client_generates_and_plans(stack):
+    async def scenario() -> tuple[list[ev.StoryboardEvent], int]:
+        async with AsyncClient(stack.address) as client:
+            events = [event async for event in client.generate(story=STORY, num_frames=6, **SMALL)]
+            plan = await client.plan(story=STORY, num_frames=8)
+            return events, len(plan.scenes)
+
+    events, planned = asyncio.run(scenario())
+    assert isinstance(events[-1], ev.Completed) and planned == 8
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+
+
+def _blocking_stack(tmp_path):
+    renderer = BlockingRenderer()
+    server, port = serve_renderer(renderer)
+    return renderer, server, in_process_stack(tmp_path / "outputs", renderer_address=f"127.0.0.1:{port}")
+
+
+def test_watch_resumes_after_the_connection_is_cut(tmp_path):
+    renderer, renderer_server, stack_cm = _blocking_stack(tmp_path)
+    with stack_cm as stack:
+        proxy = TcpProxy(stack.gateway_port)
+        try:
+            with Client(f"127.0.0.1:{proxy.port}") as client:
+                created = client.create(story=STORY, num_frames=6, **SMALL)
+                seen: list[int] = []
+                done = threading.Event()
+
+                def follow() -> None:
+                    for event in client.watch(created.id):
+                        seen.append(event.sequence)
+                    done.set()
+
+                threading.Thread(target=follow, daemon=True).start()
+                assert renderer.started.wait(10)
+                for _ in range(100):  # until the watcher has received a few events
+                    if len(seen) >= 3:
+                        break
+                    threading.Event().wait(0.05)
+                before = len(seen)
+                proxy.cut()  # the stream breaks mid-storyboard
+                with Client(stack.address) as direct:
+                    direct.cancel(created.id)  # ends the storyboard, so the resumed watch can finish
+                assert done.wait(30)
+        finally:
+            proxy.close()
+    renderer_server.stop(0)
+    assert before >= 3
+    assert seen == list(range(1, len(seen) + 1)), "no event lost or repeated across the reconnect"
