@@ -47,7 +47,7 @@ lint: $(STAMP) lint-protos
 	$(VENV)/bin/ruff format --check .
 
 demo: $(STAMP)
-	$(PY) -m storyboard.cli generate --story "$(DEMO_STORY)" --outputs $(DEMO_OUTPUTS)
+	$(PY) -m storyboard.cli generate --story "$(DEMO_STORY)" --outputs $(DEMO_OUTPUTS) --characters examples/characters.toml
 
 up: $(STAMP)
 	$(PY) -m storyboard.cli up
