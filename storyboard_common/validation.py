@@ -15,17 +15,22 @@ MIN_FRAMES, MAX_FRAMES = 6, 10
 MAX_SEED = 2**63 - 1
 
 
-def check_story(story: str, field: str = "story") -> str:
-    """The story with surrounding whitespace removed; rejects empty, over-long or control-character stories."""
-    text = story.strip()
-    if not text:
+def check_text(text: str, max_chars: int, field: str, *, required: bool = False) -> str:
+    """``text`` unchanged if it is within ``max_chars``, has no control characters but newline and tab, and (when
+    ``required``) is not blank."""
+    if required and not text.strip():
         raise InvalidArgument(field, "must not be empty")
-    if len(text) > MAX_STORY_CHARS:
-        raise InvalidArgument(field, f"is {len(text)} characters long; the limit is {MAX_STORY_CHARS}")
+    if len(text) > max_chars:
+        raise InvalidArgument(field, f"is {len(text)} characters long; the limit is {max_chars}")
     for char in text:
         if unicodedata.category(char) == "Cc" and char not in "\n\t\r":
             raise InvalidArgument(field, f"contains the control character U+{ord(char):04X}")
     return text
+
+
+def check_story(story: str, field: str = "story") -> str:
+    """The story with surrounding whitespace removed; rejects empty, over-long or control-character stories."""
+    return check_text(story.strip(), MAX_STORY_CHARS, field, required=True)
 
 
 def check_num_frames(num_frames: int, field: str = "num_frames") -> int:

@@ -6,7 +6,6 @@ Unknown adapters are NOT_FOUND, checked only once every field is well-formed.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 
 from services.renderer.adapters import AdapterCatalog, check_adapter_name
@@ -14,7 +13,7 @@ from services.renderer.backend import AdapterWeight, FrameSpec, SceneHints
 from services.renderer.settings import RenderLimits
 from storyboard.v1 import common_pb2, renderer_pb2
 from storyboard_common.errors import InvalidArgument, NotFound
-from storyboard_common.validation import check_image_size, check_range, check_seed
+from storyboard_common.validation import check_image_size, check_range, check_seed, check_text
 
 FORMAT_NAMES = {
     common_pb2.IMAGE_FORMAT_PNG: "PNG",
@@ -33,17 +32,6 @@ class RenderJob:
     frames: list[FrameSpec]
     image_format: str
     quality: int
-
-
-def _check_text(text: str, limit: int, field: str, *, required: bool = False) -> str:
-    if required and not text.strip():
-        raise InvalidArgument(field, "must not be empty")
-    if len(text) > limit:
-        raise InvalidArgument(field, f"is {len(text)} characters long; the limit is {limit}")
-    for char in text:
-        if unicodedata.category(char) == "Cc" and char not in "\n\t\r":
-            raise InvalidArgument(field, f"contains the control character U+{ord(char):04X}")
-    return text
 
 
 def _check_steps(steps: int, limits: RenderLimits, field: str) -> int:
@@ -71,7 +59,7 @@ def _scene(frame: renderer_pb2.FrameSpec, limits: RenderLimits, field: str) -> S
     if not frame.HasField("scene"):
         return None
     texts = {
-        name: _check_text(getattr(frame.scene, name), limits.max_prompt_chars, f"{field}.scene.{name}")
+        name: check_text(getattr(frame.scene, name), limits.max_prompt_chars, f"{field}.scene.{name}")
         for name in SCENE_TEXT_FIELDS
     }
     return SceneHints(**texts)
@@ -84,9 +72,9 @@ def _frame_spec(frame: renderer_pb2.FrameSpec, limits: RenderLimits, field: str)
     guidance = frame.guidance_scale
     return FrameSpec(
         frame=frame.frame,
-        prompt=_check_text(frame.prompt, chars, f"{field}.prompt", required=True),
-        prompt_2=_check_text(frame.prompt_2, chars, f"{field}.prompt_2"),
-        negative_prompt=_check_text(frame.negative_prompt, chars, f"{field}.negative_prompt"),
+        prompt=check_text(frame.prompt, chars, f"{field}.prompt", required=True),
+        prompt_2=check_text(frame.prompt_2, chars, f"{field}.prompt_2"),
+        negative_prompt=check_text(frame.negative_prompt, chars, f"{field}.negative_prompt"),
         seed=check_seed(frame.seed, f"{field}.seed"),
         width=check_image_size(frame.width, limits.min_size, limits.max_size, f"{field}.width"),
         height=check_image_size(frame.height, limits.min_size, limits.max_size, f"{field}.height"),

@@ -8,7 +8,6 @@ corrected. Whether each image decodes is checked later, and only for images not 
 from __future__ import annotations
 
 import math
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from services.validator.scoring import ReferencePolicy, Thresholds, strip_trigge
 from services.validator.settings import ScoreLimits
 from storyboard.v1 import common_pb2, validator_pb2
 from storyboard_common.errors import InvalidArgument
+from storyboard_common.validation import check_text
 
 POLICY_FROM_PROTO = {
     validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES: ReferencePolicy.REFERENCE_IMAGES,
@@ -109,12 +109,7 @@ def _prompts(prompts: Sequence[str], frame_count: int, tokens: list[str], limits
         )
     cleaned = []
     for index, prompt in enumerate(prompts):
-        field = f"prompts[{index}]"
-        if len(prompt) > limits.max_prompt_chars:
-            raise InvalidArgument(field, f"is {len(prompt)} characters long; the limit is {limits.max_prompt_chars}")
-        for char in prompt:
-            if unicodedata.category(char) == "Cc" and char not in "\n\t\r":
-                raise InvalidArgument(field, f"contains the control character U+{ord(char):04X}")
+        check_text(prompt, limits.max_prompt_chars, f"prompts[{index}]")
         cleaned.append(strip_trigger_tokens(prompt, tokens))
     return cleaned
 
