@@ -18,6 +18,7 @@ class PlainReporter:
 
     def __init__(self, stream: TextIO = sys.stdout) -> None:
         self._out = stream
+        self._reasons: set[str] = set()
 
     def __enter__(self) -> PlainReporter:
         return self
@@ -29,8 +30,16 @@ class PlainReporter:
         print(text, file=self._out, flush=True)
 
     def show(self, event: ev.StoryboardEvent) -> None:
-        for line in describe(event):
+        for line in describe(event) + _new_reason(event, self._reasons):
             self.say(line)
+
+
+def _new_reason(event: ev.StoryboardEvent, seen: set[str]) -> list[str]:
+    """Why frames were not validated, the first time a reason comes up (it is the same for every frame)."""
+    if not isinstance(event, ev.FrameValidated) or not event.reason or event.reason in seen:
+        return []
+    seen.add(event.reason)
+    return [f"  ({event.reason})"]
 
 
 class LiveReporter:
@@ -44,6 +53,7 @@ class LiveReporter:
         )  # fmt: skip
         self._overall: TaskID | None = None
         self._frames: dict[int, TaskID] = {}
+        self._reasons: set[str] = set()
 
     def __enter__(self) -> LiveReporter:
         self._progress.start()
@@ -71,7 +81,8 @@ class LiveReporter:
                 self._progress.remove_task(self._frames.pop(event.frame))
             if self._overall is not None and event.verdict != "low consistency":
                 self._progress.advance(self._overall)
-            self.say(describe(event)[0])
+            for line in describe(event) + _new_reason(event, self._reasons):
+                self.say(line)
         elif isinstance(event, ev.Retry | ev.Accepted | ev.Failed | ev.Completed):
             for line in describe(event):
                 self.say(line)
@@ -89,8 +100,8 @@ def describe(event: ev.StoryboardEvent) -> list[str]:
     if isinstance(event, ev.FrameRendered):
         return [f"frame {event.frame} rendered (attempt {event.attempt}, seed {event.seed}, {event.backend})"]
     if isinstance(event, ev.FrameValidated):
-        detail = f"consistency {event.consistency:.2f}" if event.consistency is not None else event.reason
-        return [f"frame {event.frame} validated: {event.verdict} ({detail})"]
+        detail = f" (consistency {event.consistency:.2f})" if event.consistency is not None else ""
+        return [f"frame {event.frame} validated: {event.verdict}{detail}"]
     if isinstance(event, ev.Retry):
         return [f"frame {event.frame}: attempt {event.attempt} with seed {event.seed} ({event.reason})"]
     if isinstance(event, ev.Failed):
