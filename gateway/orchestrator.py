@@ -1,24 +1,38 @@
-"""Runs one storyboard: plan -> render every frame -> validate each as it arrives -> retry weak frames -> assemble.
+"""Runs one storyboard: plan -> render every frame -> validate each as it arrives -> retry weak frames -> check the
+kept frames for repetition -> assemble.
 
 Frames are rendered as one small call each, several in flight, spread over the renderer replicas by the channel's
 round_robin policy. Each frame is validated as soon as it arrives, against frame 1 (the character reference), so
 rendering and validation overlap. Every step is an event in the job's log.
+
+Every attempt is saved (its file, seed, timings, scores) before the next step, so ``run`` also resumes a job that a
+crash or a restart interrupted: the plan is not asked for again, kept frames are not touched, and an attempt whose
+file exists is not rendered again (a frame is a pure function of its spec and seed).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 from PIL import Image
 
+from gateway.catalog import spec_error
+from gateway.channels import ChannelSecurity, open_service_channel
 from gateway.jobs import Job, JobStore
+from gateway.metrics import Metrics
 from gateway.spec import frame_seed
 from storyboard import outputs
+from storyboard.outputs import AttemptInfo
 from storyboard.v1 import (
     common_pb2,
     planner_pb2,
@@ -29,11 +43,12 @@ from storyboard.v1 import (
     validator_pb2_grpc,
 )
 from storyboard.v1 import storyboards_pb2 as sb
-from storyboard_common.channels import open_channel
 from storyboard_common.errors import Cancelled, ServiceError, status_for
-from storyboard_common.images import EXTENSIONS
+from storyboard_common.images import EXTENSIONS, MIME_TYPES
 
 log = logging.getLogger(__name__)
+_MIME_BY_EXTENSION = {extension: mime for mime, extension in EXTENSIONS.items()}
+_VALIDATOR_GONE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 @dataclass
@@ -46,13 +61,15 @@ class Downstream:
     channels: list[grpc.Channel]
 
     @classmethod
-    def connect(cls, planner: str, renderers: str, validator: str) -> Downstream:
-        planner_channel = open_channel(planner, retry_services=("storyboard.v1.Planner",))
-        renderer_channel = open_channel(renderers, retry_services=("storyboard.v1.Renderer",))
+    def connect(
+        cls, planner: str, renderers: str, validator: str, security: ChannelSecurity | None = None
+    ) -> Downstream:
+        planner_channel = open_service_channel(planner, security, ("storyboard.v1.Planner",))
+        renderer_channel = open_service_channel(renderers, security, ("storyboard.v1.Renderer",))
         channels = [planner_channel, renderer_channel]
         validator_stub = None
         if validator:
-            validator_channel = open_channel(validator, retry_services=("storyboard.v1.Validator",))
+            validator_channel = open_service_channel(validator, security, ("storyboard.v1.Validator",))
             channels.append(validator_channel)
             validator_stub = validator_pb2_grpc.ValidatorStub(validator_channel)
         return cls(
@@ -79,39 +96,36 @@ class Policy:
     validate_timeout: float = 60.0
 
 
-@dataclass
-class Attempt:
-    """One rendered attempt at a frame, with its verdict."""
-
-    attempt: int
-    seed: int
-    image_path: Path
-    score: common_pb2.FrameScore | None
-    verdict: int
-
-
 class Orchestrator:
     """Carries jobs from queued to a final state. Stateless apart from the store it reports to."""
 
-    def __init__(self, store: JobStore, downstream: Downstream, policy: Policy) -> None:
+    def __init__(self, store: JobStore, downstream: Downstream, policy: Policy, metrics: Metrics | None = None) -> None:
         self._store = store
         self._downstream = downstream
         self._policy = policy
+        self._metrics = metrics or Metrics()
 
     def run(self, job: Job) -> None:
-        """Run ``job`` to completion, failure or cancellation; never raises."""
+        """Run (or resume) ``job`` to completion, failure or cancellation; never raises. A job stopped because the
+        gateway shuts down is left unfinished, to be resumed by the next start."""
         if job.finished:
             return  # cancelled while queued
         try:
+            if job.cancel_requested:
+                raise Cancelled("storyboard cancelled")
             self._raise_if_cancelled(job)
-            plan = self._plan(job)
-            self._render_all(job, plan)
-            files = self._assemble(job, plan)
+            plan = job.storyboard.plan if job.storyboard.HasField("plan") else self._plan(job)
+            self._refresh_plan_files(job, plan)
+            validation = self._render_all(job, plan)
+            self._check_repetition(job, plan, validation)
+            files = self._assemble(job, plan, validation)
+            self._store.update_meta(job, lambda meta: meta.pop("regenerate", None))
             snapshot = self._store.snapshot(job)
             snapshot.state = sb.STORYBOARD_STATE_COMPLETED
             self._store.finish(
                 job, sb.STORYBOARD_STATE_COMPLETED, completed=sb.Completed(storyboard=snapshot, files=files)
             )
+            self._metrics.storyboards.labels("completed").inc()
         except Exception as error:
             self._fail(job, error)
 
@@ -124,9 +138,13 @@ class Orchestrator:
         if spec.HasField("num_frames"):
             options.num_frames = spec.num_frames
         options.characters.extend(spec.characters)
-        response = self._downstream.planner.Plan(
-            planner_pb2.PlanRequest(story=spec.story, options=options), timeout=self._policy.plan_timeout
-        )
+        with self._stage(job, "planning"), self._metrics.timed("plan"):
+            try:
+                response = self._downstream.planner.Plan(
+                    planner_pb2.PlanRequest(story=spec.story, options=options), timeout=self._policy.plan_timeout
+                )
+            except grpc.RpcError as error:
+                raise spec_error(error) from None
         plan = response.plan
         outputs.write_plan_files(job.output_dir, plan)
 
@@ -140,12 +158,29 @@ class Orchestrator:
         self._store.append(job, plan_ready=sb.PlanReady(plan=plan))
         return plan
 
-    def _render_all(self, job: Job, plan: common_pb2.Plan) -> None:
+    def _refresh_plan_files(self, job: Job, plan: common_pb2.Plan) -> None:
+        """On a resume or regeneration: the prompts may have changed; the breakdown is written if it went missing."""
+        if not (job.output_dir / outputs.SCENE_BREAKDOWN).exists():
+            outputs.write_plan_files(job.output_dir, plan)
+        else:
+            outputs.write_json_atomic(job.output_dir / outputs.SDXL_PROMPTS, outputs.sdxl_prompts(plan))
+
+    def _render_all(self, job: Job, plan: common_pb2.Plan) -> _ValidationContext:
         self._set_state(job, sb.STORYBOARD_STATE_RENDERING)
-        validation = _ValidationContext(self._validator_unready_reason())
-        workers = max(1, min(self._policy.frames_in_flight, len(plan.scenes)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"job-{job.id[-8:]}") as pool:
-            futures = [pool.submit(self._produce_frame, job, plan, scene, validation) for scene in plan.scenes]
+        validation = self._validation_context()
+        frames = job.storyboard.frames
+        self._forget_missing_frames(job, plan)
+        if frames[0].rendered:
+            validation.set_reference(self._frame_path(job, 1).read_bytes())
+        pending = [scene for scene in plan.scenes if not frames[scene.frame - 1].rendered]
+        if not pending:
+            return validation
+        workers = max(1, min(self._policy.frames_in_flight, len(pending)))
+        with (
+            self._stage(job, "rendering"),
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"job-{job.id[-8:]}") as pool,
+        ):
+            futures = [pool.submit(self._produce_frame, job, plan, scene, validation) for scene in pending]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             errors = [future.exception() for future in done if future.exception() is not None]
             if errors:
@@ -153,50 +188,129 @@ class Orchestrator:
                 self._store.stop_work(job)
                 validation.abort()
                 raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])  # type: ignore[misc]
+        return validation
+
+    def _forget_missing_frames(self, job: Job, plan: common_pb2.Plan) -> None:
+        """A kept frame whose file went missing is produced again (from its saved attempts where they still are)."""
+        missing = [
+            scene.frame
+            for scene in plan.scenes
+            if job.storyboard.frames[scene.frame - 1].rendered and not self._frame_path(job, scene.frame).is_file()
+        ]
+        if not missing:
+            return
+        log.warning("storyboard %s: frames %s are missing from its folder; producing them again", job.id, missing)
+
+        def forget(storyboard: sb.Storyboard) -> None:
+            for number in missing:
+                storyboard.frames[number - 1].rendered = False
+
+        self._store.update(job, forget)
 
     def _produce_frame(
         self, job: Job, plan: common_pb2.Plan, scene: common_pb2.Scene, validation: _ValidationContext
     ) -> None:
-        best: Attempt | None = None
+        saved = {
+            attempt.attempt: attempt
+            for attempt in self._store.attempts(job, scene.frame)
+            if (job.output_dir / attempt.file).is_file()
+        }
+        regeneration = job.meta.get("regenerate")
+        if regeneration and regeneration["frame"] == scene.frame:
+            kept = self._regenerated_attempt(job, plan, scene, validation, saved, regeneration)
+        else:
+            kept = self._best_attempt(job, plan, scene, validation, saved)
+        self._raise_if_cancelled(job)
+        data = _as_png((job.output_dir / kept.file).read_bytes())
+        outputs.write_bytes_atomic(self._frame_path(job, scene.frame), data)
+        self._keep(job, scene.frame, kept)
+        self._metrics.frames.labels("kept").inc()
+        if scene.frame == 1:
+            validation.set_reference(data)
+
+    def _best_attempt(
+        self,
+        job: Job,
+        plan: common_pb2.Plan,
+        scene: common_pb2.Scene,
+        validation: _ValidationContext,
+        saved: dict[int, AttemptInfo],
+    ) -> AttemptInfo:
+        """Attempts until one is consistent enough or the retries are spent; the best is kept. Saved attempts
+        (from before a restart) are taken as they are instead of being rendered again."""
+        best: AttemptInfo | None = None
         for attempt_no in range(1, self._policy.max_retries + 2):
             self._raise_if_cancelled(job)
-            seed = frame_seed(job.storyboard.spec.base_seed, scene.frame, attempt_no)
-            if attempt_no > 1:
-                self._store.append(
-                    job,
-                    retry=sb.FrameRetry(
-                        frame=scene.frame, attempt=attempt_no, seed=seed, reason="consistency below threshold"
-                    ),
-                )
-            attempt = self._render_and_validate(job, plan, scene, attempt_no, seed, validation)
-            self._record_attempt(job, scene.frame, attempt)
+            attempt = saved.get(attempt_no)
+            if attempt is None:
+                seed = frame_seed(job.storyboard.spec.base_seed, scene.frame, attempt_no)
+                if attempt_no > 1:
+                    reason = "consistency below threshold"
+                    self._store.append(
+                        job, retry=sb.FrameRetry(frame=scene.frame, attempt=attempt_no, seed=seed, reason=reason)
+                    )
+                    self._metrics.retries.labels("low_consistency").inc()
+                attempt = self._render_attempt(job, plan, scene, attempt_no, seed)
+            if not attempt.validated:
+                self._validate_attempt(job, plan, scene, attempt, validation)
             if best is None or _better(attempt, best):
                 best = attempt
             if attempt.verdict != common_pb2.VERDICT_LOW_CONSISTENCY:
                 break
         assert best is not None
-        final_path = job.output_dir / outputs.frame_file_name(scene.frame)
-        outputs.write_bytes_atomic(final_path, best.image_path.read_bytes())
-        self._keep(job, scene.frame, best)
-        if scene.frame == 1:
-            validation.set_reference(final_path.read_bytes())
+        return best
 
-    def _render_and_validate(
+    def _regenerated_attempt(
         self,
         job: Job,
         plan: common_pb2.Plan,
         scene: common_pb2.Scene,
-        attempt_no: int,
-        seed: int,
         validation: _ValidationContext,
-    ) -> Attempt:
-        rendered = self._render(job, plan, scene, attempt_no, seed)
+        saved: dict[int, AttemptInfo],
+        regeneration: dict[str, int],
+    ) -> AttemptInfo:
+        """The one attempt a user asked for, with the seed chosen when they asked; kept whatever it scores."""
+        attempt_no, seed = regeneration["attempt"], regeneration["seed"]
+        attempt = saved.get(attempt_no)
+        if attempt is None:
+            retry = sb.FrameRetry(frame=scene.frame, attempt=attempt_no, seed=seed, reason="regeneration requested")
+            self._store.append(job, retry=retry)
+            self._metrics.retries.labels("regenerate").inc()
+            attempt = self._render_attempt(job, plan, scene, attempt_no, seed)
+        if not attempt.validated:
+            self._validate_attempt(job, plan, scene, attempt, validation)
+        return attempt
+
+    def _render_attempt(
+        self, job: Job, plan: common_pb2.Plan, scene: common_pb2.Scene, attempt_no: int, seed: int
+    ) -> AttemptInfo:
+        started = time.perf_counter()
+        with self._metrics.timed("render"):
+            rendered = self._render(job, plan, scene, attempt_no, seed)
+        render_seconds = time.perf_counter() - started
         extension = EXTENSIONS.get(rendered.image.mime_type, ".png")
-        path = job.output_dir / "attempts" / f"frame_{scene.frame:03d}_attempt_{attempt_no}{extension}"
-        outputs.write_bytes_atomic(path, rendered.image.data)
+        file = f"attempts/frame_{scene.frame:03d}_attempt_{attempt_no}{extension}"
+        outputs.write_bytes_atomic(job.output_dir / file, rendered.image.data)
+        attempt = AttemptInfo(
+            frame=scene.frame,
+            attempt=attempt_no,
+            seed=rendered.seed,
+            prompt=scene.prompt,
+            file=file,
+            backend=rendered.backend,
+            timings=rendered.timings,
+            render_seconds=render_seconds,
+        )
+
+        def record(storyboard: sb.Storyboard) -> None:
+            result = storyboard.frames[scene.frame - 1]
+            result.seeds_tried.append(attempt.seed)
+            result.attempts = len(result.seeds_tried)
+
+        self._store.update(job, record, attempt=attempt)
         self._store.append(
             job,
-            image_path=path,
+            image_file=file,
             frame_rendered=sb.FrameRendered(
                 frame=scene.frame,
                 image=common_pb2.Image(
@@ -208,14 +322,30 @@ class Orchestrator:
                 backend=rendered.backend,
             ),
         )
-        score, verdict, reason = self._validate(job, plan, scene, rendered.image, validation)
+        self._metrics.frames.labels("rendered").inc()
+        return attempt
+
+    def _validate_attempt(
+        self,
+        job: Job,
+        plan: common_pb2.Plan,
+        scene: common_pb2.Scene,
+        attempt: AttemptInfo,
+        validation: _ValidationContext,
+    ) -> None:
+        path = job.output_dir / attempt.file
+        image = common_pb2.Image(data=path.read_bytes(), mime_type=_MIME_BY_EXTENSION.get(path.suffix, "image/png"))
+        started = time.perf_counter()
+        score, verdict, reason = self._validate(job, plan, scene, image, validation)
+        attempt.validate_seconds = time.perf_counter() - started
+        attempt.score, attempt.verdict, attempt.reason, attempt.validated = score, verdict, reason, True
+        self._store.save_attempt(job, attempt)
         self._store.append(
             job,
             frame_validated=sb.FrameValidated(
-                frame=scene.frame, attempt=attempt_no, score=score, verdict=verdict, reason=reason
+                frame=scene.frame, attempt=attempt.attempt, score=score, verdict=verdict, reason=reason
             ),
         )
-        return Attempt(attempt_no, rendered.seed, path, score, verdict)
 
     def _render(
         self, job: Job, plan: common_pb2.Plan, scene: common_pb2.Scene, attempt_no: int, seed: int
@@ -247,6 +377,7 @@ class Orchestrator:
                 # The replica went away mid-stream; the frame is a pure function of its spec, so send it again
                 # and let round_robin pick another replica.
                 log.warning("render of frame %d lost its replica; sending it again", scene.frame)
+                self._metrics.retries.labels("replica_lost").inc()
             finally:
                 self._store.remove_cancel_hook(job, call.cancel)
         raise AssertionError("unreachable")
@@ -275,17 +406,19 @@ class Orchestrator:
             scene=scene,
         )
 
-    def _validator_unready_reason(self) -> str:
-        """Empty when the validator can score; otherwise why frames will be marked not validated."""
+    def _validation_context(self) -> _ValidationContext:
+        """Whether the validator can score (and, if not, why frames will be marked not validated)."""
         if self._downstream.validator is None:
-            return "no validator is configured"
+            return _ValidationContext("no validator is configured")
         try:
             info = self._downstream.validator.Info(
                 validator_pb2.ValidatorInfoRequest(), timeout=self._policy.validate_timeout
             )
         except grpc.RpcError as error:
-            return f"the validator is unreachable ({error.code().name})"
-        return "" if info.ready else f"the validator is not ready: {info.reason}"
+            return _ValidationContext(f"the validator is unreachable ({error.code().name})")
+        if not info.ready:
+            return _ValidationContext(f"the validator is not ready: {info.reason}")
+        return _ValidationContext("", info.model, info.max_frames, info.thresholds)
 
     def _validate(
         self,
@@ -300,53 +433,148 @@ class Orchestrator:
         reference = image.data if scene.frame == 1 else validation.wait_for_reference(job)
         if reference is None:
             raise Cancelled("storyboard cancelled")
-        assert self._downstream.validator is not None
-        response = self._downstream.validator.Score(
-            validator_pb2.ScoreRequest(
-                frames=[image],
-                prompts=[scene.prompt],
-                references=[common_pb2.Image(data=reference, mime_type="image/png")],
-                policy=validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES,
-                trigger_tokens=[c.trigger_token for c in plan.characters],
-            ),
-            timeout=self._policy.validate_timeout,
-        )
+        try:
+            response = self._score(job, plan, [image], [scene.prompt], reference)
+        except grpc.RpcError as error:
+            if error.code() not in _VALIDATOR_GONE:
+                raise
+            # Scores are advice, not a condition: a storyboard goes on without them, marked as such.
+            return None, common_pb2.VERDICT_NOT_VALIDATED, f"the validator did not answer ({error.code().name})"
+        validation.thresholds = response.thresholds
         score = response.scores[0]
         return score, score.verdict, ""
 
-    def _assemble(self, job: Job, plan: common_pb2.Plan) -> list[str]:
+    def _score(
+        self,
+        job: Job,
+        plan: common_pb2.Plan,
+        images: list[common_pb2.Image],
+        prompts: list[str],
+        reference: bytes,
+    ) -> validator_pb2.ScoreResponse:
+        assert self._downstream.validator is not None
+        with self._metrics.timed("validate" if len(images) == 1 else "repetition_check"):
+            return self._downstream.validator.Score(
+                validator_pb2.ScoreRequest(
+                    frames=images,
+                    prompts=prompts,
+                    references=[common_pb2.Image(data=reference, mime_type="image/png")],
+                    policy=validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES,
+                    trigger_tokens=[c.trigger_token for c in plan.characters],
+                ),
+                timeout=self._policy.validate_timeout,
+            )
+
+    def _check_repetition(self, job: Job, plan: common_pb2.Plan, validation: _ValidationContext) -> None:
+        """Score every kept frame together: the final scores (against the final frame 1), and whether any frame is
+        nearly the same picture as another. Repetitive frames are reported, not re-rendered."""
+        if validation.unready_reason or len(plan.scenes) < 2:
+            return
+        if validation.max_frames and len(plan.scenes) > validation.max_frames:
+            validation.notes.append(f"repetition not checked: the validator takes at most {validation.max_frames}")
+            return
+        images = [
+            common_pb2.Image(data=self._frame_path(job, scene.frame).read_bytes(), mime_type=MIME_TYPES["PNG"])
+            for scene in plan.scenes
+        ]
+        with self._stage(job, "repetition_check"):
+            try:
+                response = self._score(job, plan, images, [s.prompt for s in plan.scenes], images[0].data)
+            except grpc.RpcError as error:
+                if error.code() not in _VALIDATOR_GONE:
+                    raise
+                validation.notes.append(f"repetition not checked: the validator did not answer ({error.code().name})")
+                return
+        validation.thresholds = response.thresholds
+
+        def record(storyboard: sb.Storyboard) -> None:
+            for scene, score in zip(plan.scenes, response.scores, strict=True):
+                result = storyboard.frames[scene.frame - 1]
+                result.score.CopyFrom(score)
+                result.verdict = score.verdict
+
+        self._store.update(job, record)
+        attempts = self._store.attempts(job)
+        for scene, score in zip(plan.scenes, response.scores, strict=True):
+            if score.verdict != common_pb2.VERDICT_REPETITIVE:
+                continue
+            similar = score.most_similar_index
+            other = plan.scenes[similar].frame if 0 <= similar < len(plan.scenes) else 0
+            kept = outputs.kept_attempt(job.storyboard.frames[scene.frame - 1], attempts)
+            self._store.append(
+                job,
+                frame_validated=sb.FrameValidated(
+                    frame=scene.frame,
+                    attempt=kept.attempt if kept else 0,
+                    score=score,
+                    verdict=score.verdict,
+                    reason=f"nearly the same picture as frame {other} (checked over all kept frames)",
+                ),
+            )
+
+    def _assemble(self, job: Job, plan: common_pb2.Plan, validation: _ValidationContext) -> list[str]:
         self._set_state(job, sb.STORYBOARD_STATE_ASSEMBLING)
-        frames = [Image.open(job.output_dir / outputs.frame_file_name(scene.frame)) for scene in plan.scenes]
-        grid = outputs.write_grid(job.output_dir, [frame.convert("RGB") for frame in frames], plan.scenes)
-        for frame in frames:
-            frame.close()
+        folder = job.output_dir
+        with self._stage(job, "assembling"), self._metrics.timed("assemble"):
+            images = []
+            for scene in plan.scenes:
+                with Image.open(self._frame_path(job, scene.frame)) as frame:
+                    images.append(frame.convert("RGB"))
+            grid = outputs.write_grid(folder, images, plan.scenes)
+            snapshot = self._store.snapshot(job)
+            attempts = self._store.attempts(job)
+            metadata = outputs.write_frames_metadata(folder, plan, snapshot.frames, attempts)
+            pdf = outputs.write_pdf(folder, images, plan.scenes, **_pdf_text(snapshot, attempts, validation))
+        report = outputs.storyboard_report(
+            snapshot,
+            attempts,
+            thresholds=validation.thresholds,
+            validator_model=validation.model,
+            stage_seconds=job.meta.get("stage_seconds", {}),
+            notes=validation.report_notes(),
+        )
         return [
             outputs.SCENE_BREAKDOWN,
             outputs.SDXL_PROMPTS,
             *(outputs.frame_file_name(scene.frame) for scene in plan.scenes),
             grid,
+            metadata,
+            outputs.write_report(folder, report),
+            pdf,
         ]
 
     # -- bookkeeping --------------------------------------------------------------------------------------------
 
-    def _record_attempt(self, job: Job, frame: int, attempt: Attempt) -> None:
+    def _keep(self, job: Job, frame: int, kept: AttemptInfo) -> None:
         def change(storyboard: sb.Storyboard) -> None:
             result = storyboard.frames[frame - 1]
-            result.attempts = attempt.attempt
-            result.seeds_tried.append(attempt.seed)
-
-        self._store.update(job, change)
-
-    def _keep(self, job: Job, frame: int, best: Attempt) -> None:
-        def change(storyboard: sb.Storyboard) -> None:
-            result = storyboard.frames[frame - 1]
-            result.seed = best.seed
+            result.seed = kept.seed
             result.rendered = True
-            result.verdict = best.verdict
-            if best.score is not None:
-                result.score.CopyFrom(best.score)
+            result.verdict = kept.verdict
+            result.ClearField("score")
+            if kept.score is not None:
+                result.score.CopyFrom(kept.score)
 
         self._store.update(job, change)
+
+    @staticmethod
+    def _frame_path(job: Job, frame: int) -> Path:
+        return job.output_dir / outputs.frame_file_name(frame)
+
+    @contextmanager
+    def _stage(self, job: Job, name: str) -> Iterator[None]:
+        """Add the time the ``with`` body took to the job's saved stage timings (they add up across resumes)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+
+            def add(meta: dict[str, dict[str, float]]) -> None:
+                stages = meta.setdefault("stage_seconds", {})
+                stages[name] = stages.get(name, 0.0) + elapsed
+
+            self._store.update_meta(job, add)
 
     def _set_state(self, job: Job, state: int) -> None:
         self._store.update(job, lambda storyboard: setattr(storyboard, "state", state))
@@ -356,12 +584,16 @@ class Orchestrator:
             raise Cancelled("storyboard cancelled")
 
     def _fail(self, job: Job, error: Exception) -> None:
+        if job.suspended and not job.cancel_requested:
+            log.info("storyboard %s suspended by the shutdown; the next start resumes it", job.id)
+            return
         if job.cancel_requested:
             self._store.finish(
                 job,
                 sb.STORYBOARD_STATE_CANCELLED,
                 failed=sb.Failed(code="CANCELLED", message="storyboard cancelled; frames already written stay"),
             )
+            self._metrics.storyboards.labels("cancelled").inc()
             return
         status = status_for(error)
         if status is None:
@@ -371,22 +603,73 @@ class Orchestrator:
             code, message = status[0].name, status[1]
             log.info("storyboard %s failed: %s %s", job.id, code, message)
         self._store.finish(job, sb.STORYBOARD_STATE_FAILED, error=message, failed=sb.Failed(code=code, message=message))
+        self._metrics.storyboards.labels("failed").inc()
 
 
-def _better(candidate: Attempt, best: Attempt) -> bool:
+def _better(candidate: AttemptInfo, best: AttemptInfo) -> bool:
     """Higher consistency wins; an attempt without a score never replaces one with a score."""
     if candidate.score is None:
         return False
     return best.score is None or candidate.score.consistency > best.score.consistency
 
 
-class _ValidationContext:
-    """What frames of one storyboard share for validation: whether the validator can score, and frame 1."""
+def _as_png(data: bytes) -> bytes:
+    """The frame as PNG, whatever the renderer sent: frame_NNN.png files are PNG, as the original's were."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return data
+    with Image.open(io.BytesIO(data)) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="PNG")
+        return buffer.getvalue()
 
-    def __init__(self, unready_reason: str) -> None:
-        self.unready_reason = unready_reason
-        self._reference: bytes | None = None
-        self._settled = threading.Event()
+
+def _pdf_text(
+    storyboard: sb.Storyboard, attempts: list[AttemptInfo], validation: _ValidationContext
+) -> dict[str, object]:
+    """The words of storyboard.pdf: details on the title page and a note under each frame."""
+    spec, plan = storyboard.spec, storyboard.plan
+    backends = sorted({attempt.backend for attempt in attempts if attempt.backend})
+    scored = [f for f in storyboard.frames if f.HasField("score")]
+    details = [
+        f"{len(plan.scenes)} frames · {spec.width}×{spec.height} · {spec.num_inference_steps} steps · "
+        f"guidance {spec.guidance_scale:g} · base seed {spec.base_seed}",
+        f"planner: {plan.planner or 'unknown'} · renderer: {', '.join(backends) or 'unknown'}"
+        + (" (sketch frames are layout previews, not renders)" if "sketch" in backends else ""),
+    ]
+    if scored:
+        lowest = min(scored, key=lambda f: f.score.consistency)
+        average = sum(f.score.consistency for f in scored) / len(scored)
+        lowest_text = f"lowest {lowest.score.consistency:.2f} (frame {lowest.frame})"
+        details.append(f"character consistency: average {average:.2f}, {lowest_text}")
+    else:
+        details.append(f"frames not validated: {validation.unready_reason or 'no scores'}")
+    details.append(f"storyboard {storyboard.id} · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    notes = []
+    for frame in storyboard.frames:
+        note = f"seed {frame.seed}"
+        if frame.HasField("score"):
+            verdict = outputs.verdict_name(frame.verdict).lower().replace("_", " ")
+            note += f" · consistency {frame.score.consistency:.2f} · {verdict}"
+        notes.append(note)
+    return {"title": "Storyboard", "story": spec.story, "details": details, "notes": notes}
+
+
+@dataclass
+class _ValidationContext:
+    """What frames of one storyboard share for validation: whether the validator can score, its limits and
+    thresholds, and frame 1 (the reference every other frame is compared with)."""
+
+    unready_reason: str
+    model: str = ""
+    max_frames: int = 0
+    thresholds: common_pb2.Thresholds | None = None
+    notes: list[str] = field(default_factory=list)
+    _reference: bytes | None = None
+    _settled: threading.Event = field(default_factory=threading.Event)
+
+    def report_notes(self) -> list[str]:
+        unvalidated = [f"frames not validated: {self.unready_reason}"] if self.unready_reason else []
+        return [*unvalidated, *self.notes]
 
     def set_reference(self, image: bytes) -> None:
         self._reference = image

@@ -1,29 +1,46 @@
-"""Builds the gateway: job store, downstream channels, orchestrator, gRPC API and REST bridge."""
+"""Builds the gateway: job store, downstream channels, orchestrator, gRPC API and REST bridge.
+
+Once the planner and a renderer are ready, the storyboards a previous run left unfinished are resumed.
+"""
 
 from __future__ import annotations
+
+import logging
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.catalog import AdapterCatalog
+from gateway.channels import ChannelSecurity, open_probe_channel
 from gateway.jobs import JobStore
+from gateway.metrics import GrpcMetricsInterceptor, Metrics
 from gateway.orchestrator import Downstream, Orchestrator, Policy
-from gateway.rest import RestBridge
+from gateway.rest import RestBridge, build_app
 from gateway.service import StoryboardService
 from gateway.servicer import StoryboardsServicer
-from gateway.settings import GatewaySettings
+from gateway.settings import GatewaySettings, split_list
+from storyboard.v1 import storyboards_pb2 as sb
 from storyboard.v1 import storyboards_pb2_grpc
-from storyboard_common.channels import target_for
 from storyboard_common.errors import Unavailable
 from storyboard_common.server import Registration, ServiceServer, build_server
 
 SERVICE_NAME = "storyboard.v1.Storyboards"
+log = logging.getLogger(__name__)
+_RUNNING = (sb.STORYBOARD_STATE_PLANNING, sb.STORYBOARD_STATE_RENDERING, sb.STORYBOARD_STATE_ASSEMBLING)
 
 
 def create_server(settings: GatewaySettings) -> tuple[ServiceServer, int]:
     """The gateway's server on ``settings.port`` (0 picks one), with the REST bridge when enabled."""
     settings.outputs.mkdir(parents=True, exist_ok=True)
-    store = JobStore(settings.outputs.resolve())
-    downstream = Downstream.connect(settings.planner, settings.renderers, settings.validator)
+    store = JobStore(settings.job_store_path, settings.outputs.resolve())
+    metrics = Metrics(
+        queue_depth=lambda: store.count_live(sb.STORYBOARD_STATE_QUEUED),
+        running=lambda: sum(store.count_live(state) for state in _RUNNING),
+    )
+    security = ChannelSecurity.from_files(
+        settings.tls_ca, settings.tls_cert, settings.tls_key, settings.tls_server_name
+    )
+    downstream = Downstream.connect(settings.planner, settings.renderers, settings.validator, security)
     policy = Policy(
         max_retries=settings.max_retries,
         render_unavailable_retries=settings.render_unavailable_retries,
@@ -33,34 +50,47 @@ def create_server(settings: GatewaySettings) -> tuple[ServiceServer, int]:
         validate_timeout=settings.validate_timeout_seconds,
     )
     service = StoryboardService(
-        store, downstream, Orchestrator(store, downstream, policy), settings.max_running, settings.plan_timeout_seconds
+        store,
+        downstream,
+        Orchestrator(store, downstream, policy, metrics),
+        settings.max_running,
+        settings.plan_timeout_seconds,
+        AdapterCatalog(downstream.renderer),
     )
-    servicer = StoryboardsServicer(service)
+    keys = settings.api_key_set()
+    servicer = StoryboardsServicer(service, keys)
     server, port = build_server(
         "gateway",
         settings,
         [Registration(SERVICE_NAME, lambda s: storyboards_pb2_grpc.add_StoryboardsServicer_to_server(servicer, s))],
         closers=[service.close],
+        interceptors=[GrpcMetricsInterceptor(metrics, SERVICE_NAME)],
     )
     rest = None
     if settings.rest:
-        rest = RestBridge(service, settings.host, settings.http_port, is_ready=server.ready.is_set)
+        app = build_app(service, server.ready.is_set, keys, metrics, split_list(settings.cors_origins))
+        rest = RestBridge(app, settings.host, settings.http_port)
         server.endpoints["http"] = rest.port
         server.closers.append(rest.stop)
-    server.warm_up = lambda: _warm_up(settings, rest)
+    server.warm_up = lambda: _warm_up(settings, security, rest, service)
     return server, port
 
 
-def _warm_up(settings: GatewaySettings, rest: RestBridge | None) -> None:
-    """Serve REST at once (``/readyz`` says 503 until ready); ready once the planner and a renderer are SERVING."""
+def _warm_up(
+    settings: GatewaySettings, security: ChannelSecurity | None, rest: RestBridge | None, service: StoryboardService
+) -> None:
+    """Serve REST at once (``/readyz`` says 503 until ready); ready once the planner and a renderer are SERVING;
+    then resume what a previous run left unfinished."""
     if rest is not None:
         rest.start()
-    _wait_serving("storyboard.v1.Planner", settings.planner, settings.plan_timeout_seconds)
-    _wait_serving("storyboard.v1.Renderer", settings.renderers, settings.plan_timeout_seconds)
+    _wait_serving("storyboard.v1.Planner", settings.planner, security, settings.plan_timeout_seconds)
+    _wait_serving("storyboard.v1.Renderer", settings.renderers, security, settings.plan_timeout_seconds)
+    if resumed := service.resume_unfinished():
+        log.info("resumed %d unfinished storyboards", resumed)
 
 
-def _wait_serving(service: str, address: str, timeout: float) -> None:
-    with grpc.insecure_channel(target_for(address)) as channel:
+def _wait_serving(service: str, address: str, security: ChannelSecurity | None, timeout: float) -> None:
+    with open_probe_channel(address, security) as channel:
         request = health_pb2.HealthCheckRequest(service=service)
         try:
             for response in health_pb2_grpc.HealthStub(channel).Watch(request, timeout=timeout, wait_for_ready=True):

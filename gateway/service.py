@@ -1,5 +1,10 @@
 """The gateway's use cases, shared by the gRPC servicer and the REST bridge: create, get, list, follow, cancel,
-plan. Neither front end holds logic of its own beyond translating requests and errors."""
+plan, regenerate a frame. Neither front end holds logic of its own beyond authenticating the caller and translating
+requests and errors.
+
+Storyboards belong to the API key that created them: another key's storyboards are NOT_FOUND to a caller, and each
+key may have a limited number unfinished at once (RESOURCE_EXHAUSTED beyond it).
+"""
 
 from __future__ import annotations
 
@@ -8,54 +13,74 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
+
+from gateway.auth import Caller
+from gateway.catalog import AdapterCatalog, spec_error
 from gateway.jobs import Job, JobStore, LoggedEvent
 from gateway.orchestrator import Downstream, Orchestrator
-from gateway.spec import normalized_spec
+from gateway.spec import check_prompt, frame_seed, normalized_spec
 from storyboard.v1 import common_pb2, planner_pb2
 from storyboard.v1 import storyboards_pb2 as sb
-from storyboard_common.errors import InvalidArgument, Unavailable
+from storyboard_common.errors import FailedPrecondition, InvalidArgument, Unavailable
+from storyboard_common.validation import check_seed
 
 log = logging.getLogger(__name__)
 MAX_IDEMPOTENCY_KEY = 128
+ANONYMOUS = Caller(owner="", max_active=0)  # for in-process callers (tests, tools): no limit
 
 
 class StoryboardService:
-    """Accepts storyboards, runs them on a bounded pool, and answers questions about them."""
+    """Accepts storyboards, runs them on a bounded pool, resumes unfinished ones, and answers questions about them."""
 
     def __init__(
-        self, store: JobStore, downstream: Downstream, orchestrator: Orchestrator, max_running: int, plan_timeout: float
+        self,
+        store: JobStore,
+        downstream: Downstream,
+        orchestrator: Orchestrator,
+        max_running: int,
+        plan_timeout: float,
+        adapters: AdapterCatalog | None = None,
     ) -> None:
         self._store = store
         self._downstream = downstream
         self._orchestrator = orchestrator
         self._plan_timeout = plan_timeout
+        self._adapters = adapters or AdapterCatalog(downstream.renderer)
         self._pool = ThreadPoolExecutor(max_workers=max_running, thread_name_prefix="storyboard")
         self._closing = threading.Event()
 
-    def create(self, spec: sb.StoryboardSpec, idempotency_key: str = "") -> Job:
+    def create(self, spec: sb.StoryboardSpec, idempotency_key: str = "", caller: Caller = ANONYMOUS) -> Job:
         """Check the request at the edge, then create and schedule a job (or return the one this key made)."""
-        if self._closing.is_set():
-            raise Unavailable("the gateway is shutting down; try again shortly")
+        self._refuse_while_closing()
         if len(idempotency_key) > MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
             raise InvalidArgument("idempotency_key", f"must be printable and at most {MAX_IDEMPOTENCY_KEY} characters")
         normalized = normalized_spec(spec)
-        job, created = self._store.create(normalized, idempotency_key)
+        self._adapters.check(normalized.adapters)
+        job, created = self._store.create(normalized, idempotency_key, caller.owner, caller.max_active)
         if created:
-            self._store.append(job, accepted=sb.Accepted(storyboard=self._store.snapshot(job)))
             self._pool.submit(self._orchestrator.run, job)
         return job
 
-    def get(self, job_id: str) -> Job:
-        return self._store.get(job_id)
+    def resume_unfinished(self) -> int:
+        """Schedule every job a previous run of the gateway left unfinished, oldest first; returns how many."""
+        jobs = self._store.unfinished()
+        for job in jobs:
+            log.info("resuming storyboard %s", job.id)
+            self._pool.submit(self._orchestrator.run, job)
+        return len(jobs)
+
+    def get(self, job_id: str, caller: Caller = ANONYMOUS) -> Job:
+        return self._store.get(job_id, caller.owner)
 
     def snapshot(self, job: Job) -> sb.Storyboard:
         return self._store.snapshot(job)
 
-    def list(self, page_size: int, page_token: str) -> tuple[list[sb.Storyboard], str]:
-        return self._store.list(page_size, page_token)
+    def list(self, page_size: int, page_token: str, caller: Caller = ANONYMOUS) -> tuple[list[sb.Storyboard], str]:
+        return self._store.list(page_size, page_token, caller.owner)
 
-    def cancel(self, job_id: str) -> sb.Storyboard:
-        job = self._store.get(job_id)
+    def cancel(self, job_id: str, caller: Caller = ANONYMOUS) -> sb.Storyboard:
+        job = self._store.get(job_id, caller.owner)
         self._store.request_cancel(job)
         if job.storyboard.state == sb.STORYBOARD_STATE_QUEUED:
             # Nothing runs yet; end it now so that watchers are released (the runner skips finished jobs).
@@ -72,22 +97,60 @@ class StoryboardService:
     def plan(self, spec: sb.StoryboardSpec) -> common_pb2.Plan:
         """A plan for ``spec`` without rendering it."""
         normalized = normalized_spec(spec)
+        self._adapters.check(normalized.adapters)
         options = planner_pb2.PlanOptions(temperature=normalized.temperature, seed=normalized.base_seed)
         if normalized.HasField("num_frames"):
             options.num_frames = normalized.num_frames
         options.characters.extend(normalized.characters)
-        response = self._downstream.planner.Plan(
-            planner_pb2.PlanRequest(story=normalized.story, options=options), timeout=self._plan_timeout
-        )
+        try:
+            response = self._downstream.planner.Plan(
+                planner_pb2.PlanRequest(story=normalized.story, options=options), timeout=self._plan_timeout
+            )
+        except grpc.RpcError as error:
+            raise spec_error(error) from None
         return response.plan
 
+    def regenerate(
+        self, job_id: str, frame: int, seed: int | None, prompt: str | None, caller: Caller = ANONYMOUS
+    ) -> sb.Storyboard:
+        """Render one frame of a finished storyboard again, with a new seed (``seed``, else a fresh one) and
+        optionally a new prompt; the new attempt is kept whatever it scores, and the files are assembled again."""
+        self._refuse_while_closing()
+        if seed is not None:
+            check_seed(seed, "seed")
+        new_prompt = check_prompt(prompt, "prompt") if prompt is not None else None
+        job = self._store.get(job_id, caller.owner)
+
+        def reopen(current: Job) -> None:
+            frames = current.storyboard.frames
+            if not current.storyboard.HasField("plan") or not frames:
+                raise FailedPrecondition(f"storyboard {job_id} was never planned; there is no frame to regenerate")
+            if not 1 <= frame <= len(frames):
+                raise InvalidArgument("frame", f"must be between 1 and {len(frames)}, got {frame}")
+            attempt_no = max((a.attempt for a in self._store.attempts(current, frame)), default=0) + 1
+            chosen = seed if seed is not None else frame_seed(current.storyboard.spec.base_seed, frame, attempt_no)
+            if new_prompt is not None:
+                scene = current.storyboard.plan.scenes[frame - 1]
+                scene.prompt, scene.prompt_2 = new_prompt, ""
+            frames[frame - 1].rendered = False
+            current.meta["regenerate"] = {"frame": frame, "seed": chosen, "attempt": attempt_no}
+
+        reopened = self._store.reopen(job, reopen, caller.max_active)
+        self._pool.submit(self._orchestrator.run, reopened)
+        return self._store.snapshot(reopened)
+
+    def _refuse_while_closing(self) -> None:
+        if self._closing.is_set():
+            raise Unavailable("the gateway is shutting down; try again shortly")
+
     def close(self) -> None:
-        """Refuse new storyboards, stop the running ones, and release the downstream channels."""
+        """Refuse new work, stop the running storyboards (they stay unfinished and resume on the next start),
+        and release the downstream channels and the store."""
         self._closing.set()
-        for storyboard in self._store.list_unfinished():
-            self._store.stop_work(self._store.get(storyboard))
+        self._store.suspend_all()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._downstream.close()
+        self._store.close()
 
 
 def with_image(logged: LoggedEvent) -> sb.StoryboardEvent:
@@ -96,5 +159,8 @@ def with_image(logged: LoggedEvent) -> sb.StoryboardEvent:
         return logged.event
     event = sb.StoryboardEvent()
     event.CopyFrom(logged.event)
-    event.frame_rendered.image.data = logged.image_path.read_bytes()
+    try:
+        event.frame_rendered.image.data = logged.image_path.read_bytes()
+    except FileNotFoundError:
+        log.warning("the image of event %d of %s is gone from its folder", event.sequence, event.storyboard_id)
     return event

@@ -25,7 +25,9 @@ MAX_STEPS = 150
 MAX_GUIDANCE = 30.0
 MIN_SIZE, MAX_SIZE = 256, 2048
 MAX_NAMES = 8
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.'-]{0,63}$")
+MAX_PROMPT_CHARS = 1000
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.'-]{0,63}$"
+_NAME = re.compile(NAME_PATTERN)
 
 
 def _check_name(name: str, field: str) -> None:
@@ -64,6 +66,14 @@ def normalized_spec(spec: storyboards_pb2.StoryboardSpec) -> storyboards_pb2.Sto
         _check_name(adapter.name, f"spec.adapters[{index}].name")
         check_range(adapter.weight, -4.0, 4.0, f"spec.adapters[{index}].weight")
     return out
+
+
+def check_prompt(prompt: str, field: str = "prompt") -> str:
+    """A user's prompt for one frame: the story's rules (not empty, no control characters), at most 1,000 chars."""
+    text = check_story(prompt, field)
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InvalidArgument(field, f"is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    return text
 
 
 def frame_seed(base_seed: int, frame: int, attempt: int) -> int:

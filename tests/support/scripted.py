@@ -1,13 +1,41 @@
-"""Scripted gRPC services for tests of the gateway's policy: real servers on port 0 whose behaviour a test sets."""
+"""Scripted gRPC services for tests of the gateway's policy: real servers on port 0 whose behaviour a test sets.
+
+In this process (``serve_renderer(ScriptedRenderer(...))``) or as a process of its own, to be killed:
+
+    python -m tests.support.scripted renderer --port 50999 --delay 0.5 --log renders.jsonl
+
+A scripted renderer draws a plain panel whose colour encodes the frame number (red = 20 x frame), so a scripted
+validator can tell which frame it is scoring; each render is logged (start, done, cancelled) with the process id.
+"""
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import io
+import json
+import os
+import sys
 import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import grpc
+from PIL import Image
 
-from storyboard.v1 import renderer_pb2, renderer_pb2_grpc
-from storyboard_common.server import Registration, ServiceServer, build_server
+from storyboard.v1 import (
+    common_pb2,
+    planner_pb2,
+    planner_pb2_grpc,
+    renderer_pb2,
+    renderer_pb2_grpc,
+    validator_pb2,
+    validator_pb2_grpc,
+)
+from storyboard_common.images import encode
+from storyboard_common.server import Registration, ServiceServer, build_server, run_service
 from storyboard_common.settings import ServiceSettings
 
 
@@ -32,17 +60,187 @@ class BlockingRenderer(renderer_pb2_grpc.RendererServicer):
         return renderer_pb2.RendererInfo(backend="blocking-test")
 
 
-def serve_renderer(servicer: renderer_pb2_grpc.RendererServicer) -> tuple[ServiceServer, int]:
-    """Start ``servicer`` as a Renderer on a free port; the caller stops it."""
-    server, port = build_server(
-        "scripted-renderer",
-        ServiceSettings(port=0),
-        [
-            Registration(
-                "storyboard.v1.Renderer", lambda s: renderer_pb2_grpc.add_RendererServicer_to_server(servicer, s)
+def frame_number_of(data: bytes) -> int:
+    """The frame number a scripted renderer painted into an image."""
+    with Image.open(io.BytesIO(data)) as image:
+        return round(image.convert("RGB").getpixel((0, 0))[0] / 20)
+
+
+class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
+    """Renders plain panels, taking ``delay`` seconds a frame (spread over its steps, each reported as progress);
+    records every finished render in ``renders`` and, with ``log``, as JSON lines shared by several processes."""
+
+    def __init__(self, delay: float = 0.0, log: Path | None = None, adapters: Sequence[str] = ()) -> None:
+        self.delay = delay
+        self.log = log
+        self.adapters = list(adapters)
+        self.renders: list[tuple[int, int]] = []  # (frame, seed) of each finished render
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+
+    def _record(self, event: str, spec: renderer_pb2.FrameSpec) -> None:
+        if self.log is None:
+            return
+        record = {"pid": os.getpid(), "event": event, "frame": spec.frame, "seed": spec.seed, "time": time.time()}
+        line = json.dumps(record)
+        with self._lock, self.log.open("a") as handle:  # one short append: whole lines even from several processes
+            handle.write(line + "\n")
+
+    def Render(self, request: renderer_pb2.RenderRequest, context: grpc.ServicerContext) -> Iterator[Any]:
+        for spec in request.frames:
+            self._record("start", spec)
+            steps = max(1, spec.steps)
+            for step in range(1, steps + 1):
+                time.sleep(self.delay / steps)
+                if not context.is_active():
+                    self._record("cancelled", spec)
+                    self.cancelled.set()
+                    return
+                yield renderer_pb2.RenderEvent(
+                    progress=renderer_pb2.FrameProgress(frame=spec.frame, step=step, total_steps=steps)
+                )
+            panel = Image.new("RGB", (spec.width, spec.height), (spec.frame * 20, spec.seed % 256, 90))
+            data, mime_type = encode(panel, "PNG")
+            with self._lock:
+                self.renders.append((spec.frame, spec.seed))
+            self._record("done", spec)
+            yield renderer_pb2.RenderEvent(
+                frame=renderer_pb2.RenderedFrame(
+                    frame=spec.frame,
+                    image=common_pb2.Image(data=data, mime_type=mime_type, width=spec.width, height=spec.height),
+                    seed=spec.seed,
+                    timings=common_pb2.FrameTimings(denoise_seconds=self.delay),
+                    backend="scripted",
+                )
             )
-        ],
-    )
+
+    def Info(self, request: renderer_pb2.RendererInfoRequest, context: grpc.ServicerContext):
+        return renderer_pb2.RendererInfo(backend="scripted", available_adapters=self.adapters)
+
+
+class ScriptedValidator(validator_pb2_grpc.ValidatorServicer):
+    """Scores frames of a ScriptedRenderer: ``consistency[frame]`` lists the consistency of each attempt at that
+    frame in order (``default`` after the list runs out); a set of several frames (the repetition check over kept
+    frames) gets each image's earlier score back."""
+
+    THRESHOLDS = common_pb2.Thresholds(consistency=0.7, alignment=0.2, repetition=0.95)
+
+    def __init__(self, consistency: dict[int, list[float]] | None = None, default: float = 0.9) -> None:
+        self.consistency = consistency or {}
+        self.default = default
+        self.calls: list[list[int]] = []  # the frame numbers of each Score call
+        self._attempts: dict[int, int] = {}
+        self._by_image: dict[bytes, float] = {}
+        self._lock = threading.Lock()
+
+    def _verdict(self, consistency: float) -> int:
+        passed = consistency >= self.THRESHOLDS.consistency
+        return common_pb2.VERDICT_PASS if passed else common_pb2.VERDICT_LOW_CONSISTENCY
+
+    def Score(self, request: validator_pb2.ScoreRequest, context: grpc.ServicerContext):
+        frames = [frame_number_of(image.data) for image in request.frames]
+        scores = []
+        with self._lock:
+            self.calls.append(frames)
+            for index, (frame, image) in enumerate(zip(frames, request.frames, strict=True)):
+                key = hashlib.sha256(image.data).digest()
+                if len(frames) == 1:
+                    attempt = self._attempts[frame] = self._attempts.get(frame, 0) + 1
+                    script = self.consistency.get(frame, [])
+                    value = script[attempt - 1] if attempt <= len(script) else self.default
+                    self._by_image[key] = value
+                else:
+                    value = self._by_image.get(key, self.default)
+                scores.append(
+                    common_pb2.FrameScore(
+                        index=index,
+                        consistency=value,
+                        alignment=0.3,
+                        repetition=0.1 if len(frames) > 1 else 0.0,
+                        most_similar_index=(index + 1) % len(frames) if len(frames) > 1 else -1,
+                        verdict=self._verdict(value),
+                    )
+                )
+        return validator_pb2.ScoreResponse(scores=scores, thresholds=self.THRESHOLDS, model="scripted")
+
+    def Info(self, request: validator_pb2.ValidatorInfoRequest, context: grpc.ServicerContext):
+        return validator_pb2.ValidatorInfo(model="scripted", ready=True, thresholds=self.THRESHOLDS, max_frames=16)
+
+
+class ScriptedPlanner(planner_pb2_grpc.PlannerServicer):
+    """Plans any story as ``num_frames`` (default 6) numbered scenes."""
+
+    def Plan(self, request: planner_pb2.PlanRequest, context: grpc.ServicerContext):
+        count = request.options.num_frames if request.options.HasField("num_frames") else 6
+        scenes = [
+            common_pb2.Scene(frame=n, description=f"scene {n}", camera="wide shot", mood="calm", prompt=f"scene {n}")
+            for n in range(1, count + 1)
+        ]
+        return planner_pb2.PlanResponse(plan=common_pb2.Plan(story=request.story, scenes=scenes, planner="scripted"))
+
+
+_SERVICES = {  # servicer base class: (full service name, how to add it to a server)
+    renderer_pb2_grpc.RendererServicer: ("storyboard.v1.Renderer", renderer_pb2_grpc.add_RendererServicer_to_server),
+    planner_pb2_grpc.PlannerServicer: ("storyboard.v1.Planner", planner_pb2_grpc.add_PlannerServicer_to_server),
+    validator_pb2_grpc.ValidatorServicer: (
+        "storyboard.v1.Validator",
+        validator_pb2_grpc.add_ValidatorServicer_to_server,
+    ),
+}
+
+
+def _registration(servicer: Any) -> Registration:
+    for base, (name, add) in _SERVICES.items():
+        if isinstance(servicer, base):
+            return Registration(name, lambda server, add=add: add(servicer, server))
+    raise TypeError(f"not a storyboard.v1 servicer: {servicer!r}")
+
+
+def serve(servicer: Any, settings: ServiceSettings | None = None) -> tuple[ServiceServer, int]:
+    """Start a scripted Renderer, Validator or Planner on a free loopback port; the caller stops it."""
+    server, port = build_server("scripted", settings or ServiceSettings(port=0), [_registration(servicer)])
     server.start()
     server.ready.wait(5)
     return server, port
+
+
+def serve_renderer(servicer: renderer_pb2_grpc.RendererServicer) -> tuple[ServiceServer, int]:
+    """Start ``servicer`` as a Renderer on a free port; the caller stops it."""
+    return serve(servicer)
+
+
+def serve_tls(servicer: Any, credentials: grpc.ServerCredentials) -> tuple[grpc.Server, int]:
+    """Start a scripted service with health on a TLS port (the shared server factory serves plaintext only)."""
+    from concurrent import futures
+
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    registration = _registration(servicer)
+    registration.add_to_server(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_servicer.set(registration.full_name, health_pb2.HealthCheckResponse.SERVING)
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    return server, port
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.support.scripted")
+    parser.add_argument("service", choices=["renderer"])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds per frame")
+    parser.add_argument("--log", type=Path, default=None, help="append one JSON line per render event")
+    args = parser.parse_args(argv)
+    renderer = ScriptedRenderer(delay=args.delay, log=args.log)
+    settings = ServiceSettings(port=args.port, grace_seconds=0)
+    return run_service(
+        "scripted-renderer",
+        settings,
+        lambda s: build_server("scripted-renderer", s, [_registration(renderer)]),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,7 @@ import math
 import os
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -484,7 +485,7 @@ def storyboard_pdf(
         subject=story[:200],
         author="Storyboard",
         creator="Storyboard",
-        creationDate=datetime.now(UTC),
+        creationDate=time.gmtime(),
     )
     return buffer.getvalue()
 

@@ -1,0 +1,228 @@
+"""The REST bridge's bodies as JSON Schema (via pydantic), so that its OpenAPI document describes every request and
+response. They follow the proto3 JSON mapping of storyboard.v1 with the proto field names: 64-bit integers in
+responses are strings, enums are their names, timestamps RFC 3339, bytes base64; fields at their default are left out.
+
+Requests are checked against these models first (a wrong type is a 400 naming the field), then turned into the proto
+messages that the gRPC face receives too, so that both faces apply the very same edge checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.spec import MAX_GUIDANCE, MAX_NAMES, MAX_PROMPT_CHARS, MAX_SIZE, MAX_STEPS, MIN_SIZE, NAME_PATTERN
+from storyboard.v1 import common_pb2
+from storyboard.v1 import storyboards_pb2 as sb
+from storyboard_common.validation import MAX_FRAMES, MAX_SEED, MAX_STORY_CHARS, MIN_FRAMES
+
+StoryboardStateName = Literal[tuple(sb.StoryboardState.keys())]  # type: ignore[valid-type]
+VerdictName = Literal[tuple(common_pb2.Verdict.keys())]  # type: ignore[valid-type]
+Int64 = str  # the proto3 JSON mapping writes 64-bit integers as strings
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# -- requests -----------------------------------------------------------------------------------------------------
+
+
+def _documented(low: float | None = None, high: float | None = None, **schema: Any) -> Any:
+    """A field whose limits are documented in the schema but checked by the edge checks both faces share, so
+    that REST and gRPC reject a value with the same words."""
+    if low is not None:
+        schema["minimum"] = low
+    if high is not None:
+        schema["maximum"] = high
+    description = schema.pop("description", None)
+    default = schema.pop("default", None)
+    return Field(default, description=description, json_schema_extra=schema or None)
+
+
+class AdapterRefIn(_Request):
+    name: str = Field(
+        description="the adapter's name in the renderers' adapters folder (see their Info)",
+        json_schema_extra={"pattern": NAME_PATTERN},
+    )
+    weight: float | None = _documented(
+        -4.0, 4.0, description="scale: 1.0 is full strength; 0 (the default, as in the proto) changes nothing"
+    )
+
+
+class StoryboardSpecIn(_Request):
+    """What a user asks for; unset fields take the documented defaults."""
+
+    story: str = Field(
+        description=f"the story, 1 to {MAX_STORY_CHARS} characters, not blank, no control characters",
+        json_schema_extra={"minLength": 1, "maxLength": MAX_STORY_CHARS, "pattern": r"\S"},
+    )
+    num_frames: int | None = _documented(MIN_FRAMES, MAX_FRAMES, description="frames; unset: the planner chooses")
+    base_seed: int | None = _documented(0, MAX_SEED, description="base seed, default 42")
+    num_inference_steps: int | None = _documented(1, MAX_STEPS, description="denoising steps, default 40")
+    guidance_scale: float | None = _documented(0.0, MAX_GUIDANCE, description="guidance scale, default 7.5")
+    width: int | None = _documented(MIN_SIZE, MAX_SIZE, multipleOf=8, description="pixels, default 1024")
+    height: int | None = _documented(MIN_SIZE, MAX_SIZE, multipleOf=8, description="pixels, default 1024")
+    characters: list[str] = Field(
+        default_factory=list,
+        description=f"registered characters by name, at most {MAX_NAMES}",
+        json_schema_extra={"maxItems": MAX_NAMES, "items": {"type": "string", "pattern": NAME_PATTERN}},
+    )
+    adapters: list[AdapterRefIn] = Field(
+        default_factory=list,
+        description=f"extra LoRA adapters applied to every frame, at most {MAX_NAMES}",
+        json_schema_extra={"maxItems": MAX_NAMES},
+    )
+    temperature: float | None = _documented(0.0, 1.0, description="planner sampling temperature, default 0.7")
+
+
+class CreateBody(_Request):
+    spec: StoryboardSpecIn
+    idempotency_key: str = Field(
+        "",
+        description="makes a retried create return the same storyboard (or send the Idempotency-Key header)",
+        json_schema_extra={"maxLength": 128},
+    )
+
+
+class PlanBody(_Request):
+    spec: StoryboardSpecIn
+
+
+class RegenerateBody(_Request):
+    """A new attempt at one frame of a finished storyboard."""
+
+    seed: int | None = _documented(0, MAX_SEED, description="the seed to render with; unset: a new one")
+    prompt: str | None = Field(
+        None,
+        description=f"a new prompt for the frame, at most {MAX_PROMPT_CHARS} characters; unset: keep it",
+        json_schema_extra={"minLength": 1, "maxLength": MAX_PROMPT_CHARS, "pattern": r"\S"},
+    )
+
+
+# -- responses ----------------------------------------------------------------------------------------------------
+
+
+class AdapterRef(_Response):
+    name: str | None = None
+    weight: float | None = None
+
+
+class StoryboardSpec(_Response):
+    story: str | None = None
+    num_frames: int | None = None
+    base_seed: Int64 | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    characters: list[str] | None = None
+    adapters: list[AdapterRef] | None = None
+    temperature: float | None = None
+
+
+class Scene(_Response):
+    frame: int | None = None
+    description: str | None = None
+    camera: str | None = None
+    mood: str | None = None
+    setting: str | None = None
+    lighting: str | None = None
+    prompt: str | None = None
+    prompt_2: str | None = None
+    trigger_tokens: list[str] | None = None
+
+
+class CharacterRef(_Response):
+    name: str | None = None
+    trigger_token: str | None = None
+    adapter: str | None = None
+
+
+class Plan(_Response):
+    story: str | None = None
+    scenes: list[Scene] | None = None
+    negative_prompt: str | None = None
+    warnings: list[str] | None = None
+    planner: str | None = None
+    characters: list[CharacterRef] | None = None
+
+
+class FrameScore(_Response):
+    index: int | None = None
+    consistency: float | None = None
+    alignment: float | None = None
+    repetition: float | None = None
+    most_similar_index: int | None = None
+    verdict: VerdictName | None = None
+
+
+class FrameResult(_Response):
+    frame: int | None = None
+    seed: Int64 | None = None
+    attempts: int | None = None
+    seeds_tried: list[Int64] | None = None
+    score: FrameScore | None = None
+    rendered: bool | None = None
+    verdict: VerdictName | None = None
+    file_name: str | None = None
+
+
+class Storyboard(_Response):
+    """A storyboard: request, plan, frames and where its files are."""
+
+    id: str | None = None
+    state: StoryboardStateName | None = None
+    spec: StoryboardSpec | None = None
+    plan: Plan | None = None
+    frames: list[FrameResult] | None = None
+    output_dir: str | None = None
+    error: str | None = None
+    create_time: str | None = Field(None, description="RFC 3339")
+    update_time: str | None = Field(None, description="RFC 3339")
+    last_event_sequence: Int64 | None = Field(None, description="follow the events after this number")
+
+
+class ListResponse(_Response):
+    storyboards: list[Storyboard] | None = None
+    next_page_token: str | None = None
+
+
+class PlanResponse(_Response):
+    plan: Plan | None = None
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="the gRPC status code name, e.g. INVALID_ARGUMENT")
+    message: str = Field(description="what went wrong; a field error starts with the field's name")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "a bad request; the message names the field"},
+    401: {"model": ErrorBody, "description": "no API key, or not a valid one"},
+    404: {"model": ErrorBody, "description": "no such storyboard (or not yours), or no such file yet"},
+    429: {"model": ErrorBody, "description": "too many unfinished storyboards for this API key"},
+    503: {"model": ErrorBody, "description": "a service the gateway needs is unavailable"},
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error responses of a route."""
+    return {code: ERRORS[code] for code in codes}
