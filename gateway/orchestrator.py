@@ -27,7 +27,6 @@ import grpc
 from PIL import Image
 
 from gateway.catalog import spec_error
-from gateway.channels import ChannelSecurity, open_service_channel
 from gateway.jobs import Job, JobStore
 from gateway.metrics import Metrics
 from gateway.spec import frame_seed
@@ -43,6 +42,7 @@ from storyboard.v1 import (
     validator_pb2_grpc,
 )
 from storyboard.v1 import storyboards_pb2 as sb
+from storyboard_common.channels import ChannelSecurity, open_channel
 from storyboard_common.errors import Cancelled, ServiceError, status_for
 from storyboard_common.images import EXTENSIONS, MIME_TYPES
 
@@ -64,12 +64,12 @@ class Downstream:
     def connect(
         cls, planner: str, renderers: str, validator: str, security: ChannelSecurity | None = None
     ) -> Downstream:
-        planner_channel = open_service_channel(planner, security, ("storyboard.v1.Planner",))
-        renderer_channel = open_service_channel(renderers, security, ("storyboard.v1.Renderer",))
+        planner_channel = open_channel(planner, retry_services=("storyboard.v1.Planner",), security=security)
+        renderer_channel = open_channel(renderers, retry_services=("storyboard.v1.Renderer",), security=security)
         channels = [planner_channel, renderer_channel]
         validator_stub = None
         if validator:
-            validator_channel = open_service_channel(validator, security, ("storyboard.v1.Validator",))
+            validator_channel = open_channel(validator, retry_services=("storyboard.v1.Validator",), security=security)
             channels.append(validator_channel)
             validator_stub = validator_pb2_grpc.ValidatorStub(validator_channel)
         return cls(

@@ -6,12 +6,12 @@ Once the planner and a renderer are ready, the storyboards a previous run left u
 from __future__ import annotations
 
 import logging
+import threading
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.catalog import AdapterCatalog
-from gateway.channels import ChannelSecurity, open_probe_channel
 from gateway.jobs import JobStore
 from gateway.metrics import GrpcMetricsInterceptor, Metrics
 from gateway.orchestrator import Downstream, Orchestrator, Policy
@@ -21,6 +21,7 @@ from gateway.servicer import StoryboardsServicer
 from gateway.settings import GatewaySettings, split_list
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard.v1 import storyboards_pb2_grpc
+from storyboard_common.channels import ChannelSecurity, open_probe_channel
 from storyboard_common.errors import Unavailable
 from storyboard_common.server import Registration, ServiceServer, build_server
 
@@ -72,30 +73,38 @@ def create_server(settings: GatewaySettings) -> tuple[ServiceServer, int]:
         rest = RestBridge(app, settings.host, settings.http_port)
         server.endpoints["http"] = rest.port
         server.closers.append(rest.stop)
-    server.warm_up = lambda: _warm_up(settings, security, rest, service)
+    server.warm_up = lambda: _warm_up(settings, security, rest, service, server.stopping)
     return server, port
 
 
 def _warm_up(
-    settings: GatewaySettings, security: ChannelSecurity | None, rest: RestBridge | None, service: StoryboardService
+    settings: GatewaySettings,
+    security: ChannelSecurity | None,
+    rest: RestBridge | None,
+    service: StoryboardService,
+    stopping: threading.Event,
 ) -> None:
     """Serve REST at once (``/readyz`` says 503 until ready); ready once the planner and a renderer are SERVING;
     then resume what a previous run left unfinished."""
     if rest is not None:
         rest.start()
-    _wait_serving("storyboard.v1.Planner", settings.planner, security, settings.plan_timeout_seconds)
-    _wait_serving("storyboard.v1.Renderer", settings.renderers, security, settings.plan_timeout_seconds)
+    for name, address in (("storyboard.v1.Planner", settings.planner), ("storyboard.v1.Renderer", settings.renderers)):
+        _wait_serving(name, address, security, stopping)
     if resumed := service.resume_unfinished():
         log.info("resumed %d unfinished storyboards", resumed)
 
 
-def _wait_serving(service: str, address: str, security: ChannelSecurity | None, timeout: float) -> None:
-    with open_probe_channel(address, security) as channel:
-        request = health_pb2.HealthCheckRequest(service=service)
-        try:
-            for response in health_pb2_grpc.HealthStub(channel).Watch(request, timeout=timeout, wait_for_ready=True):
-                if response.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-        except grpc.RpcError as error:
-            raise Unavailable(f"{service} at {address} did not become ready: {error.code().name}") from None
-    raise Unavailable(f"{service} at {address} did not become ready")
+def _wait_serving(service: str, address: str, security: ChannelSecurity | None, stopping: threading.Event) -> None:
+    """Wait, however long it takes, until ``service`` reports SERVING: services may start in any order and a
+    renderer may load weights for minutes. Gives up only when the gateway itself is stopping."""
+    request = health_pb2.HealthCheckRequest(service=service)
+    while not stopping.is_set():
+        with open_probe_channel(address, security) as channel:
+            try:
+                stream = health_pb2_grpc.HealthStub(channel).Watch(request, timeout=30, wait_for_ready=True)
+                for response in stream:
+                    if response.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+            except grpc.RpcError as error:
+                log.info("waiting for %s at %s (%s)", service, address, error.code().name)
+    raise Unavailable(f"stopped before {service} at {address} became ready")

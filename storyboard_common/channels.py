@@ -1,13 +1,46 @@
-"""Client channels from one service to another, with load balancing, retries of UNAVAILABLE and request ids."""
+"""Client channels from one service to another: round_robin over every address, retries of UNAVAILABLE, request
+ids, and TLS or mutual TLS when configured."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
 from storyboard_common.interceptors import RequestIdClientInterceptor
 from storyboard_common.server import MAX_MESSAGE_BYTES
+
+
+@dataclass(frozen=True)
+class ChannelSecurity:
+    """TLS to the services: the roots to verify them by, and a client certificate for mutual TLS."""
+
+    root_certificates: bytes
+    certificate_chain: bytes | None = None
+    private_key: bytes | None = None
+    server_name: str = ""  # checked against the services' certificates instead of the address
+
+    @classmethod
+    def from_files(
+        cls, ca: Path | None, cert: Path | None, key: Path | None, server_name: str = ""
+    ) -> ChannelSecurity | None:
+        """None (plaintext) unless a CA file is given."""
+        if ca is None:
+            return None
+        return cls(
+            ca.read_bytes(),
+            cert.read_bytes() if cert is not None else None,
+            key.read_bytes() if key is not None else None,
+            server_name,
+        )
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.root_certificates, self.private_key, self.certificate_chain)
+
+    def options(self) -> list[tuple[str, str]]:
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
 
 
 def _service_config(retry_services: tuple[str, ...]) -> str:
@@ -42,15 +75,26 @@ def target_for(addresses: str) -> str:
     return f"{scheme}:{','.join(parts)}"
 
 
-def open_channel(addresses: str, *, retry_services: tuple[str, ...] = ()) -> grpc.Channel:
-    """An insecure channel to ``addresses`` that balances round-robin over every resolved address."""
-    channel = grpc.insecure_channel(
-        target_for(addresses),
-        options=[
-            ("grpc.service_config", _service_config(retry_services)),
-            ("grpc.enable_retries", 1),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ],
-    )
-    return grpc.intercept_channel(channel, RequestIdClientInterceptor())
+def _raw_channel(addresses: str, security: ChannelSecurity | None, options: list[tuple[str, object]]) -> grpc.Channel:
+    target = target_for(addresses)
+    if security is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, security.credentials(), options=[*options, *security.options()])
+
+
+def open_channel(
+    addresses: str, *, retry_services: tuple[str, ...] = (), security: ChannelSecurity | None = None
+) -> grpc.Channel:
+    """A channel to ``addresses`` that balances round-robin over every resolved address, plaintext or TLS."""
+    options: list[tuple[str, object]] = [
+        ("grpc.service_config", _service_config(retry_services)),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ]
+    return grpc.intercept_channel(_raw_channel(addresses, security, options), RequestIdClientInterceptor())
+
+
+def open_probe_channel(addresses: str, security: ChannelSecurity | None = None) -> grpc.Channel:
+    """A plain channel (no interceptors, default policy) for health probes, with the same security."""
+    return _raw_channel(addresses, security, [])

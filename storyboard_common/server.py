@@ -46,6 +46,7 @@ class ServiceServer:
     warm_up: Callable[[], None] | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
     ready: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)  # set when stop() begins
     not_ready_reason: str = "starting"
     endpoints: dict[str, int] = field(default_factory=dict)  # other listeners of the service, e.g. {"http": 8000}
     _warm_thread: threading.Thread | None = None
@@ -77,6 +78,7 @@ class ServiceServer:
 
     def stop(self, grace: float) -> None:
         """Report NOT_SERVING, let in-flight calls finish for up to ``grace`` seconds, cancel the rest, release."""
+        self.stopping.set()
         self.health_servicer.enter_graceful_shutdown()
         self.grpc_server.stop(grace).wait()
         for close in reversed(self.closers):

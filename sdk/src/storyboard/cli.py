@@ -130,11 +130,7 @@ def _stack_options(args: argparse.Namespace) -> StackOptions:
 
 
 def _add_gateway_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--gateway",
-        default=os.environ.get("STORYBOARD_GATEWAY") or None,
-        help=f"gateway address [$STORYBOARD_GATEWAY; default: {DEFAULT_ADDRESS}]",
-    )
+    parser.add_argument("--gateway", help=f"gateway address [default: $STORYBOARD_GATEWAY, else {DEFAULT_ADDRESS}]")
     parser.add_argument(
         "--gateway-key",
         default=os.environ.get("STORYBOARD_API_KEY") or None,
@@ -350,9 +346,13 @@ def _report(result: StoryboardResult, args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway_address(args: argparse.Namespace) -> str:
+    return args.gateway or os.environ.get("STORYBOARD_GATEWAY") or DEFAULT_ADDRESS
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     story = _read_story(args)
-    address = args.gateway or DEFAULT_ADDRESS
+    address = _gateway_address(args)
     with Client(address, api_key=args.gateway_key) as client:
         if args.gateway or client.is_serving():
             if args.api_key:
@@ -375,7 +375,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.gateway or DEFAULT_ADDRESS, api_key=args.gateway_key, timeout=30)
+    return Client(_gateway_address(args), api_key=args.gateway_key, timeout=30)
 
 
 def _print_storyboard(storyboard: storyboards_pb2.Storyboard, as_json: bool) -> None:
@@ -405,7 +405,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    with Client(args.gateway or DEFAULT_ADDRESS, api_key=args.gateway_key) as client:
+    with Client(_gateway_address(args), api_key=args.gateway_key) as client:
         result = client.fetch(args.id)
     if result.final is None:
         message = f"{result.failure.code}: {result.failure.message}" if result.failure else "it has not completed"
