@@ -1,8 +1,9 @@
-"""Names the downstream services know: adapters (asked of the renderers) and characters (the planner's registry).
+"""Names the downstream services know, checked at the edge: adapters (the renderers' ``Info``) and characters
+(the planner's ``ListCharacters``), each cached for a short while.
 
-Adapter names are checked at the edge against the renderer's ``Info.available_adapters``, cached for a short while.
-Characters have no listing RPC; the planner answers NOT_FOUND for an unknown one when it plans, and ``spec_error``
-turns that (and the planner's other field errors) into INVALID_ARGUMENT naming the request's own field.
+When a service cannot be asked, the name is let through and the service itself answers when it is used (the
+renderer NOT_FOUND for an adapter; the planner NOT_FOUND for a character, which ``spec_error`` turns into
+INVALID_ARGUMENT naming the request's own field).
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import grpc
 
-from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
+from storyboard.v1 import planner_pb2, planner_pb2_grpc, renderer_pb2, renderer_pb2_grpc
 from storyboard_common.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -23,11 +24,21 @@ _PLANNER_FIELDS = {"options.characters": "spec.characters", "options.num_frames"
                    "options.temperature": "spec.temperature", "story": "spec.story"}  # fmt: skip
 
 
-class AdapterCatalog:
-    """The adapter names the renderers offer, asked of them at most every ``ttl`` seconds."""
+class NameCatalog:
+    """The names one kind of thing has downstream, fetched at most every ``ttl`` seconds."""
 
-    def __init__(self, renderer: renderer_pb2_grpc.RendererStub, ttl: float = 30.0, timeout: float = 5.0) -> None:
-        self._renderer = renderer
+    def __init__(
+        self,
+        kind: str,
+        fetch: Callable[[float], Iterable[str]],
+        *,
+        fold: Callable[[str], str] = str,
+        ttl: float = 30.0,
+        timeout: float = 5.0,
+    ) -> None:
+        self._kind = kind
+        self._fetch = fetch
+        self._fold = fold  # how names compare, e.g. str.casefold for character names
         self._ttl = ttl
         self._timeout = timeout
         self._lock = threading.Lock()
@@ -35,32 +46,46 @@ class AdapterCatalog:
         self._fetched = 0.0
 
     def available(self) -> frozenset[str] | None:
-        """The names, or None when no renderer answered (the render itself then says NOT_FOUND for a bad name)."""
+        """The names, or None when the service did not answer."""
         with self._lock:
             if self._names is not None and time.monotonic() - self._fetched < self._ttl:
                 return self._names
         try:
-            info = self._renderer.Info(renderer_pb2.RendererInfoRequest(), timeout=self._timeout)
+            names = frozenset(self._fold(name) for name in self._fetch(self._timeout))
         except grpc.RpcError as error:
-            log.warning("cannot list the renderers' adapters (%s); adapter names are checked when rendering",
-                        error.code().name)  # fmt: skip
+            log.warning("cannot list the %s names (%s); they are checked when used", self._kind, error.code().name)
             return None
         with self._lock:
-            self._names, self._fetched = frozenset(info.available_adapters), time.monotonic()
-            return self._names
+            self._names, self._fetched = names, time.monotonic()
+            return names
 
-    def check(self, adapters: Sequence[common_pb2.AdapterRef], field: str = "spec.adapters") -> None:
-        """InvalidArgument naming the first adapter the renderers do not have."""
-        if not adapters:
+    def check(self, names: Sequence[str], field: str) -> None:
+        """InvalidArgument naming the first unknown name; ``field`` is formatted with its index."""
+        if not names or (known := self.available()) is None:
             return
-        names = self.available()
-        if names is None:
-            return
-        for index, adapter in enumerate(adapters):
-            if adapter.name not in names:
-                offered = ", ".join(sorted(names)) or "none"
-                problem = f"unknown adapter {adapter.name!r}; available: {offered}"
-                raise InvalidArgument(f"{field}[{index}].name", problem)
+        for index, name in enumerate(names):
+            if self._fold(name) not in known:
+                offered = ", ".join(sorted(known)) or "none"
+                raise InvalidArgument(field.format(index), f"unknown {self._kind} {name!r}; available: {offered}")
+
+
+def adapter_catalog(renderer: renderer_pb2_grpc.RendererStub) -> NameCatalog:
+    """The adapters the renderers can load, by exact name."""
+
+    def fetch(timeout: float) -> Iterable[str]:
+        return renderer.Info(renderer_pb2.RendererInfoRequest(), timeout=timeout).available_adapters
+
+    return NameCatalog("adapter", fetch)
+
+
+def character_catalog(planner: planner_pb2_grpc.PlannerStub) -> NameCatalog:
+    """The characters the planner knows, by name or alias, in any case."""
+
+    def fetch(timeout: float) -> Iterable[str]:
+        response = planner.ListCharacters(planner_pb2.ListCharactersRequest(), timeout=timeout)
+        return [name for character in response.characters for name in (character.name, *character.aliases)]
+
+    return NameCatalog("character", fetch, fold=str.casefold)
 
 
 def spec_error(error: grpc.RpcError) -> Exception:

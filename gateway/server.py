@@ -11,7 +11,6 @@ import threading
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.catalog import AdapterCatalog
 from gateway.jobs import JobStore
 from gateway.metrics import GrpcMetricsInterceptor, Metrics
 from gateway.orchestrator import Downstream, Orchestrator, Policy
@@ -56,7 +55,6 @@ def create_server(settings: GatewaySettings) -> tuple[ServiceServer, int]:
         Orchestrator(store, downstream, policy, metrics),
         settings.max_running,
         settings.plan_timeout_seconds,
-        AdapterCatalog(downstream.renderer),
     )
     keys = settings.api_key_set()
     servicer = StoryboardsServicer(service, keys)

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from gateway.auth import Caller
-from gateway.catalog import AdapterCatalog, spec_error
+from gateway.catalog import NameCatalog, adapter_catalog, character_catalog, spec_error
 from gateway.jobs import Job, JobStore, LoggedEvent
 from gateway.orchestrator import Downstream, Orchestrator
 from gateway.spec import check_prompt, frame_seed, normalized_spec
@@ -40,13 +40,15 @@ class StoryboardService:
         orchestrator: Orchestrator,
         max_running: int,
         plan_timeout: float,
-        adapters: AdapterCatalog | None = None,
+        adapters: NameCatalog | None = None,
+        characters: NameCatalog | None = None,
     ) -> None:
         self._store = store
         self._downstream = downstream
         self._orchestrator = orchestrator
         self._plan_timeout = plan_timeout
-        self._adapters = adapters or AdapterCatalog(downstream.renderer)
+        self._adapters = adapters or adapter_catalog(downstream.renderer)
+        self._characters = characters or character_catalog(downstream.planner)
         self._pool = ThreadPoolExecutor(max_workers=max_running, thread_name_prefix="storyboard")
         self._closing = threading.Event()
 
@@ -56,7 +58,8 @@ class StoryboardService:
         if len(idempotency_key) > MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
             raise InvalidArgument("idempotency_key", f"must be printable and at most {MAX_IDEMPOTENCY_KEY} characters")
         normalized = normalized_spec(spec)
-        self._adapters.check(normalized.adapters)
+        self._adapters.check([adapter.name for adapter in normalized.adapters], "spec.adapters[{}].name")
+        self._characters.check(list(normalized.characters), "spec.characters[{}]")
         job, created = self._store.create(normalized, idempotency_key, caller.owner, caller.max_active)
         if created:
             self._pool.submit(self._orchestrator.run, job)
@@ -97,7 +100,8 @@ class StoryboardService:
     def plan(self, spec: sb.StoryboardSpec) -> common_pb2.Plan:
         """A plan for ``spec`` without rendering it."""
         normalized = normalized_spec(spec)
-        self._adapters.check(normalized.adapters)
+        self._adapters.check([adapter.name for adapter in normalized.adapters], "spec.adapters[{}].name")
+        self._characters.check(list(normalized.characters), "spec.characters[{}]")
         options = planner_pb2.PlanOptions(temperature=normalized.temperature, seed=normalized.base_seed)
         if normalized.HasField("num_frames"):
             options.num_frames = normalized.num_frames

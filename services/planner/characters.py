@@ -65,7 +65,9 @@ class Character:
 
     def to_proto(self) -> common_pb2.CharacterRef:
         """The character as the contract's CharacterRef."""
-        return common_pb2.CharacterRef(name=self.name, trigger_token=self.trigger_token, adapter=self.adapter)
+        return common_pb2.CharacterRef(
+            name=self.name, trigger_token=self.trigger_token, adapter=self.adapter, aliases=self.aliases
+        )
 
 
 class _Entry(BaseModel):

@@ -35,3 +35,8 @@ class PlannerServicer(planner_pb2_grpc.PlannerServicer):
     def Plan(self, request: planner_pb2.PlanRequest, context: grpc.ServicerContext) -> planner_pb2.PlanResponse:
         plan = self._planner.plan(story_request(request), CallBudget.from_context(context))
         return planner_pb2.PlanResponse(plan=plan)
+
+    def ListCharacters(
+        self, request: planner_pb2.ListCharactersRequest, context: grpc.ServicerContext
+    ) -> planner_pb2.ListCharactersResponse:
+        return planner_pb2.ListCharactersResponse(characters=[c.to_proto() for c in self._planner.registry])

@@ -248,3 +248,25 @@ def test_rest_bridge_creates_follows_and_serves_files(gateway):
         assert http.get(f"/v1/storyboards/{job_id}/frames/99").status_code == 400
         assert http.get("/v1/storyboards/20990101-000000-00000000").status_code == 404
         assert http.post("/v1/storyboards", content=b"{not json").status_code == 400
+
+
+def test_regenerate_frame_over_grpc_keeps_the_new_attempt(gateway):
+    stub, _, _ = gateway
+    events = _generate(stub, num_frames=6)
+    job_id = events[0].storyboard_id
+    stub.RegenerateFrame(storyboards_pb2.RegenerateFrameRequest(id=job_id, frame=2, seed=12345), timeout=10)
+    after = list(stub.Watch(storyboards_pb2.WatchRequest(id=job_id, after_sequence=events[-1].sequence), timeout=60))
+    assert after[-1].HasField("completed")
+    assert [e.frame_rendered.seed for e in after if e.HasField("frame_rendered")] == [12345]
+    assert stub.Get(storyboards_pb2.GetRequest(id=job_id), timeout=10).frames[1].seed == 12345
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.RegenerateFrame(storyboards_pb2.RegenerateFrameRequest(id=job_id, frame=9), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and caught.value.details().startswith("frame")
+
+
+def test_unknown_characters_are_refused_at_the_edge(gateway):
+    stub, _, _ = gateway
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Create(storyboards_pb2.CreateRequest(spec=_spec(characters=["Nobody"])), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("spec.characters[0]: unknown character 'Nobody'")

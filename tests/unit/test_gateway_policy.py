@@ -477,9 +477,9 @@ def test_an_unknown_character_is_invalid_argument_naming_spec_characters(plain):
     with pytest.raises(grpc.RpcError) as caught:
         plain.stub.Plan(storyboards_pb2.StoryboardsPlanRequest(spec=storyboards_pb2.StoryboardSpec(**spec)), timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    # Creating one is accepted (there is no way to list the planner's characters up front); planning then fails it.
-    events = plain.generate(characters=["Nobody Known"])
-    assert events[-1].failed.code == "INVALID_ARGUMENT" and events[-1].failed.message.startswith("spec.characters")
+    # Creating one is refused at the edge too: the gateway asks the planner for its characters (ListCharacters).
+    response = plain.http.post("/v1/storyboards", json={"spec": spec})
+    assert response.status_code == 400 and response.json()["error"]["message"].startswith("spec.characters[0]")
 
 
 def test_a_known_adapter_is_accepted(plain):

@@ -264,3 +264,17 @@ def test_outputs_are_the_specs_files(tmp_path: Path) -> None:
     assert prompts == [scene.prompt for scene in plan.scenes]
     write_plan_files(folder, plan)  # overwriting in place works too
     assert json.loads(prompts_path.read_text()) == prompts
+
+
+def test_list_characters_returns_the_registry_with_aliases() -> None:
+    server, port = create_server(PlannerSettings(port=0, characters_file=EXAMPLE_REGISTRY))
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            response = planner_pb2_grpc.PlannerStub(channel).ListCharacters(
+                planner_pb2.ListCharactersRequest(), timeout=10
+            )
+    finally:
+        server.stop(0)
+    (aldar,) = [c for c in response.characters if c.name == "Aldar Kose"]
+    assert aldar.trigger_token == "aldar_kose_man" and "Aldar" in aldar.aliases

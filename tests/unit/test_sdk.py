@@ -56,6 +56,9 @@ def test_create_get_list_plan_cancel_and_fetch(stack, tmp_path):
         assert len(client.plan(story=STORY, num_frames=7).scenes) == 7
         assert client.cancel(created.id).state == storyboards_pb2.STORYBOARD_STATE_COMPLETED  # already done
         assert "frame_006.png" in result.save(tmp_path / "fetched")
+        client.regenerate(created.id, 3, seed=99)
+        again = client.fetch(created.id)
+        assert again.final is not None and again.final.frames[2].seed == 99
 
 
 def test_the_same_idempotency_key_never_makes_a_second_storyboard(stack):

@@ -102,6 +102,17 @@ def make_spec(spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any)
     return out
 
 
+def _regenerate_request(
+    storyboard_id: str, frame: int, seed: int | None, prompt: str | None
+) -> storyboards_pb2.RegenerateFrameRequest:
+    request = storyboards_pb2.RegenerateFrameRequest(id=storyboard_id, frame=frame)
+    if seed is not None:
+        request.seed = seed
+    if prompt is not None:
+        request.prompt = prompt
+    return request
+
+
 def _backoff(attempt: int) -> float:
     return min(0.2 * 2**attempt, 3.0)
 
@@ -242,6 +253,12 @@ class Client:
     def cancel(self, storyboard_id: str) -> storyboards_pb2.Storyboard:
         return self._call(self._stub.Cancel, storyboards_pb2.CancelRequest(id=storyboard_id))
 
+    def regenerate(
+        self, storyboard_id: str, frame: int, *, seed: int | None = None, prompt: str | None = None
+    ) -> storyboards_pb2.Storyboard:
+        """Render one frame of an ended storyboard again (new seed, optionally a new prompt); follow with watch."""
+        return self._call(self._stub.RegenerateFrame, _regenerate_request(storyboard_id, frame, seed, prompt))
+
     def plan(self, spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any) -> common_pb2.Plan:
         """Plan a story without rendering it."""
         request = storyboards_pb2.StoryboardsPlanRequest(spec=make_spec(spec, **fields))
@@ -320,6 +337,12 @@ class AsyncClient:
 
     async def cancel(self, storyboard_id: str) -> storyboards_pb2.Storyboard:
         return await self._call(self._stub.Cancel, storyboards_pb2.CancelRequest(id=storyboard_id))
+
+    async def regenerate(
+        self, storyboard_id: str, frame: int, *, seed: int | None = None, prompt: str | None = None
+    ) -> storyboards_pb2.Storyboard:
+        request = _regenerate_request(storyboard_id, frame, seed, prompt)
+        return await self._call(self._stub.RegenerateFrame, request)
 
     async def plan(self, spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any) -> common_pb2.Plan:
         request = storyboards_pb2.StoryboardsPlanRequest(spec=make_spec(spec, **fields))

@@ -32,3 +32,13 @@ class PlanResponse(_message.Message):
     PLAN_FIELD_NUMBER: _ClassVar[int]
     plan: _common_pb2.Plan
     def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ...) -> None: ...
+
+class ListCharactersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCharactersResponse(_message.Message):
+    __slots__ = ("characters",)
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
+    characters: _containers.RepeatedCompositeFieldContainer[_common_pb2.CharacterRef]
+    def __init__(self, characters: _Optional[_Iterable[_Union[_common_pb2.CharacterRef, _Mapping]]] = ...) -> None: ...

@@ -40,6 +40,11 @@ class PlannerStub:
                 request_serializer=storyboard_dot_v1_dot_planner__pb2.PlanRequest.SerializeToString,
                 response_deserializer=storyboard_dot_v1_dot_planner__pb2.PlanResponse.FromString,
                 _registered_method=True)
+        self.ListCharacters = channel.unary_unary(
+                '/storyboard.v1.Planner/ListCharacters',
+                request_serializer=storyboard_dot_v1_dot_planner__pb2.ListCharactersRequest.SerializeToString,
+                response_deserializer=storyboard_dot_v1_dot_planner__pb2.ListCharactersResponse.FromString,
+                _registered_method=True)
 
 
 class PlannerServicer:
@@ -54,6 +59,13 @@ class PlannerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCharacters(self, request, context):
+        """Lists the registered characters a request may name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlannerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +73,11 @@ def add_PlannerServicer_to_server(servicer, server):
                     servicer.Plan,
                     request_deserializer=storyboard_dot_v1_dot_planner__pb2.PlanRequest.FromString,
                     response_serializer=storyboard_dot_v1_dot_planner__pb2.PlanResponse.SerializeToString,
+            ),
+            'ListCharacters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCharacters,
+                    request_deserializer=storyboard_dot_v1_dot_planner__pb2.ListCharactersRequest.FromString,
+                    response_serializer=storyboard_dot_v1_dot_planner__pb2.ListCharactersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +108,33 @@ class Planner:
             '/storyboard.v1.Planner/Plan',
             storyboard_dot_v1_dot_planner__pb2.PlanRequest.SerializeToString,
             storyboard_dot_v1_dot_planner__pb2.PlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCharacters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storyboard.v1.Planner/ListCharacters',
+            storyboard_dot_v1_dot_planner__pb2.ListCharactersRequest.SerializeToString,
+            storyboard_dot_v1_dot_planner__pb2.ListCharactersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -150,6 +150,18 @@ class CancelRequest(_message.Message):
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
+class RegenerateFrameRequest(_message.Message):
+    __slots__ = ("id", "frame", "seed", "prompt")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    frame: int
+    seed: int
+    prompt: str
+    def __init__(self, id: _Optional[str] = ..., frame: _Optional[int] = ..., seed: _Optional[int] = ..., prompt: _Optional[str] = ...) -> None: ...
+
 class StoryboardsPlanRequest(_message.Message):
     __slots__ = ("spec",)
     SPEC_FIELD_NUMBER: _ClassVar[int]

@@ -70,6 +70,11 @@ class StoryboardsStub:
                 request_serializer=storyboard_dot_v1_dot_storyboards__pb2.StoryboardsPlanRequest.SerializeToString,
                 response_deserializer=storyboard_dot_v1_dot_storyboards__pb2.StoryboardsPlanResponse.FromString,
                 _registered_method=True)
+        self.RegenerateFrame = channel.unary_unary(
+                '/storyboard.v1.Storyboards/RegenerateFrame',
+                request_serializer=storyboard_dot_v1_dot_storyboards__pb2.RegenerateFrameRequest.SerializeToString,
+                response_deserializer=storyboard_dot_v1_dot_storyboards__pb2.Storyboard.FromString,
+                _registered_method=True)
 
 
 class StoryboardsServicer:
@@ -126,6 +131,14 @@ class StoryboardsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegenerateFrame(self, request, context):
+        """Renders one frame of an ended storyboard again, with a new seed and optionally a new prompt; the new attempt
+        is kept and the storyboard's files are assembled again. Follow it with Watch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoryboardsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +176,11 @@ def add_StoryboardsServicer_to_server(servicer, server):
                     servicer.Plan,
                     request_deserializer=storyboard_dot_v1_dot_storyboards__pb2.StoryboardsPlanRequest.FromString,
                     response_serializer=storyboard_dot_v1_dot_storyboards__pb2.StoryboardsPlanResponse.SerializeToString,
+            ),
+            'RegenerateFrame': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegenerateFrame,
+                    request_deserializer=storyboard_dot_v1_dot_storyboards__pb2.RegenerateFrameRequest.FromString,
+                    response_serializer=storyboard_dot_v1_dot_storyboards__pb2.Storyboard.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +373,33 @@ class Storyboards:
             '/storyboard.v1.Storyboards/Plan',
             storyboard_dot_v1_dot_storyboards__pb2.StoryboardsPlanRequest.SerializeToString,
             storyboard_dot_v1_dot_storyboards__pb2.StoryboardsPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegenerateFrame(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storyboard.v1.Storyboards/RegenerateFrame',
+            storyboard_dot_v1_dot_storyboards__pb2.RegenerateFrameRequest.SerializeToString,
+            storyboard_dot_v1_dot_storyboards__pb2.Storyboard.FromString,
             options,
             channel_credentials,
             insecure,
