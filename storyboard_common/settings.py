@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError
+import grpc
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
 
 LOOPBACK = "127.0.0.1"
@@ -36,8 +38,41 @@ class ServiceSettings(BaseSettings):
     max_connection_age_seconds: float = Field(
         300.0, gt=0, description="clients reconnect after this long, so that new replicas behind a DNS name are found"
     )
+    serve_tls_cert: Path | None = Field(
+        None, description="serve TLS with this certificate chain (PEM); with --serve-tls-key; none: plaintext"
+    )
+    serve_tls_key: Path | None = Field(None, description="the private key (PEM) of --serve-tls-cert")
+    serve_tls_client_ca: Path | None = Field(
+        None, description="require client certificates signed by this CA (PEM): mutual TLS"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
     log_format: Literal["text", "json"] = Field("text", description="log line format")
+
+    @field_validator("serve_tls_cert", "serve_tls_key", "serve_tls_client_ca")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} does not exist or is not a file")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_is_complete(self) -> ServiceSettings:
+        if (self.serve_tls_cert is None) != (self.serve_tls_key is None):
+            raise ValueError("--serve-tls-cert and --serve-tls-key go together")
+        if self.serve_tls_client_ca is not None and self.serve_tls_cert is None:
+            raise ValueError("--serve-tls-client-ca needs --serve-tls-cert and --serve-tls-key")
+        return self
+
+    def server_credentials(self) -> grpc.ServerCredentials | None:
+        """TLS (or mutual TLS) credentials to serve with, or None for plaintext."""
+        if self.serve_tls_cert is None or self.serve_tls_key is None:
+            return None
+        client_ca = self.serve_tls_client_ca.read_bytes() if self.serve_tls_client_ca else None
+        return grpc.ssl_server_credentials(
+            [(self.serve_tls_key.read_bytes(), self.serve_tls_cert.read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

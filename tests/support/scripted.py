@@ -209,23 +209,6 @@ def serve_renderer(servicer: renderer_pb2_grpc.RendererServicer) -> tuple[Servic
     return serve(servicer)
 
 
-def serve_tls(servicer: Any, credentials: grpc.ServerCredentials) -> tuple[grpc.Server, int]:
-    """Start a scripted service with health on a TLS port (the shared server factory serves plaintext only)."""
-    from concurrent import futures
-
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    registration = _registration(servicer)
-    registration.add_to_server(server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    health_servicer.set(registration.full_name, health_pb2.HealthCheckResponse.SERVING)
-    port = server.add_secure_port("127.0.0.1:0", credentials)
-    server.start()
-    return server, port
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.scripted")
     parser.add_argument("service", choices=["renderer"])

@@ -16,8 +16,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.server import create_server as create_gateway
 from gateway.settings import GatewaySettings
+from services.planner.server import create_server as create_planner
+from services.planner.settings import PlannerSettings
+from services.renderer.server import create_server as create_renderer
+from services.renderer.settings import RendererSettings
 from storyboard.v1 import storyboards_pb2, storyboards_pb2_grpc
-from tests.support.scripted import ScriptedPlanner, ScriptedRenderer, serve_tls
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -44,18 +47,23 @@ def _make_certs(folder: Path) -> dict[str, Path]:
 
 def test_the_gateway_reaches_its_services_over_mutual_tls(tmp_path):
     certs = _make_certs(tmp_path)
-    credentials = grpc.ssl_server_credentials(
-        [(certs["server.key"].read_bytes(), certs["server.pem"].read_bytes())],
-        root_certificates=certs["ca.pem"].read_bytes(),
-        require_client_auth=True,
-    )
-    planner, planner_port = serve_tls(ScriptedPlanner(), credentials)
-    renderer, renderer_port = serve_tls(ScriptedRenderer(), credentials)
+    serve_tls = {
+        "serve_tls_cert": certs["server.pem"],
+        "serve_tls_key": certs["server.key"],
+        "serve_tls_client_ca": certs["ca.pem"],
+    }
+    planner, planner_port = create_planner(PlannerSettings(port=0, backend="offline", **serve_tls))
+    renderer, renderer_port = create_renderer(RendererSettings(port=0, backend="sketch", **serve_tls))
+    for service in (planner, renderer):
+        service.start()
     try:
-        # Without a client certificate the services refuse the connection.
+        # Without a client certificate the services refuse the connection; in plaintext too.
         anonymous = grpc.ssl_channel_credentials(certs["ca.pem"].read_bytes())
-        with grpc.secure_channel(f"127.0.0.1:{planner_port}", anonymous) as channel:
-            with pytest.raises(grpc.RpcError) as caught:
+        for channel in (
+            grpc.secure_channel(f"127.0.0.1:{planner_port}", anonymous),
+            grpc.insecure_channel(f"127.0.0.1:{planner_port}"),
+        ):
+            with channel, pytest.raises(grpc.RpcError) as caught:
                 health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
 
@@ -87,3 +95,9 @@ def test_the_gateway_reaches_its_services_over_mutual_tls(tmp_path):
     finally:
         planner.stop(0)
         renderer.stop(0)
+
+
+def test_tls_settings_must_come_in_pairs(tmp_path):
+    certs = _make_certs(tmp_path)
+    with pytest.raises(ValueError, match="go together"):
+        PlannerSettings(port=0, serve_tls_cert=certs["server.pem"])
