@@ -67,11 +67,16 @@ class BackendTimings:
 
 @dataclass(frozen=True)
 class FrameResult:
-    """A finished frame: its index in the batch it was given with, the picture, and how long it took."""
+    """A finished frame: its index in the batch it was given with, the picture, and how long it took.
+
+    A frame that failed on its own while the rest of its batch is fine (e.g. it came out NaN) has no image and an
+    ``error`` (a ``ServiceError``) that is raised to its request only.
+    """
 
     index: int
-    image: Image.Image
+    image: Image.Image | None
     timings: BackendTimings = field(default_factory=BackendTimings)
+    error: Exception | None = None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Choosing the backend the settings name. Only backends this build has are listed; the settings refuse others.
 
-Adding a backend (e.g. ``diffusers``): implement ``backend.RenderBackend`` in its own module (load weights in
-``warm_up``, render a whole compatible batch per pipeline call with one generator per frame, check ``should_stop`` in
-``callback_on_step_end`` and set ``pipe._interrupt``, ``applies_adapters = True``), add its name to
-``settings.AVAILABLE_BACKENDS`` and build it here. The scheduler, servicer, limits and tests need no change.
+Backends: ``sketch`` (``sketch.py``: CPU layout panels) and ``diffusers`` (``diffusers_backend.py``: SDXL + LoRA).
+Adding one: implement ``backend.RenderBackend`` in its own module (load weights in ``warm_up``, render a whole
+compatible batch per call, check ``should_stop`` at every step), add its name to ``settings.AVAILABLE_BACKENDS`` and
+build it here. The scheduler, servicer, limits and metrics need no change.
 """
 
 from __future__ import annotations
@@ -11,19 +11,28 @@ from __future__ import annotations
 import logging
 
 from services.renderer.backend import RenderBackend
+from services.renderer.metrics import RendererMetrics
 from services.renderer.settings import RendererSettings
 from services.renderer.sketch import SketchBackend
 
 log = logging.getLogger(__name__)
 
 
-def create_backend(settings: RendererSettings) -> RenderBackend:
-    """The backend ``settings.backend`` names, built from the settings (nothing is loaded until warm-up)."""
+def create_backend(settings: RendererSettings, metrics: RendererMetrics | None = None) -> RenderBackend:
+    """The backend ``settings.backend`` names, built from the settings (nothing is loaded until warm-up).
+
+    ``metrics`` receives the backend's own counts (adapter loads and evictions, out-of-memory batches)."""
+    if settings.backend == "diffusers":
+        # Imported here: the sketch backend must not pay for (or need) torch and diffusers.
+        from services.renderer.diffusers_backend import DiffusersBackend
+
+        return DiffusersBackend(settings, metrics)
     if settings.backend == "sketch":
         unused = [
             flag
             for flag, used in (
                 ("--base-model", bool(settings.base_model)),
+                ("--vae", bool(settings.vae)),
                 ("--device", settings.device not in ("auto", "cpu")),
                 ("--dtype", settings.dtype != "auto"),
             )

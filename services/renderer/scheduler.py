@@ -4,6 +4,11 @@ from one worker thread, and hands each request its events (progress, finished fr
 One worker thread owns the backend, so a GPU backend never sees two pipeline calls at once; RPC threads only wait
 on their own ticket's event queue, and encode images in parallel with the next batch. Frames from different requests
 with equal ``FrameSpec.batch_key`` may share a batch; a batch is stopped only when every request in it is gone.
+
+Dynamic batching (as Triton's ``max_queue_delay``): when the oldest waiting frame's batch is not full, the worker waits
+up to ``batch_window`` seconds *counted from when that frame arrived* for compatible frames of other requests, then
+renders what it has. An idle renderer so adds at most the window to a lone frame; a busy one adds nothing, because
+its oldest frame has already waited longer than the window.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from services.renderer.backend import BackendTimings, FrameSpec, RenderBackend
+from services.renderer.metrics import RendererMetrics
 from storyboard_common.errors import ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
@@ -95,12 +101,17 @@ class RenderScheduler:
         max_batch_size: int,
         max_queue: int,
         max_streams: int,
+        batch_window: float = 0.0,
+        metrics: RendererMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend = backend
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self.max_streams = max_streams
+        self.batch_window = batch_window
+        self._metrics = metrics if metrics is not None else RendererMetrics()
+        self._metrics.watch_queue(lambda: self.queue_depth, lambda: self.open_requests)
         self._clock = clock
         self._lock = threading.Condition()
         self._pending: deque[_Job] = deque()
@@ -127,6 +138,7 @@ class RenderScheduler:
             self._worker.start()
         self.not_ready_reason = ""
         self._ready.set()
+        self._metrics.ready.set(1)
 
     @property
     def ready(self) -> bool:
@@ -151,13 +163,16 @@ class RenderScheduler:
             if self._closing:
                 raise Unavailable("the renderer is shutting down; retry on another replica")
             if not self._ready.is_set():
+                self._metrics.rejected.labels("not_ready").inc()
                 raise Unavailable(f"the renderer is not ready ({self.not_ready_reason}); retry shortly")
             if len(self._open) >= self.max_streams:
+                self._metrics.rejected.labels("too_many_streams").inc()
                 raise ResourceExhausted(
                     f"the renderer is busy: {len(self._open)} Render calls are open and the limit is "
                     f"{self.max_streams}; retry later or on another replica"
                 )
             if len(self._pending) + len(frames) > self.max_queue:
+                self._metrics.rejected.labels("queue_full").inc()
                 raise ResourceExhausted(
                     f"the renderer's queue is full: {len(self._pending)} frames are waiting, the limit is "
                     f"{self.max_queue} and this request has {len(frames)}; retry later or on another replica"
@@ -177,8 +192,12 @@ class RenderScheduler:
             if ticket not in self._open:
                 return
             self._open.discard(ticket)
-            self._pending = deque(job for job in self._pending if job.ticket is not ticket)
+            kept = deque(job for job in self._pending if job.ticket is not ticket)
+            dropped = len(self._pending) - len(kept)
+            self._pending = kept
             self._lock.notify_all()
+        if dropped:
+            self._metrics.frames.labels("cancelled").inc(dropped)
 
     @property
     def queue_depth(self) -> int:
@@ -195,22 +214,24 @@ class RenderScheduler:
     # --- the worker -------------------------------------------------------------------------------------------------
 
     def _next_batch(self) -> list[_Job] | None:
-        """The oldest waiting frame and up to ``max_batch_size - 1`` compatible ones after it; None when closing."""
+        """The oldest waiting frame and up to ``max_batch_size - 1`` compatible ones after it, once the batch is full
+        or the oldest frame's batching window has passed; None when closing."""
         with self._lock:
-            while not self._pending and not self._closing:
-                self._lock.wait()
-            if self._closing:
-                return None
-            first = self._pending.popleft()
-            batch = [first]
-            rest: deque[_Job] = deque()
-            while self._pending:
-                job = self._pending.popleft()
-                if len(batch) < self.max_batch_size and job.spec.batch_key == first.spec.batch_key:
-                    batch.append(job)
-                else:
-                    rest.append(job)
-            self._pending = rest
+            while True:
+                while not self._pending and not self._closing:
+                    self._lock.wait()
+                if self._closing:
+                    return None
+                first = self._pending[0]
+                batch = [job for job in self._pending if job.spec.batch_key == first.spec.batch_key]
+                batch = batch[: self.max_batch_size]
+                wait = first.enqueued_at + self.batch_window - self._clock()
+                if len(batch) >= self.max_batch_size or wait <= 0:
+                    break
+                # New frames, a release or closing wake this early; the loop then looks again from the start.
+                self._lock.wait(wait)
+            chosen = {id(job) for job in batch}
+            self._pending = deque(job for job in self._pending if id(job) not in chosen)
             return batch
 
     def _serve(self) -> None:
@@ -220,8 +241,16 @@ class RenderScheduler:
     def _render(self, batch: list[_Job]) -> None:
         started = self._clock()
         tickets = list(dict.fromkeys(job.ticket for job in batch))
+        metrics = self._metrics
+        metrics.batch_size.observe(len(batch))
+        metrics.inflight_frames.set(len(batch))
+        for job in batch:
+            metrics.queue_seconds.observe(max(0.0, started - job.enqueued_at))
+        steps_done = 0
 
         def on_step(index: int, step: int, total: int) -> None:
+            nonlocal steps_done
+            steps_done += 1
             job = batch[index]
             if not job.ticket.cancelled.is_set():
                 job.ticket.events.put(StepDone(job.spec.frame, step, total))
@@ -230,21 +259,42 @@ class RenderScheduler:
             return self._closing or all(ticket.cancelled.is_set() for ticket in tickets)
 
         finished: set[int] = set()
+        denoise_seconds = 0.0
         try:
             for result in self._backend.render([job.spec for job in batch], on_step, should_stop):
                 finished.add(result.index)
                 job = batch[result.index]
+                denoise_seconds = max(denoise_seconds, result.timings.denoise_seconds)
+                if result.error is not None or result.image is None:
+                    error = result.error or RuntimeError(f"the backend returned no image for frame {result.index}")
+                    job.ticket.events.put(RenderFailed(error))
+                    metrics.frames.labels("failed").inc()
+                    continue
                 done = FrameDone(job.spec, result.image, result.timings, started - job.enqueued_at, self._backend.name)
                 self._deliver(job.ticket, done)
+                metrics.frames.labels("rendered").inc()
         except Exception as error:
             log.warning("a batch of %d frames failed: %s", len(batch), error, exc_info=True)
             for ticket in tickets:
                 ticket.events.put(RenderFailed(error))
+            metrics.frames.labels("failed").inc(len(batch) - len(finished))
             return
+        finally:
+            metrics.inflight_frames.set(0)
+            metrics.steps.inc(steps_done)
+            elapsed = self._clock() - started
+            metrics.batch_seconds.observe(elapsed)
+            if steps_done and (denoise_seconds or elapsed) > 0:
+                metrics.steps_per_second.set(steps_done / (denoise_seconds or elapsed))
         for index, job in enumerate(batch):
-            if index not in finished and not job.ticket.cancelled.is_set() and not self._closing:
+            if index in finished:
+                continue
+            if job.ticket.cancelled.is_set() or self._closing:
+                metrics.frames.labels("cancelled").inc()
+            else:
                 # The backend stopped early although someone still waits: a bug in the backend, said as such.
                 job.ticket.events.put(RenderFailed(RuntimeError(f"the backend returned no image for frame {index}")))
+                metrics.frames.labels("failed").inc()
 
     @staticmethod
     def _deliver(ticket: RenderTicket, done: FrameDone) -> None:

@@ -7,6 +7,7 @@ import grpc
 from services.renderer.adapters import AdapterCatalog
 from services.renderer.backend import RenderBackend
 from services.renderer.backends import create_backend
+from services.renderer.metrics import RendererMetrics, serve_metrics
 from services.renderer.scheduler import RenderScheduler
 from services.renderer.servicer import RendererServicer
 from services.renderer.settings import RendererSettings
@@ -16,17 +17,24 @@ from storyboard_common.server import Registration, ServiceServer, build_server
 SERVICE_NAME = renderer_pb2.DESCRIPTOR.services_by_name["Renderer"].full_name
 
 
-def create_server(settings: RendererSettings, backend: RenderBackend | None = None) -> tuple[ServiceServer, int]:
+def create_server(
+    settings: RendererSettings, backend: RenderBackend | None = None, metrics: RendererMetrics | None = None
+) -> tuple[ServiceServer, int]:
     """The renderer server, not yet started; health turns SERVING once the backend has warmed up.
 
     ``backend`` replaces the one the settings name (tests pass their own); by default it is built from ``settings``.
+    ``metrics`` is the registry the server fills (a fresh one by default); with ``--metrics-port`` it is served at
+    once, so it can be scraped while the model loads, and the port it got is in ``server.endpoints["metrics"]``.
     """
-    backend = backend if backend is not None else create_backend(settings)
+    metrics = metrics if metrics is not None else RendererMetrics()
+    backend = backend if backend is not None else create_backend(settings, metrics)
     scheduler = RenderScheduler(
         backend,
         max_batch_size=settings.max_batch_size,
         max_queue=settings.max_queue,
         max_streams=settings.max_streams,
+        batch_window=settings.batch_window_ms / 1000,
+        metrics=metrics,
     )
     servicer = RendererServicer(
         backend,
@@ -40,10 +48,17 @@ def create_server(settings: RendererSettings, backend: RenderBackend | None = No
     def add(server: grpc.Server) -> None:
         renderer_pb2_grpc.add_RendererServicer_to_server(servicer, server)
 
-    return build_server(
+    closers = [backend.close, scheduler.close]  # run in reverse: stop the queue, then release the weights
+    endpoints = {}
+    if settings.metrics_port:
+        http, endpoints["metrics"] = serve_metrics(metrics, settings.host, settings.metrics_port)
+        closers.insert(0, lambda: (http.shutdown(), http.server_close()))  # closed last: scrapes see the shutdown
+    server, port = build_server(
         "renderer",
         settings,
         [Registration(SERVICE_NAME, add)],
         warm_up=scheduler.warm_up,
-        closers=[backend.close, scheduler.close],  # run in reverse: stop the queue, then release the weights
+        closers=closers,
     )
+    server.endpoints.update(endpoints)
+    return server, port

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -13,11 +14,35 @@ from storyboard_common.settings import ServiceSettings
 
 # Backends this build can run. A backend that is named in --backend but not listed here fails at start with a clear
 # message instead of being silently replaced by another one.
-AVAILABLE_BACKENDS = ("sketch",)
+AVAILABLE_BACKENDS = ("sketch", "diffusers")
 
 # Hard bounds on what an operator may configure; the defaults below are what the issue promises to clients.
 SIZE_FLOOR, SIZE_CEILING = 64, 4096
 MAX_SEED = 2**63 - 1
+
+# A Hugging Face hub id: "name" or "owner/name" (letters, digits, '-', '_', '.'). Anything else that is not an
+# existing folder is a path that does not exist.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _local_or_hub(value: str, what: str, required_file: str) -> str:
+    """``value`` if it is an existing diffusers folder (holding ``required_file``) or looks like a hub id."""
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    if path.is_dir():
+        if not (path / required_file).is_file():
+            raise ValueError(f"{value} is a folder but not a diffusers {what} folder (no {required_file} in it)")
+        return str(path.resolve())
+    looks_like_path = value.startswith(("/", ".", "~")) or "\\" in value or value.count("/") > 1
+    if looks_like_path or path.exists() or not _HUB_ID.match(value):
+        raise ValueError(f"{value} is not an existing folder (nor a hub id like 'owner/name')")
+    return value
+
+
+def is_local_folder(value: str) -> bool:
+    """Whether a model setting names a folder on this machine (loaded with local_files_only) rather than a hub id."""
+    return bool(value) and Path(value).is_dir()
 
 
 @dataclass(frozen=True)
@@ -45,10 +70,60 @@ class RendererSettings(ServiceSettings):
     )
     base_model: str = Field(
         "",
-        description="the SDXL base model for the diffusers backend: a local folder or a hub id (unused by sketch)",
+        description="the SDXL base model for the diffusers backend: a diffusers folder (loaded with no network) or "
+        "a hub id such as stabilityai/stable-diffusion-xl-base-1.0 (from the local cache when HF_HUB_OFFLINE=1); "
+        "required by --backend diffusers, unused by sketch",
+    )
+    model_variant: str = Field(
+        "",
+        description="diffusers backend: the weights variant to load, e.g. fp16 for *.fp16.safetensors files (half "
+        "the download and disk); empty loads the default files",
+    )
+    vae: str = Field(
+        "",
+        description="diffusers backend: a separate VAE (folder or hub id) that replaces the base model's, e.g. "
+        "madebyollin/sdxl-vae-fp16-fix, which decodes in float16 without overflowing; empty keeps the base model's",
+    )
+    vae_upcast: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="diffusers backend: decode latents in float32. 'auto' does so when computing in float16 with a VAE "
+        "whose config asks for it (force_upcast, as SDXL's own VAE does); 'always' and 'never' override that",
+    )
+    vae_slicing: bool = Field(
+        True,
+        description="diffusers backend: decode a batch one frame at a time (less memory, and each frame is sent as "
+        "soon as it is decoded); off decodes the whole batch in one VAE call",
+    )
+    vae_tiling: bool = Field(
+        False, description="diffusers backend: decode in overlapping tiles, for very large frames on small GPUs"
+    )
+    cpu_offload: bool = Field(
+        False,
+        description="diffusers backend: keep models in CPU memory and move each to the GPU only while it runs "
+        "(diffusers' model CPU offload: much less GPU memory, somewhat slower); needs a cuda device",
+    )
+    attention: Literal["sdpa", "math"] = Field(
+        "sdpa",
+        description="diffusers backend: attention kernels; 'sdpa' is torch's scaled_dot_product_attention "
+        "(flash / memory-efficient kernels on GPUs), 'math' the plain matmul-softmax-matmul (a reference, more memory)",
+    )
+    channels_last: bool = Field(
+        False,
+        description="diffusers backend: keep the UNet in channels-last memory format (often faster on GPUs, much "
+        "slower on CPUs)",
     )
     adapters_dir: Path | None = Field(
-        None, description="folder of LoRA adapters, each addressed by name (a sub-folder or NAME.safetensors)"
+        None,
+        description="folder of LoRA adapters, each addressed by name: NAME/ (a PEFT checkpoint with unet_lora/, "
+        "text_encoder_one_lora/, text_encoder_two_lora/, or a diffusers LoRA folder) or NAME.safetensors "
+        "(diffusers or kohya/A1111 LoRA file)",
+    )
+    max_loaded_adapters: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="diffusers backend: most adapters kept loaded; past it the least recently used one is unloaded "
+        "(a batch that needs more than this keeps its own adapters loaded until it is done)",
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="compute device; 'auto' picks cuda, then mps, then cpu (sketch always draws on the CPU)"
@@ -57,6 +132,14 @@ class RendererSettings(ServiceSettings):
         "auto", description="compute dtype; 'auto' is float16 on cuda/mps and float32 on cpu"
     )
     max_batch_size: int = Field(4, ge=1, le=64, description="most frames rendered together in one pipeline call")
+    batch_window_ms: float = Field(
+        20.0,
+        ge=0,
+        le=10_000,
+        description="dynamic batching: how long the oldest waiting frame may wait for compatible frames of other "
+        "requests to fill its batch (milliseconds; 0 renders whatever is waiting at once). A busy renderer does not "
+        "wait: the window counts from when the frame arrived",
+    )
     max_queue: int = Field(
         32, ge=1, le=10_000, description="most frames waiting to be rendered; beyond it requests get RESOURCE_EXHAUSTED"
     )
@@ -67,7 +150,12 @@ class RendererSettings(ServiceSettings):
         description="most Render calls open at once (running or waiting); must stay below --max-workers so that "
         "health checks and Info always find a free thread",
     )
-    min_size: int = Field(256, ge=SIZE_FLOOR, le=SIZE_CEILING, description="smallest width or height, a multiple of 8")
+    min_size: int = Field(
+        256,
+        ge=SIZE_FLOOR,
+        le=SIZE_CEILING,
+        description="smallest width or height, a multiple of 8 (the diffusers backend warms up at this size)",
+    )
     max_size: int = Field(2048, ge=SIZE_FLOOR, le=SIZE_CEILING, description="largest width or height, a multiple of 8")
     max_steps: int = Field(150, ge=1, le=1000, description="largest step count a frame may ask for")
     max_guidance_scale: float = Field(30.0, ge=0, le=100, description="largest guidance scale a frame may ask for")
@@ -77,6 +165,12 @@ class RendererSettings(ServiceSettings):
         "png", description="format of frames whose request leaves the format unspecified"
     )
     image_quality: int = Field(90, ge=1, le=100, description="quality of lossy formats when a request gives none")
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="port of the Prometheus metrics page (/metrics) on --host; 0 serves no metrics",
+    )
 
     @field_validator("backend")
     @classmethod
@@ -84,6 +178,18 @@ class RendererSettings(ServiceSettings):
         if value not in AVAILABLE_BACKENDS:
             raise ValueError(f"the {value} backend is not available in this build yet; use --backend sketch")
         return value
+
+    @field_validator("base_model")
+    @classmethod
+    def _base_model_exists(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("backend") == "diffusers" and not value:
+            raise ValueError("the diffusers backend needs --base-model: an SDXL diffusers folder or a hub id")
+        return _local_or_hub(value, "pipeline", "model_index.json")
+
+    @field_validator("vae")
+    @classmethod
+    def _vae_exists(cls, value: str) -> str:
+        return _local_or_hub(value, "VAE", "config.json")
 
     @field_validator("adapters_dir")
     @classmethod

@@ -434,13 +434,14 @@ def test_configured_limits_are_enforced_and_reported():
 # --- settings ---------------------------------------------------------------------------------------------------------
 
 
-def test_the_diffusers_backend_fails_at_start_with_one_clear_line(capsys):
+def test_the_diffusers_backend_without_a_model_fails_at_start_with_one_clear_line(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--backend", "diffusers"])
     assert exited.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
-    assert "the diffusers backend is not available in this build yet; use --backend sketch" in lines[0]
+    assert "--base-model" in lines[0]
+    assert "the diffusers backend needs --base-model: an SDXL diffusers folder or a hub id" in lines[0]
 
 
 @pytest.mark.parametrize(
@@ -501,5 +502,41 @@ def test_compatible_frames_share_a_batch_up_to_the_batch_size():
                 assert event is not None, "a request did not finish"
         assert backend.batches == [[100], [1, 2], [3], [4, 5]]
         assert scheduler.queue_depth == 0
+    finally:
+        scheduler.close()
+
+
+def _finish(*tickets) -> None:  # type: ignore[no-untyped-def]
+    for ticket in tickets:
+        while not isinstance(event := ticket.next_event(TIMEOUT), AllDone):
+            assert event is not None, "a request did not finish"
+
+
+def test_a_batching_window_gathers_compatible_frames_of_other_requests():
+    backend = RecordingSketch()
+    backend.gate.set()
+    # A long window: the test would take that long if the scheduler waited it out instead of stopping at a full batch.
+    scheduler = RenderScheduler(backend, max_batch_size=4, max_queue=10, max_streams=4, batch_window=30.0)
+    scheduler.warm_up()
+    try:
+        first = scheduler.submit([frame_spec(1)])
+        other = scheduler.submit([frame_spec(5, height=512)])  # incompatible: waits for a batch of its own
+        second = scheduler.submit([frame_spec(2)])
+        third = scheduler.submit([frame_spec(3), frame_spec(4)])
+        _finish(first, second, third)
+        assert backend.batches[0] == [1, 2, 3, 4]  # three requests, one pipeline call
+        scheduler.release(other)
+    finally:
+        scheduler.close()
+
+
+def test_a_lone_frame_is_rendered_once_its_window_has_passed():
+    backend = RecordingSketch()
+    backend.gate.set()
+    scheduler = RenderScheduler(backend, max_batch_size=4, max_queue=10, max_streams=4, batch_window=0.05)
+    scheduler.warm_up()
+    try:
+        _finish(scheduler.submit([frame_spec(1)]))
+        assert backend.batches == [[1]]
     finally:
         scheduler.close()

@@ -1,0 +1,446 @@
+"""The ``diffusers`` backend: SDXL with LoRA adapters through diffusers' ``StableDiffusionXLPipeline``.
+
+One pipeline call renders a whole compatible batch (same size, steps, guidance and adapters). Each frame's starting
+noise comes from its own CPU ``torch.Generator`` seeded with the frame's seed, so it does not depend on the other
+frames of its batch (nor on the GPU: CPU generators draw the same noise everywhere). Prompts are encoded
+one frame at a time and latents are decoded one frame at a time (``--vae-slicing``, the default), so the text
+encoders and the VAE see the same shapes whether a frame is batched or alone. The UNet does see the batch: its
+matrix kernels may sum in another order for another batch size, so a batched frame can differ from the same frame
+rendered alone by floating-point rounding (on this project's CPU tests: at most one or two levels of 255 in a few
+pixels; exactly equal most of the time). The same request rendered the same way is bit-for-bit the same.
+
+Progress comes from ``callback_on_step_end``, which also checks whether anyone still wants the batch and, if not,
+sets ``pipe._interrupt`` so the loop stops at the next step; the unfinished latents are then dropped without being
+decoded. The pipeline returns latents (``output_type="latent"``) and this module decodes them, so it can time
+denoising and decoding apart, check every frame for NaN/inf (fp16 overflow: the frame is refused as
+FAILED_PRECONDITION with what to change, not sent as a black picture), and send each frame as soon as it is decoded.
+
+Out of device memory is RESOURCE_EXHAUSTED: the batch's tensors are dropped, the allocator's cache is emptied, and
+the service goes on serving the next batch.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from services.renderer.adapters import AdapterCatalog
+from services.renderer.backend import (
+    BackendDescription,
+    BackendTimings,
+    FrameResult,
+    FrameSpec,
+    StepCallback,
+    StopCheck,
+)
+from services.renderer.lora import LoraAdapters
+from services.renderer.metrics import RendererMetrics
+from services.renderer.settings import RendererSettings, is_local_folder
+from storyboard_common.errors import FailedPrecondition, ResourceExhausted, Unavailable
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+WARM_UP_STEPS = 2
+WARM_UP_GUIDANCE = 5.0  # above 1, so warm-up runs the classifier-free guidance path every real frame takes
+WARM_UP_PROMPT = "warm-up: aldar_kose_man on the steppe, wide establishing shot, golden hour lighting"
+BLACK_LEVEL = 2  # a frame whose every channel stays at or below this (of 255) is black, not a picture
+LATENTS_NOT_FINITE = "NaN/inf in its denoised latents"
+PIXELS_NOT_FINITE = "NaN/inf in its decoded pixels"
+ALL_BLACK = "it is all black"
+
+
+class NonFiniteFrame(FailedPrecondition):
+    """A frame came out NaN/inf or black: the model overflowed. Not the caller's fault, but retrying the same frame
+    on the same renderer gives the same result, so it is not UNAVAILABLE either."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device ``--device`` names; 'auto' is cuda, then mps, then cpu. RuntimeError if it is not there."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"--device cuda, but torch {torch.__version__} sees no CUDA device "
+                f"(built for CUDA {torch.version.cuda or 'none'}); use --device cpu or auto"
+            )
+        return torch.device("cuda", torch.cuda.current_device())
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("--device mps, but torch sees no Apple GPU; use --device cpu or auto")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The torch dtype ``--dtype`` names; 'auto' is float16 on GPUs and float32 on the CPU."""
+    import torch
+
+    if name == "auto":
+        name = "float32" if device.type == "cpu" else "float16"
+    if name == "float16" and device.type == "cpu":
+        log.warning("float16 on the CPU is slow and some kernels lack it; bfloat16 or float32 are better there")
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[name]
+
+
+class DiffusersBackend:
+    """Renders frames with an SDXL pipeline loaded once, at warm-up, and LoRA adapters loaded by name on demand."""
+
+    name = "diffusers"
+    applies_adapters = True
+
+    def __init__(self, settings: RendererSettings, metrics: RendererMetrics | None = None) -> None:
+        self._settings = settings
+        self._catalog = AdapterCatalog(settings.adapters_dir)
+        self._metrics = metrics if metrics is not None else RendererMetrics()
+        self.pipeline: Any = None  # the loaded StableDiffusionXLPipeline (tests check it is never replaced)
+        self.adapters: LoraAdapters | None = None
+        self.base_loads = 0  # how many times the base model was loaded: once per process
+        self._device: torch.device | None = None
+        self._dtype: torch.dtype | None = None
+
+    # --- RenderBackend ----------------------------------------------------------------------------------------------
+
+    def describe(self) -> BackendDescription:
+        settings = self._settings
+        loaded = self.adapters.loaded_names() if self.adapters is not None else ()
+        device = str(self._device) if self._device is not None else settings.device
+        dtype = str(self._dtype).removeprefix("torch.") if self._dtype is not None else settings.dtype
+        return BackendDescription(self.name, settings.base_model, device, dtype, loaded)
+
+    def warm_up(self) -> None:
+        """Load the pipeline, then render one small guided frame; NOT_SERVING until both have worked."""
+        if self.pipeline is None:
+            self._load_pipeline()
+        size = self._settings.min_size
+        frame = FrameSpec(
+            frame=1,
+            prompt=WARM_UP_PROMPT,
+            seed=0,
+            width=size,
+            height=size,
+            steps=WARM_UP_STEPS,
+            guidance_scale=WARM_UP_GUIDANCE,
+        )
+        started = time.perf_counter()
+        results = list(self.render([frame], lambda *_: None, lambda: False))
+        if not results or results[0].image is None:
+            problem = results[0].error if results else "no frame came back"
+            raise RuntimeError(f"the warm-up frame failed: {problem}")
+        log.info("warm-up frame (%dx%d, %d steps) took %.2fs", size, size, WARM_UP_STEPS, time.perf_counter() - started)
+
+    def render(
+        self, frames: Sequence[FrameSpec], on_step: StepCallback, should_stop: StopCheck
+    ) -> Iterator[FrameResult]:
+        import torch
+
+        out_of_memory = False
+        try:
+            yield from self._render(frames, on_step, should_stop)
+        except torch.OutOfMemoryError:
+            # Leaving the except block drops the exception and with it the traceback's frames, which hold the
+            # batch's tensors; only then can the memory be given back.
+            out_of_memory = True
+        if out_of_memory:
+            self._free_memory()
+            self._metrics.out_of_memory.inc()
+            first = frames[0]
+            raise ResourceExhausted(
+                f"out of device memory rendering {len(frames)} frame(s) of {first.width}x{first.height}; "
+                "retry with fewer or smaller frames (the renderer's --max-batch-size, --cpu-offload and --vae-tiling "
+                "lower its memory use)"
+            )
+
+    def close(self) -> None:
+        """Drop the adapters and the pipeline and give their memory back."""
+        if self.adapters is not None:
+            try:
+                self.adapters.unload_all()
+            except Exception:
+                log.exception("unloading adapters failed")
+        self.adapters = None
+        self.pipeline = None
+        self._free_memory()
+
+    # --- loading ----------------------------------------------------------------------------------------------------
+
+    def _load_pipeline(self) -> None:
+        from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+        from huggingface_hub import constants as hub
+
+        settings = self._settings
+        device = resolve_device(settings.device)
+        dtype = resolve_dtype(settings.dtype, device)
+        _no_progress_bars()
+        started = time.perf_counter()
+        options: dict[str, Any] = {"dtype": dtype}
+        if settings.model_variant:
+            options["variant"] = settings.model_variant
+        if settings.vae:
+            with _naming_failures("--vae", settings.vae):
+                options["vae"] = AutoencoderKL.from_pretrained(
+                    settings.vae, dtype=dtype, local_files_only=_offline(settings.vae, hub.HF_HUB_OFFLINE)
+                )
+        with _naming_failures("--base-model", settings.base_model):
+            pipe = StableDiffusionXLPipeline.from_pretrained(
+                settings.base_model, local_files_only=_offline(settings.base_model, hub.HF_HUB_OFFLINE), **options
+            )
+        self.base_loads += 1
+        self.adopt(pipe, device, dtype)
+        log.info(
+            "loaded %s on %s in %s (VAE in %s) in %.1fs",
+            settings.base_model,
+            device,
+            str(dtype).removeprefix("torch."),
+            str(pipe.vae.dtype).removeprefix("torch."),
+            time.perf_counter() - started,
+        )
+
+    def adopt(self, pipe: Any, device: torch.device, dtype: torch.dtype) -> None:
+        """Make ``pipe`` (already in ``dtype``) this backend's pipeline, set up as the settings say: attention
+        kernels, memory format, VAE precision, device or CPU offload. Loading calls it; the benchmark calls it with a
+        pipeline built in code, so that it measures exactly what the service runs."""
+        import torch
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+        settings = self._settings
+        pipe.set_progress_bar_config(disable=True)
+        processor = AttnProcessor2_0 if settings.attention == "sdpa" else AttnProcessor
+        pipe.unet.set_attn_processor(processor())
+        pipe.vae.set_attn_processor(processor())
+        if settings.channels_last:
+            pipe.unet.to(memory_format=torch.channels_last)
+        if settings.vae_tiling:
+            pipe.vae.enable_tiling()
+        if settings.cpu_offload and device.type == "cuda":
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            if settings.cpu_offload:
+                log.warning("--cpu-offload needs a cuda device; rendering on %s without it", device)
+            pipe.to(device)
+        if self._vae_needs_upcast(pipe, dtype):
+            # Kept in float32 for good rather than cast for every decode as diffusers does: 84 M parameters.
+            pipe.vae.to(dtype=torch.float32)
+        self.pipeline = pipe
+        self.adapters = LoraAdapters(pipe, self._catalog, settings.max_loaded_adapters, self._metrics)
+        self._device, self._dtype = device, dtype
+
+    def _vae_needs_upcast(self, pipe: Any, dtype: torch.dtype) -> bool:
+        import torch
+
+        choice = self._settings.vae_upcast
+        if choice != "auto":
+            return choice == "always"
+        return dtype == torch.float16 and bool(getattr(pipe.vae.config, "force_upcast", False))
+
+    # --- rendering --------------------------------------------------------------------------------------------------
+
+    def _render(
+        self, frames: Sequence[FrameSpec], on_step: StepCallback, should_stop: StopCheck
+    ) -> Iterator[FrameResult]:
+        import torch
+
+        if self.pipeline is None or self.adapters is None:
+            raise Unavailable("the diffusers backend has not loaded its model yet")
+        if should_stop():
+            return
+        self.adapters.activate(frames[0].adapters)  # a batch shares its adapters (FrameSpec.batch_key)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            latents = self._denoise(frames, on_step, should_stop)
+        _synchronize(self._device)  # GPU work is asynchronous: without this, denoising time would count as decoding
+        denoise_seconds = time.perf_counter() - started
+        if latents is None:
+            return  # stopped: nobody wants these frames any more
+        group = 1 if self._settings.vae_slicing else len(frames)
+        for first in range(0, len(frames), group):
+            indices = range(first, min(first + group, len(frames)))
+            if should_stop():
+                return
+            decode_started = time.perf_counter()
+            with torch.inference_mode():
+                decoded = self._decode(latents[indices.start : indices.stop])
+            timings = BackendTimings(denoise_seconds, time.perf_counter() - decode_started)
+            for index, (image, problem) in zip(indices, decoded, strict=True):
+                if problem:
+                    yield FrameResult(index, None, timings, error=self._non_finite(frames[index], problem))
+                else:
+                    yield FrameResult(index, image, timings)
+
+    def _denoise(self, frames: Sequence[FrameSpec], on_step: StepCallback, should_stop: StopCheck) -> Any:
+        """The batch's final latents, or None when it was stopped."""
+
+        pipe = self.pipeline
+        spec = frames[0]
+        embeddings = self._encode_prompts(frames, guided=spec.guidance_scale > 1.0)
+        latents, generators = self.noise(frames, embeddings["prompt_embeds"].dtype)
+        stopped = False
+
+        def step_ended(pipeline: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal stopped
+            if should_stop():
+                stopped = True
+                pipeline._interrupt = True  # the loop skips every remaining step; nothing is decoded
+                return tensors
+            total = pipeline.num_timesteps
+            for index in range(len(frames)):
+                on_step(index, step + 1, total)
+            return tensors
+
+        if should_stop():
+            return None
+        latents = pipe(
+            **embeddings,
+            width=spec.width,
+            height=spec.height,
+            num_inference_steps=spec.steps,
+            guidance_scale=spec.guidance_scale,
+            latents=latents,
+            generator=generators,
+            output_type="latent",
+            callback_on_step_end=step_ended,
+            return_dict=False,
+        )[0]
+        return None if stopped else latents
+
+    def noise(self, frames: Sequence[FrameSpec], dtype: torch.dtype) -> tuple[Any, list[Any]]:
+        """Each frame's starting latents, drawn from a CPU generator seeded with the frame's seed (the same values
+        the pipeline would draw, on any device), and the generators the scheduler's steps get.
+
+        Euler draws noise at every step (and, without churn, does not use it). With CPU generators that would copy
+        a tensor to the GPU at each step and make the CPU wait for the GPU; so on a GPU the steps get generators on
+        the device, seeded per frame: still deterministic, no waiting."""
+        import torch
+        from diffusers.utils.torch_utils import randn_tensor
+
+        pipe = self.pipeline
+        device = pipe._execution_device
+        first = frames[0]
+        scale = pipe.vae_scale_factor
+        shape = (1, pipe.unet.config.in_channels, first.height // scale, first.width // scale)
+        cpu = [torch.Generator("cpu").manual_seed(frame.seed) for frame in frames]
+        latents = torch.cat([randn_tensor(shape, generator=g, device=device, dtype=dtype) for g in cpu])
+        if device.type == "cpu":
+            return latents, cpu
+        return latents, [torch.Generator(device).manual_seed(frame.seed) for frame in frames]
+
+    def _encode_prompts(self, frames: Sequence[FrameSpec], *, guided: bool) -> dict[str, Any]:
+        """Prompt embeddings for the batch, each frame encoded on its own (batch-independent), then concatenated.
+
+        An empty negative prompt is passed as None, so SDXL's ``force_zeros_for_empty_prompt`` applies exactly as
+        when a frame is rendered alone through the pipeline's own prompt handling."""
+        import torch
+
+        pipe = self.pipeline
+        device = pipe._execution_device
+        parts: list[tuple[Any, Any, Any, Any]] = [
+            pipe.encode_prompt(
+                prompt=frame.prompt,
+                prompt_2=frame.prompt_2 or None,
+                device=device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=guided,
+                negative_prompt=frame.negative_prompt or None,
+            )
+            for frame in frames
+        ]
+
+        def joined(position: int) -> Any:
+            return torch.cat([part[position] for part in parts]) if parts[0][position] is not None else None
+
+        embeddings = {"prompt_embeds": joined(0), "pooled_prompt_embeds": joined(2)}
+        if guided:
+            embeddings["negative_prompt_embeds"] = joined(1)
+            embeddings["negative_pooled_prompt_embeds"] = joined(3)
+        return embeddings
+
+    def _decode(self, latents: Any) -> list[tuple[Any, str]]:
+        """Each latent's picture (PIL) and, when it is not a usable picture, what is wrong with it."""
+        import torch
+
+        pipe = self.pipeline
+        vae = pipe.vae
+        problems = ["" if bool(torch.isfinite(latent).all()) else LATENTS_NOT_FINITE for latent in latents]
+        latents = latents.to(device=pipe._execution_device, dtype=vae.dtype)
+        config = vae.config
+        if getattr(config, "latents_mean", None) is not None and getattr(config, "latents_std", None) is not None:
+            mean = torch.tensor(config.latents_mean).view(1, 4, 1, 1).to(latents.device, latents.dtype)
+            std = torch.tensor(config.latents_std).view(1, 4, 1, 1).to(latents.device, latents.dtype)
+            latents = latents * std / config.scaling_factor + mean
+        else:
+            latents = latents / config.scaling_factor
+        pixels = vae.decode(latents, return_dict=False)[0]
+        finite = torch.isfinite(pixels).flatten(1).all(dim=1).tolist()
+        problems = [problem or ("" if ok else PIXELS_NOT_FINITE) for problem, ok in zip(problems, finite, strict=True)]
+        if not all(finite):
+            pixels = torch.nan_to_num(pixels)  # refused below anyway; this only keeps postprocess from warning
+        if pipe.watermark is not None:
+            pixels = pipe.watermark.apply_watermark(pixels)
+        images = pipe.image_processor.postprocess(pixels.float(), output_type="pil")
+        for index, image in enumerate(images):
+            if not problems[index] and max(high for _low, high in image.getextrema()) <= BLACK_LEVEL:
+                problems[index] = ALL_BLACK
+        return list(zip(images, problems, strict=True))
+
+    def _non_finite(self, frame: FrameSpec, problem: str) -> NonFiniteFrame:
+        dtype = str(self._dtype).removeprefix("torch.")
+        if problem == LATENTS_NOT_FINITE and frame.adapters:
+            advice = "an adapter at this weight may overflow the UNet; try a lower weight"
+        else:
+            advice = (
+                "the renderer should decode with --vae-upcast always or an fp16-safe --vae "
+                "(e.g. madebyollin/sdxl-vae-fp16-fix), or compute in --dtype bfloat16"
+            )
+        return NonFiniteFrame(
+            f"frame {frame.frame} is not a usable picture ({problem}, computing in {dtype}): {advice}"
+        )
+
+    def _free_memory(self) -> None:
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        elif torch.backends.mps.is_available():
+            torch.mps.empty_cache()
+
+
+def _synchronize(device: torch.device | None) -> None:
+    import torch
+
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device is not None and device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _no_progress_bars() -> None:
+    """diffusers and transformers draw tqdm bars while loading (components, weights, every adapter): noise in a
+    service's log, so this process turns them off."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+@contextmanager
+def _naming_failures(flag: str, model: str) -> Iterator[None]:
+    """Turn a loading failure into one line that says which setting and which model (readiness shows it)."""
+    try:
+        yield
+    except Exception as error:
+        where = "folder" if is_local_folder(model) else "hub id (HF_HUB_OFFLINE=1 looks only in the local cache)"
+        raise RuntimeError(f"cannot load {flag} {model} ({where}): {type(error).__name__}: {error}") from error
+
+
+def _offline(model: str, hub_offline: bool) -> bool:
+    """local_files_only for a model setting: always for a folder; for a hub id, whatever HF_HUB_OFFLINE says."""
+    return is_local_folder(model) or bool(hub_offline)
