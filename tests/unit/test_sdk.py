@@ -37,13 +37,18 @@ def test_generate_yields_typed_events_and_save_writes_the_gateway_files(stack, t
     assert len(rendered) == 6 and rendered[0].image().size == (256, 256)
     written = run.result.save(tmp_path / "mine")
     gateway_folder = events[-1].output_dir
-    for name in ("scene_breakdown.json", "sdxl_prompts.json", "frame_001.png", "storyboard_grid.png"):
-        assert name in written
+    gateway_files = set(events[-1].files)
+    assert gateway_files <= set(written), "save() writes every file the gateway wrote"
     mine, theirs = tmp_path / "mine", Path(gateway_folder)
     prompts = "sdxl_prompts.json"
     assert json.loads((mine / prompts).read_text()) == json.loads((theirs / prompts).read_text())
     for n in range(1, 7):
         assert (mine / f"frame_{n:03d}.png").read_bytes() == (theirs / f"frame_{n:03d}.png").read_bytes()
+    mine_frames = json.loads((mine / "frames.json").read_text())["frames"]
+    theirs_frames = json.loads((theirs / "frames.json").read_text())["frames"]
+    for key in ("seed", "seeds_tried", "verdict", "prompt"):
+        assert [f[key] for f in mine_frames] == [f[key] for f in theirs_frames]
+    assert (mine / "storyboard.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_create_get_list_plan_cancel_and_fetch(stack, tmp_path):

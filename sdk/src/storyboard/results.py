@@ -21,6 +21,7 @@ class StoryboardResult:
     final: storyboards_pb2.Storyboard | None = None
     failure: storyboards_pb2.Failed | None = None
     attempts: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (frame, seed) -> encoded image
+    history: dict[tuple[int, int], outputs.AttemptInfo] = field(default_factory=dict)  # (frame, attempt) -> info
 
     def add(self, event: storyboards_pb2.StoryboardEvent) -> None:
         self.storyboard_id = event.storyboard_id
@@ -28,12 +29,30 @@ class StoryboardResult:
         if kind == "plan_ready":
             self.plan = event.plan_ready.plan
         elif kind == "frame_rendered":
-            rendered = event.frame_rendered
-            self.attempts[(rendered.frame, rendered.seed)] = rendered.image.data
+            self._rendered(event.frame_rendered)
+        elif kind == "frame_validated":
+            self._validated(event.frame_validated)
         elif kind == "completed":
             self.final = event.completed.storyboard
         elif kind == "failed":
             self.failure = event.failed
+
+    def _rendered(self, rendered: storyboards_pb2.FrameRendered) -> None:
+        self.attempts[(rendered.frame, rendered.seed)] = rendered.image.data
+        scenes = self.plan.scenes if self.plan is not None else []
+        prompt = scenes[rendered.frame - 1].prompt if 0 < rendered.frame <= len(scenes) else ""
+        self.history[(rendered.frame, rendered.attempt)] = outputs.AttemptInfo(
+            frame=rendered.frame, attempt=rendered.attempt, seed=rendered.seed, prompt=prompt, file="",
+            backend=rendered.backend, timings=rendered.timings,
+        )  # fmt: skip
+
+    def _validated(self, validated: storyboards_pb2.FrameValidated) -> None:
+        info = self.history.get((validated.frame, validated.attempt))
+        if info is None:
+            return
+        info.validated = True
+        info.verdict, info.reason = validated.verdict, validated.reason
+        info.score = validated.score if validated.HasField("score") else None
 
     def kept_frames(self) -> dict[int, bytes]:
         """Each frame's kept attempt (the one whose seed the final storyboard records)."""
@@ -44,16 +63,25 @@ class StoryboardResult:
         }
 
     def save(self, folder: Path) -> list[str]:
-        """Write scene_breakdown.json, sdxl_prompts.json, frame_NNN.png and storyboard_grid.png to ``folder``."""
-        if self.plan is None:
+        """Write the storyboard's folder: scene_breakdown.json, sdxl_prompts.json and frame_NNN.png, and once it is
+        complete storyboard_grid.png, frames.json, report.json and storyboard.pdf. Returns the file names."""
+        plan = self.final.plan if self.final is not None and self.final.HasField("plan") else self.plan
+        if plan is None:
             raise ValueError("no plan was received; nothing to save")
-        written = outputs.write_plan_files(folder, self.plan)
+        written = outputs.write_plan_files(folder, plan)
         frames = self.kept_frames()
         images = []
         for number, data in sorted(frames.items()):
             outputs.write_bytes_atomic(folder / outputs.frame_file_name(number), data)
             written.append(outputs.frame_file_name(number))
             images.append(Image.open(io.BytesIO(data)).convert("RGB"))
-        if images and len(frames) == len(self.plan.scenes):
-            written.append(outputs.write_grid(folder, images, self.plan.scenes))
+        if self.final is None or not images or len(frames) != len(plan.scenes):
+            return written
+        attempts = list(self.history.values())
+        written.append(outputs.write_grid(folder, images, plan.scenes))
+        written.append(outputs.write_frames_metadata(folder, plan, self.final.frames, attempts))
+        written.append(outputs.write_report(folder, outputs.storyboard_report(self.final, attempts)))
+        details = [f"{len(plan.scenes)} frames · planner: {plan.planner}", f"storyboard {self.final.id}"]
+        notes = [f"seed {f.seed} · {outputs.verdict_name(f.verdict).lower()}" for f in self.final.frames]
+        written.append(outputs.write_pdf(folder, images, plan.scenes, story=plan.story, details=details, notes=notes))
         return written
