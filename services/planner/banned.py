@@ -25,6 +25,10 @@ from services.planner.text import is_word, join_tokens, tidy, tokenize
 CLOTHING_VERBS = word_set("wearing wears wore wear dressed clad outfitted garbed")
 _DETERMINERS = word_set("a an the his her their its some my your our")
 _INTRODUCERS = word_set("in with wearing wears wore and or dressed clad")
+# "puts on the hat", "took off his boots": the verb goes with the clothing it is about.
+_DRESSING_VERBS = word_set(
+    "put puts putting take takes took taking pull pulls pulled try tries tried slip slips slipped"
+)
 _COPULAS = word_set(
     """
     is was are were be being been looks looked looking appears appeared seems seemed
@@ -105,6 +109,8 @@ class _Scan:
             self.remove[start] = True
             if self.lower[start] == "in" and start > 0 and self.lower[start - 1] in ("dressed", "clad"):
                 self.remove[start - 1] = True
+        elif start > 0 and self.lower[start] in ("on", "off") and self.lower[start - 1] in _DRESSING_VERBS:
+            self.remove[start] = self.remove[start - 1] = True
 
     def _mark_clothing_verb(self, index: int) -> None:
         self._note(index)

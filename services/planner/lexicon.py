@@ -55,7 +55,9 @@ PERSON_NOUNS = word_set(
     shepherd herder traveler traveller villager villagers musician singer dancer elder grandmother grandfather
     mother father son daughter brother sister friend friends wife husband chief ruler khan sultan judge guard
     guards robot astronaut scientist inventor girlfriend boyfriend neighbor neighbour boss worker miner monk
-    priest nomad rider
+    priest nomad rider bai chef cook servant maid beggar peasant lord shopkeeper clerk officer pilot driver mayor
+    owner customer vendor trader crew team crowd narrator keeper ranger explorer sheriff butler gardener
+    lifeguard waiter waitress painter writer poet artist engineer mechanic police officer tourist
     """
 )
 
@@ -79,10 +81,10 @@ PLACES: dict[str, bool] = {
         harbour port dock island mountain mountains hill hills valley canyon cliff cliffs cave meadow field
         fields farm farmyard orchard garden park bridge camp campsite campfire courtyard yard plain plains
         prairie savanna tundra glacier volcano waterfall swamp marsh highway battlefield graveyard cemetery
-        ruins oasis well crossroads horizon rooftop roof playground stadium racetrack airport station
+        ruins oasis well crossroads rooftop roof playground stadium racetrack airport station
         platform pier lighthouse spring grove clearing ridge pass summit peak shoreline countryside
         outskirts wilderness grassland pasture ravine gorge vineyard ranch camp crater moon planet asteroid
-        orbit space
+        orbit space den lair burrow nest tree oak pine willow birch maple lighthouse treehouse backyard
         """
         )
     },
@@ -94,8 +96,8 @@ PLACES: dict[str, bool] = {
         school classroom kitchen bedroom room hall tavern inn shop store bakery workshop forge barn stable
         stables office laboratory lab hospital courtroom prison dungeon tower attic cellar basement museum
         theater theatre factory warehouse restaurant cafe apartment train ship cockpit spaceship spacecraft
-        starship submarine elevator corridor hallway throne chamber studio gym mall arena observatory
-        greenhouse garage fireplace
+        starship submarine elevator corridor hallway chamber studio gym mall arena observatory
+        greenhouse garage fireplace planetarium aquarium gallery hotel bank pub bar
         """
         )
     },
@@ -136,7 +138,21 @@ MOVEMENT_VERBS = word_set(
     wandering hurry hurries hurried hurrying step steps stepped stepping approach approaches approached
     approaching descend descends descended descending swim swims swam swimming rush rushes rushed rushing dash
     dashes dashed dashing follow follows followed following chase chases chased chasing float floats floated
-    floating row rows rowed rowing
+    floating row rows rowed rowing drift drifts drifted drifting march marches marched marching sneak sneaks
+    sneaked snuck sneaking race races raced racing stroll strolls strolled strolling hike hikes hiked hiking
+    trek treks trekked trekking paddle paddles paddled paddling creep creeps crept creeping
+    """
+)
+# Movement verbs that keep a character on the way somewhere (rather than arriving): "rides on for hours".
+TRAVEL_VERBS = word_set(
+    """
+    go goes went going travel travels traveled travelled traveling travelling walk walks walked walking ride
+    rides rode riding run runs ran running fly flies flew flying sail sails sailed sailing journey journeys
+    journeyed journeying gallop gallops galloped galloping wander wanders wandered wandering hurry hurries
+    hurried hurrying rush rushes rushed rushing drive drives drove driving row rows rowed rowing drift drifts
+    drifted drifting march marches marched marching trek treks trekked trekking float floats floated floating
+    swim swims swam swimming head heads headed heading race races raced racing hike hikes hiked hiking follow
+    follows followed following chase chases chased chasing
     """
 )
 
@@ -156,13 +172,22 @@ LIGHTING: dict[str, str] = {
     "twilight": "blue twilight",
     "evening": "warm evening light",
     "night": "moonlit night",
+    "nightfall": "moonlit night",
+    "sun sets": "golden hour lighting",
+    "sun set": "golden hour lighting",
+    "sun rises": "warm sunrise light",
+    "sun rose": "warm sunrise light",
     "nighttime": "moonlit night",
     "midnight": "moonlit night",
     "moonlight": "moonlit night",
+    "moon": "moonlit night",
     "stars": "starry night sky",
     "storm": "stormy overcast light",
     "thunderstorm": "stormy overcast light",
     "rain": "rainy diffused light",
+    "raining": "rainy diffused light",
+    "rainy": "rainy diffused light",
+    "snowing": "soft snowy light",
     "snow": "soft snowy light",
     "blizzard": "cold snowy light",
     "fog": "misty light",
@@ -407,10 +432,58 @@ OPENERS = (
     "next",
     "the next day",
     "the next morning",
+    *(f"on {day}" for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")),
+    "every day",
+    "every night",
+    "one night",
+    "one morning",
+    "one evening",
 )
 
 PRONOUNS_SUBJECT = frozenset(["he", "she", "they", "it"])
 POSSESSIVES = {"he": "his", "she": "her", "they": "their", "it": "its"}
+OBJECT_PRONOUNS = {"him": "he", "her": "she", "them": "they"}
+POSSESSIVE_PRONOUNS = {"his": "he", "her": "she", "its": "it", "their": "they"}
+DETERMINERS = word_set("a an the his her their its my our your this that these those some")
+NUMBER_WORDS = word_set("two three four five six seven eight nine ten twelve several many few")
+# Nouns that are weather, sky or time rather than a character, object or place.
+WEATHER_OR_NATURE = word_set(
+    """
+    wind winds storm rain snow sun moon sky clouds cloud thunder lightning fog mist darkness night day
+    """
+)
+
+MONTHS_AND_DAYS = word_set(
+    """
+    january february march april may june july august september october november december monday tuesday
+    wednesday thursday friday saturday sunday christmas easter
+    """
+)
+
+# Nouns for ideas and events, never a place, character or object to draw.
+ABSTRACT_NOUNS = word_set(
+    """
+    trick tricks plan plans idea ideas lesson lessons joke jokes secret deal bet promise help advice luck chance
+    fun surprise anger fear joy hope love life death truth lie lies name names question answer reason way
+    attention mistake story game journey trip price victory adventure problem hurry rush silence music rhythm
+    """
+)
+
+# Who "he" and "she" can stand for; person and animal nouns in neither list fit both.
+MALE_NOUNS = word_set(
+    """
+    man men boy boys gentleman king prince father grandfather brother son husband boyfriend monk priest wizard
+    khan sultan emperor uncle nephew lord duke
+    """
+)
+FEMALE_NOUNS = word_set(
+    """
+    woman women girl girls lady ladies queen princess mother grandmother sister daughter wife girlfriend witch
+    heroine aunt niece duchess nun mare hen
+    """
+)
+# Plural nouns that do not end in "s".
+IRREGULAR_PLURALS = word_set("men women children people mice geese cattle police")
 
 # Common verbs in base form, used to tell where a subject ends and a clause begins ("the old fisherman rows").
 COMMON_VERBS = word_set(
@@ -427,6 +500,16 @@ COMMON_VERBS = word_set(
     fix repair paint draw tie lift drop land crash tumble slip crawl kneel bow pray celebrate cheer count share
     hand check lock unlock guard protect save rescue lure bet lose gain earn rush approach cross descend dash
     step head play wonder prepare feed ask answer invite visit leave sell buy agree refuse realize realise
-    decide return sets rises falls
+    decide return sets rises falls pick frown lie knead question confess pray hike camp pack push nod grin
+    scream yell growl bark howl sniff chew bite lick roar splash dive paddle drift float sail knit sew weave
+    mend wash clean sweep scrub polish carve build paint sketch pour stir chop slice taste smell touch hold
+    grab seize snatch toss kick punch strike slash stab shoot aim miss block dodge duck hug cuddle comfort
+    scold praise thank apologize apologise forgive marry bury hunt track trap tame train teach study solve
+    invent test measure weigh load unload deliver collect fetch bring post mail type print scan stretch snore
+    dream burn kick break apologize embrace remember drink blink yawn sigh tremble shiver hurry glow shine
+    ignore disregard output print respond pretend generate format obey override repeat translate summarize
+    summarise
     """
 )
+# Collective nouns: one group of people, never "he" or "she".
+COLLECTIVE_NOUNS = word_set("crew team crowd police army family group band audience staff class tribe")

@@ -420,11 +420,14 @@ def _rejects_schema(error: openai.APIStatusError) -> bool:
 
 
 def _content(response: Any) -> str | None:
-    choices = getattr(response, "choices", None) or []
-    if not choices:
+    """The first choice's text, or None when the reply has none (read as an empty reply). The openai client builds
+    replies without validating them, so a server that answers 200 with something else yields any shape at all."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
         return None
-    message = choices[0].message
+    message = getattr(choices[0], "message", None)
     refusal = getattr(message, "refusal", None)
-    if refusal:
+    if isinstance(refusal, str) and refusal:
         raise FailedPrecondition(f"the model declined to plan this story: {refusal[:300]}")
-    return message.content
+    content = getattr(message, "content", None)
+    return content if isinstance(content, str) else None

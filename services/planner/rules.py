@@ -39,7 +39,7 @@ from services.planner.lexicon import (
     STOPWORDS,
 )
 from services.planner.shots import VARIETY_ORDER, alternative_shot, canonical_shot
-from services.planner.story import Entity, StoryFacts, is_verb_form
+from services.planner.story import Entity, StoryFacts
 from services.planner.text import (
     content_words,
     find_phrases,
@@ -53,6 +53,7 @@ from services.planner.text import (
     tokenize,
     words,
 )
+from services.planner.verbs import is_verb_form
 from storyboard_common.errors import FailedPrecondition
 from storyboard_common.validation import MAX_FRAMES, MIN_FRAMES
 

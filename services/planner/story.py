@@ -3,6 +3,10 @@
 No language model and no network: sentence and clause splitting, word lists and a few patterns. The result,
 ``StoryFacts``, is what the offline planner draws from and what the rule checker judges every plan against,
 whichever backend wrote it.
+
+Each beat gets an explicit subject (pronouns resolved, see ``referents``), the place it happens in (which changes
+only where the story moves: a new place phrase, or arriving where a beat was heading) and the light its time of
+day calls for (which changes where the story names a new time: "at night", "by sunset", "later that evening").
 """
 
 from __future__ import annotations
@@ -12,27 +16,41 @@ from dataclasses import dataclass, field
 
 from services.planner.banned import banned_words, strip_banned
 from services.planner.characters import Character
+from services.planner.clauses import Clause, split_clauses, split_sentences, strip_openers
 from services.planner.lexicon import (
+    ABSTRACT_NOUNS,
     ANIMAL_NOUNS,
     APPEARANCE_ADJECTIVES,
-    COMMON_VERBS,
     DEFAULT_INDOOR_LIGHTING,
     DEFAULT_MOODS,
     DEFAULT_OUTDOOR_LIGHTING,
     DESCRIPTOR_ADJECTIVES,
+    DETERMINERS,
     DIRECTIONAL_PREPOSITIONS,
     GENERIC_NOUNS,
     LIGHTING,
     LOCATIVE_PREPOSITIONS,
+    MONTHS_AND_DAYS,
     MOODS,
     MOVEMENT_VERBS,
     MULTIWORD_PLACES,
+    NUMBER_WORDS,
     OPENERS,
     PERSON_NOUNS,
     PLACES,
-    PRONOUNS_SUBJECT,
     STOPWORDS,
+    TRAVEL_VERBS,
+    WEATHER_OR_NATURE,
     word_set,
+)
+from services.planner.places import PLACE_ADJECTIVES, Place, find_lighting, find_places, strip_time_phrases
+from services.planner.referents import (
+    Referent,
+    Referents,
+    classify,
+    first_subject,
+    is_impersonal,
+    without_leading_phrase,
 )
 from services.planner.text import (
     clean_story_text,
@@ -46,131 +64,17 @@ from services.planner.text import (
     tokenize,
     words,
 )
+from services.planner.verbs import SPEECH_VERBS, acts_here, is_verb_form, third_person
 from storyboard_common.errors import InvalidArgument
 
-_DETERMINERS = word_set(
-    """
-    a an the his her their its my our your this that these those some
-    """
-)
-_PLACE_ADJECTIVES = word_set(
-    """
-    vast open endless wide busy crowded bustling quiet silent dark dense deep snowy sandy rocky grassy misty
-    foggy frozen distant narrow empty lush green golden old ancient small little big great high steep tall wild
-    windy dusty muddy sunny shady hidden abandoned ruined royal northern southern eastern western lonely
-    peaceful
-    """
-)
-_ON_PLACES = word_set(
-    """
-    steppe steppes plain plains prairie field fields meadow road path trail street bridge hill hills beach shore
-    coast island mountain ridge summit peak rooftop roof platform pier deck ship grassland pasture savanna
-    tundra glacier moon planet asteroid riverbank
-    """
-)
-_PLACE_VERBS = word_set(
-    """
-    reach reaches reached reaching enter enters entered entering leave leaves left leaving explore explores
-    explored exploring visit visits visited visiting cross crosses crossed crossing search searches searched
-    searching approach approaches approached approaching guard guards guarded fill fills filled
-    """
-)
-_OUTSIDE_LEADS = word_set("outside around above over beside near behind")
 _META_VERBS = word_set(
     """
     ignore disregard forget output print write return respond answer pretend reply generate format include obey
     follow override repeat translate summarize summarise
     """
 )
-_HOME_LEADS = word_set("at his her their my our the back")
-_AT_PLACES = word_set("well campfire fireplace fountain crossroads station door gate edge entrance")
-_WEATHER_OR_NATURE = word_set(
-    """
-    wind winds storm rain snow sun moon sky clouds cloud thunder lightning fog mist darkness night day
-    """
-)
-_ABSTRACT_NOUNS = word_set(
-    """
-    trick tricks plan plans idea ideas lesson lessons joke jokes secret deal bet promise help advice luck chance
-    fun surprise anger fear joy hope love life death truth lie lies name names question answer reason way
-    attention mistake story game journey trip price victory adventure problem
-    """
-)
-_IRREGULAR_VERBS = word_set(
-    """
-    went rode ran came saw took gave found told sold bought caught fought brought thought left fell flew swam
-    sang drank ate slept woke stood sat held kept met won lost hid stole threw drew began became got made said
-    knew grew led paid sent spent built felt heard meant put cut let hit rose spoke wrote broke chose drove
-    shook struck dug hung lit slid crept wept swept spun bit tore rang sank fled dealt laid lay knelt is was are
-    were has had does did seen done gone taken given eaten fallen known shown grown thrown drawn written ridden
-    driven broken chosen spoken stolen woken frozen hidden forgotten begun sung swum flown torn sworn bitten
-    beaten risen shaken
-    """
-)
 _MAX_ACTION_WORDS = 24
-_OBJECT_STARTS = word_set("the a an his her their its my our your them him me us it this that some")
-_NUMBERS = word_set("two three four five six seven eight nine ten twelve several many few")
 _ORDINALS = word_set("last first next only whole final second third same")
-
-
-def _inflections(base: str) -> set[str]:
-    forms = {base, base + "s", base + "es", base + "ed", base + "d", base + "ing"}
-    if base.endswith("e"):
-        forms |= {base[:-1] + "ing", base + "d"}
-    if base.endswith("y"):
-        forms |= {base[:-1] + "ies", base[:-1] + "ied"}
-    if len(base) >= 3 and base[-1] not in "aeiouwyx" and base[-2] in "aeiou" and base[-3] not in "aeiou":
-        forms |= {base + base[-1] + "ed", base + base[-1] + "ing"}
-    return forms
-
-
-_VERB_FORMS = frozenset(
-    {form for base in COMMON_VERBS for form in _inflections(base)} | MOVEMENT_VERBS | _IRREGULAR_VERBS
-)
-
-
-def is_verb_form(word: str) -> bool:
-    """Whether ``word`` is (probably) a verb: a known verb in any common inflection."""
-    return word.lower() in _VERB_FORMS
-
-
-def acts_here(words_: list[str], index: int) -> bool:
-    """Whether ``words_[index]`` is a verb here: a known one, or an unknown "-s"/"-ed" word that a determiner,
-    pronoun or preposition follows ("the detective examines the footprints")."""
-    word = words_[index].lower()
-    if is_verb_form(word):
-        return True
-    following = words_[index + 1].lower() if index + 1 < len(words_) else ""
-    return (
-        len(word) > 3
-        and word.endswith(("s", "ed"))
-        and not word.endswith(("ss", "us", "'s"))
-        and word not in PERSON_NOUNS
-        and word not in ANIMAL_NOUNS
-        and word not in PLACES
-        and (following in _OBJECT_STARTS or following == "")
-    )
-
-
-@dataclass(frozen=True)
-class Place:
-    """A place the story names: the phrase used for it, its head noun and whether it is indoors."""
-
-    phrase: str
-    head: str
-    indoor: bool
-    position: int = 0
-    preposition: str = ""  # how a description puts something there, when the place's head does not say
-
-    def located(self) -> str:
-        """The place with the preposition a description uses: "on the vast steppe", "in the yurt"."""
-        if self.preposition:
-            return f"{self.preposition} the {self.phrase}"
-        if self.head in _ON_PLACES:
-            return f"on the {self.phrase}"
-        if self.head in _AT_PLACES:
-            return f"at the {self.phrase}"
-        return f"in the {self.phrase}"
 
 
 @dataclass
@@ -203,6 +107,14 @@ class Beat:
     others: list[str] = field(default_factory=list)  # descriptors or trigger tokens of other characters present
     objects: list[str] = field(default_factory=list)  # descriptors of objects present
     characters: list[str] = field(default_factory=list)  # trigger tokens of registered characters present
+    subject: str = ""  # how the action names who acts ("the fox", "aldar_kose_man"); the action starts with it
+    parts: int = 1  # how many of the story's beats this one tells (more than one once beats are combined)
+    last_subject: str = ""  # who acts last in a beat that tells several ("" when not known)
+
+    @property
+    def acting_last(self) -> str:
+        """Who acts at the end of this beat: its subject, or for combined beats the last one's."""
+        return self.last_subject if self.parts > 1 else self.subject
 
 
 @dataclass
@@ -264,213 +176,8 @@ def _setting_nouns(text: str) -> list[str]:
     return [
         word
         for word in words(text)
-        if word not in STOPWORDS and word not in _PLACE_ADJECTIVES and word not in DESCRIPTOR_ADJECTIVES
+        if word not in STOPWORDS and word not in PLACE_ADJECTIVES and word not in DESCRIPTOR_ADJECTIVES
     ]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Beats
-
-
-_CLAUSE_BREAKS = re.compile(
-    r",\s*(?:and\s+)?then\s+|\s+and\s+then\s+|(?<=\w)\s+then\s+|,\s*but\s+|\s*;\s*|,\s*(?:and\s+)?finally\s+"
-    r"|,\s*so\s+|,\s*while\s+",
-    re.IGNORECASE,
-)
-_SUBORDINATE_START = re.compile(r"^(when|as|after|before|once|while|because|since|as soon as)\b", re.IGNORECASE)
-
-
-def split_beats(story: str) -> list[str]:
-    """The story cut into sentences and clauses, each one thing that happens."""
-    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", story) if s.strip()]
-    clauses: list[str] = []
-    for sentence in sentences:
-        sentence = sentence.rstrip(".!?").strip()
-        if _SUBORDINATE_START.match(sentence) and "," in sentence:
-            head, tail = sentence.split(",", 1)
-            parts = [head, *_CLAUSE_BREAKS.split(tail)]
-        else:
-            parts = _CLAUSE_BREAKS.split(sentence)
-        for part in parts:
-            for piece in _split_on_commas(part.strip(" ,")):
-                clauses.extend(_split_on_and(piece))
-    beats: list[str] = []
-    for clause in clauses:
-        if len(words(clause)) < 2 and beats:
-            beats[-1] = f"{beats[-1]} {clause}"
-        elif words(clause):
-            beats.append(clause)
-    return beats
-
-
-def _split_on_commas(clause: str) -> list[str]:
-    """Split "finds an oasis, rests under a palm tree, and reaches the city" into its actions."""
-    segments = [segment.strip() for segment in clause.split(",")]
-    pieces: list[str] = []
-    for segment in segments:
-        body = re.sub(r"^(?:and|then)\s+", "", segment, flags=re.IGNORECASE)
-        segment_words = words(body)
-        acts = any(is_verb_form(word) for word in segment_words)
-        if pieces and acts and len(segment_words) >= 2 and any(is_verb_form(w) for w in words(pieces[-1])):
-            pieces.append(body)
-        elif pieces:
-            pieces[-1] = f"{pieces[-1]}, {segment}"
-        else:
-            pieces.append(segment)
-    return [piece for piece in pieces if piece]
-
-
-def _split_on_and(clause: str) -> list[str]:
-    """Split "rides to the market and sells the pot" where "and" starts a new verb phrase."""
-    tokens = clause.split()
-    for index, token in enumerate(tokens):
-        if token.lower().strip(",") != "and" or index < 3 or index + 1 >= len(tokens):
-            continue
-        following = tokens[index + 1].lower().strip(",.")
-        if following.endswith("ly") and index + 2 < len(tokens):
-            following = tokens[index + 2].lower().strip(",.")
-        before = tokens[:index]
-        if is_verb_form(following) and any(is_verb_form(t.lower().strip(",")) for t in before):
-            return [" ".join(before).strip(" ,"), *_split_on_and(" ".join(tokens[index + 1 :]))]
-    return [clause] if clause else []
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Places, light, mood
-
-
-def find_places(text: str, strict: bool = True) -> list[Place]:
-    """The places ``text`` names, in order, each with the adjectives the text gives it.
-
-    ``strict``: only places the text is in or goes to ("across the steppe", "reaches the cottage"), not places it
-    merely talks about ("a story about the sea", "the city lights").
-    """
-    tokens = tokenize(text)
-    lower = [token.lower() for token in tokens]
-    found: list[Place] = []
-    index = 0
-    while index < len(lower):
-        phrase_len, indoor = _place_at(lower, index)
-        if phrase_len:
-            start = index
-            while start > 0 and lower[start - 1] in _PLACE_ADJECTIVES and index - start < 2:
-                start -= 1
-            phrase_words = lower[start : index + phrase_len]
-            head = singular(lower[index + phrase_len - 1])
-            if not strict or _has_place_lead(lower, start):
-                place = Place(" ".join(phrase_words), head, indoor, position=index)
-                if indoor and _lead_word(lower, start) in _OUTSIDE_LEADS:
-                    place = Place(place.phrase, head, False, index, preposition="outside")  # outside the station
-                found.append(place)
-            index += phrase_len
-            continue
-        place = _pattern_place(lower, index)
-        if place is not None:
-            found.append(place)
-        index += 1
-    return _merge_adjacent(found)
-
-
-def _lead_word(lower: list[str], start: int) -> str:
-    cursor = start - 1
-    while cursor >= 0 and lower[cursor] in _DETERMINERS:
-        cursor -= 1
-    return lower[cursor] if cursor >= 0 else ""
-
-
-def _has_place_lead(lower: list[str], start: int) -> bool:
-    """Whether a preposition or a verb of going leads to the place phrase starting at ``start``."""
-    cursor = start - 1
-    skipped = 0
-    while (
-        cursor >= 0
-        and skipped < 3
-        and (
-            lower[cursor] in _DETERMINERS
-            or lower[cursor] in _PLACE_ADJECTIVES
-            or lower[cursor] in DESCRIPTOR_ADJECTIVES
-            or lower[cursor].endswith("'s")
-        )
-    ):
-        cursor, skipped = cursor - 1, skipped + 1
-    if cursor < 0:
-        return False
-    lead = lower[cursor]
-    return (
-        lead in LOCATIVE_PREPOSITIONS
-        or lead in DIRECTIONAL_PREPOSITIONS
-        or lead in _PLACE_VERBS
-        or lead in MOVEMENT_VERBS
-        or lead in ("from", "back", "aboard", "within", "out", "down", "up")
-    )
-
-
-def _place_at(lower: list[str], index: int) -> tuple[int, bool]:
-    """(number of words, indoors) of the known place starting at ``index``; (0, False) when there is none."""
-    if index + 1 < len(lower):
-        pair = f"{lower[index]} {lower[index + 1]}"
-        if pair in MULTIWORD_PLACES:
-            return 2, MULTIWORD_PLACES[pair]
-    word = lower[index]
-    if word == "home" and (index == 0 or not (lower[index - 1] in MOVEMENT_VERBS or lower[index - 1] in _HOME_LEADS)):
-        return 0, False  # "radios home" is not a scene at home; "returns home", "at home" are
-    if word in PLACES:
-        # "the village elder" is a person, not a place: a place word followed by a person or animal noun is not one.
-        if index + 1 < len(lower) and (lower[index + 1] in PERSON_NOUNS or lower[index + 1] in ANIMAL_NOUNS):
-            return 0, False
-        if index + 1 < len(lower) and lower[index + 1] in PLACES and lower[index + 1] not in ("space",):
-            return 2, PLACES[lower[index + 1]]  # "village marketplace", "palace kitchen"
-        return 1, PLACES[word]
-    return 0, False
-
-
-def _pattern_place(lower: list[str], index: int) -> Place | None:
-    """A place the word lists do not know, from "in/inside/into/at the <noun>" (e.g. "in the greenhouse")."""
-    if lower[index] not in ("in", "inside", "into", "at") or index + 2 >= len(lower) or lower[index + 1] != "the":
-        return None
-    cursor = index + 2
-    while cursor < len(lower) - 1 and lower[cursor] in _PLACE_ADJECTIVES:
-        cursor += 1
-    noun = lower[cursor]
-    if (
-        not is_word(noun)
-        or noun in STOPWORDS
-        or noun in GENERIC_NOUNS
-        or noun in LIGHTING
-        or noun in PERSON_NOUNS
-        or noun in ANIMAL_NOUNS
-        or noun in _ABSTRACT_NOUNS
-        or noun in _WEATHER_OR_NATURE
-        or is_verb_form(noun)
-        or banned_words(noun)
-    ):
-        return None
-    if cursor + 1 < len(lower) and is_word(lower[cursor + 1]) and lower[cursor + 1] not in STOPWORDS:
-        return None  # "in the old man's ..." or an unknown compound: too unsure to call it a place
-    return Place(" ".join(lower[index + 2 : cursor + 1]), singular(noun), indoor=False, position=index + 2)
-
-
-def _merge_adjacent(places: list[Place]) -> list[Place]:
-    merged: list[Place] = []
-    for place in places:
-        if (
-            merged
-            and merged[-1].position + len(merged[-1].phrase.split()) >= place.position
-            and place.head == merged[-1].head
-        ):
-            continue
-        merged.append(place)
-    return merged
-
-
-def find_lighting(text: str) -> str | None:
-    """The lighting the first time-of-day or weather word in ``text`` calls for, or None."""
-    best: tuple[int, str] | None = None
-    for word, lighting in LIGHTING.items():
-        match = phrase_pattern(word).search(text)
-        if match and (best is None or match.start() < best[0]):
-            best = (match.start(), lighting)
-    return best[1] if best else None
 
 
 def find_mood(text: str) -> str | None:
@@ -480,34 +187,6 @@ def find_mood(text: str) -> str | None:
         if text_words & cue_words:
             return mood
     return None
-
-
-_TIME_PHRASE = re.compile(
-    r"\b(?:at|in|during|by|before|after|until|till|under|early in|late in|later that|that|this|one|each|every)\s+"
-    r"(?:the\s+)?(?:(?:setting|rising|golden|late|early|first|cold|dark|starry|quiet)\s+)?"
-    r"(?:"
-    + "|".join(sorted((re.escape(w) for w in LIGHTING if " " not in w), key=len, reverse=True))
-    + r"|golden hour)\b",
-    re.IGNORECASE,
-)
-
-
-def strip_time_phrases(text: str) -> str:
-    """``text`` without "at sunset", "in the morning", "under the stars": the frame's lighting carries those."""
-    return tidy(_TIME_PHRASE.sub(" ", text))
-
-
-def strip_openers(text: str) -> str:
-    """``text`` without a leading "Once upon a time," or "Then"."""
-    changed = True
-    while changed:
-        changed = False
-        for opener in OPENERS:
-            match = re.match(rf"{re.escape(opener)}\b[\s,]*", text, re.IGNORECASE)
-            if match:
-                text = text[match.end() :]
-                changed = True
-    return text.strip()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -524,7 +203,7 @@ def find_entities(text: str, person_refs: set[str]) -> dict[str, Entity]:
     entities: dict[str, Entity] = {}
     ambiguous: set[str] = set()
     for index, token in enumerate(tokens):
-        if token not in _DETERMINERS and not token.endswith("'s"):
+        if token not in DETERMINERS and not token.endswith("'s"):
             continue
         phrase = _noun_phrase(tokens, index + 1)
         if phrase is None:
@@ -568,6 +247,8 @@ def _noun_phrase(tokens: list[str], start: int) -> tuple[tuple[str, ...], str] |
     if cursor >= len(tokens) or not is_word(tokens[cursor]):
         return None
     head = tokens[cursor].removesuffix("'s")
+    if head != tokens[cursor]:
+        return (tuple(modifiers), head) if modifiers or head not in DESCRIPTOR_ADJECTIVES else None  # the owner
     following = tokens[cursor + 1] if cursor + 1 < len(tokens) else ""
     if following in PLACES or f"{head} {following}" in MULTIWORD_PLACES:
         return None  # part of a place ("the silent space station")
@@ -598,8 +279,8 @@ def _not_an_entity(head: str, person_refs: set[str]) -> bool:
         head in STOPWORDS
         or head in person_refs
         or head in GENERIC_NOUNS
-        or head in _ABSTRACT_NOUNS
-        or head in _WEATHER_OR_NATURE
+        or head in ABSTRACT_NOUNS
+        or head in WEATHER_OR_NATURE
         or head in LIGHTING
         or head in PLACES
         or singular(head) in PLACES
@@ -608,45 +289,6 @@ def _not_an_entity(head: str, person_refs: set[str]) -> bool:
         or len(head) < 3
         or not head.isalpha()
     )
-
-
-def first_subject(sentence: str) -> str | None:
-    """The noun phrase a sentence starts with ("The old fisherman rows..." -> "old fisherman"), or None."""
-    tokens = [token for token in tokenize(strip_openers(sentence)) if is_word(token)]
-    if not tokens:
-        return None
-    original = tokens
-    lower = [token.lower() for token in tokens]
-    if lower[0] in PRONOUNS_SUBJECT or lower[0] in ("i", "we", "you"):
-        return None
-    if (
-        original[0][0].isupper()
-        and lower[0] not in _DETERMINERS
-        and lower[0] not in STOPWORDS
-        and lower[0] not in _NUMBERS
-    ):
-        name = [original[0]]
-        for token in original[1:3]:
-            if token[0].isupper():
-                name.append(token)
-            else:
-                break
-        if not is_verb_form(lower[0]):
-            return " ".join(name)
-    start = 1 if lower[0] in _DETERMINERS else 0
-    phrase: list[str] = []
-    for index in range(start, min(len(lower), start + 4)):
-        word = lower[index]
-        if word in STOPWORDS or (phrase and acts_here(lower, index)) or (not phrase and is_verb_form(word)):
-            break
-        phrase.append(word)
-    if not phrase:
-        return None
-    head = phrase[-1]
-    if head in _WEATHER_OR_NATURE or head in PLACES or head in GENERIC_NOUNS or head in LIGHTING:
-        return None
-    kept = [word for word in phrase[:-1] if word not in APPEARANCE_ADJECTIVES and not banned_words(word)]
-    return " ".join([*kept, head])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -662,6 +304,8 @@ def analyse_story(story: str, mentioned: list[Character], requested: list[Charac
     text = clean_story_text(_without_dialogue(story))
     if not any(token[0].isalpha() for token in tokenize(text) if is_word(token)):
         raise InvalidArgument("story", "has no words to draw a storyboard from")
+    text = _in_third_person(text)
+    text = _named_once(text, mentioned, requested)
     warnings: list[str] = []
     cast, text = _cast(text, mentioned, requested)
     person_refs = cast.person_refs()
@@ -669,7 +313,13 @@ def analyse_story(story: str, mentioned: list[Character], requested: list[Charac
     if cast.main_ref and cast.main_character is None:
         main_words = cast.main_ref.split()
         entities.pop(main_words[-1].lower(), None)
+        found = find_entities(text, person_refs - {main_words[-1].lower()}).get(main_words[-1].lower())
+        if found is not None and set(main_words[:-1]) < set(found.modifiers):
+            main_words = [*found.modifiers, main_words[-1]]  # "The fox ran. The young fox slept": the young fox
+            cast = Cast(cast.characters, " ".join(main_words), None)
         entities[main_words[-1].lower()] = Entity(main_words[-1], tuple(main_words[:-1]), "person", mentions=2)
+    for name in find_names(text, cast):
+        entities.setdefault(name.lower(), Entity(name, (), "person", len(phrase_pattern(name).findall(text))))
     places = find_places(text) or find_places(text, strict=False)
     places = list({place.head: place for place in reversed(places)}.values())[::-1]  # first wording of each place
     if not places:
@@ -688,14 +338,96 @@ def analyse_story(story: str, mentioned: list[Character], requested: list[Charac
 
 
 _QUOTED = re.compile(r"[“\"][^”\"]{0,300}[”\"]\s*")
-_SPEECH_VERBS = "said|says|shouted|shouts|cried|cries|asked|asks|whispered|whispers|called|calls|yelled|yells|replied"
-_INVERTED_SPEECH = re.compile(rf"(^|[.!?]\s+|,\s*)({_SPEECH_VERBS})\s+((?:[A-Z]\w+\s*){{1,3}}|\w+_\w+)", re.I)
+_SPEECH_WORDS = "|".join(sorted(SPEECH_VERBS))
+_INVERTED_SPEECH = re.compile(
+    rf"(^|[.!?]\s+|,\s*)({_SPEECH_WORDS})\s+((?:[A-Z]\w+\s*){{1,3}}|\w+_\w+|(?:the|a|an|his|her|their)\s+(?:\w+\s+)?\w+)",
+    re.I,
+)
+_EMPTY_SPEECH = {"said": "spoke", "says": "speaks", "asked": "asked a question", "asks": "asks a question"}
 
 
 def _without_dialogue(story: str) -> str:
     """The story without quoted speech, which no frame can draw ("'Wait!' shouted Tomas" -> "Tomas shouted")."""
     text = _QUOTED.sub(" ", story).strip()
     return _INVERTED_SPEECH.sub(lambda m: f"{m.group(1)}{m.group(3).strip()} {m.group(2)} ", text)
+
+
+_NAMED = re.compile(r"\b(?P<np>(?i:a|an|the)\s+(?:[\w-]+\s+){0,3}?[\w-]+)\s+(?:named|called)\s+(?P<name>[A-Z][\w-]+)")
+
+
+def _named_once(text: str, mentioned: list[Character], requested: list[Character]) -> str:
+    """ "A little robot named Pip ... Pip dances" -> "A little robot ... the little robot dances": a description
+    says what Pip is, which an image model can draw. Registered characters keep their names (and triggers)."""
+    match = _NAMED.search(text)
+    if match is None or any(match.group("name") in c.names for c in (*mentioned, *requested)):
+        return text
+    noun_phrase = re.sub(r"^(?:a|an|the)\s+", "", match.group("np"), flags=re.IGNORECASE)
+    text = text[: match.start()] + match.group("np") + text[match.end() :]
+    return replace_phrase(text, match.group("name"), f"the {noun_phrase}")
+
+
+_FIRST_PERSON = [
+    (re.compile(r"\bI'm\b"), "I am"),
+    (re.compile(r"\bI've\b"), "I have"),
+    (re.compile(r"\bI'd\b"), "I would"),
+    (re.compile(r"\bI'll\b"), "I will"),
+    (re.compile(r"\bwe're\b", re.I), "we are"),
+    (re.compile(r"\bI\b"), "the narrator"),
+    (re.compile(r"\b(?:me|myself)\b", re.I), "the narrator"),
+    (re.compile(r"\b(?:my|our)\b", re.I), "their"),
+    (re.compile(r"\b(?:mine|ours)\b", re.I), "theirs"),
+    (re.compile(r"\b(?:we|us|ourselves)\b", re.I), "the friends"),
+]
+_NARRATOR_VERB = re.compile(r"\bthe narrator (\w+)\b")
+
+
+def _in_third_person(text: str) -> str:
+    """A first-person story told about "the narrator" (and "the friends" for "we"): a frame shows someone."""
+    if not re.search(r"\bI\b|\b[Ww]e\b", text):
+        return text
+    for pattern, replacement in _FIRST_PERSON:
+        text = pattern.sub(replacement, text)
+    return _NARRATOR_VERB.sub(lambda m: f"the narrator {third_person(m.group(1))}", text)
+
+
+def find_names(text: str, cast: Cast) -> list[str]:
+    """Names of characters the registry does not know ("Tazsha"), in order: capitalised words that act or are
+    acted on, not at a place ("to Paris") and not the main character."""
+    known = {word.lower() for word in cast.main_ref.split()} | {t.lower() for t in cast.trigger_tokens}
+    found: list[str] = []
+    for sentence in split_sentences(text):
+        tokens = [token for token in tokenize(sentence) if is_word(token)]
+        lower = [token.lower() for token in tokens]
+        for index, token in enumerate(tokens):
+            if not _name_like(token) or lower[index] in known or token in found:
+                continue
+            if index == 0 and not (index + 1 < len(tokens) and acts_here(lower, index + 1)):
+                continue
+            if index > 0 and lower[index - 1] in ("in", "at", "to", "from", "into", "toward", "towards", "of"):
+                continue
+            found.append(token)
+    return found
+
+
+def _name_like(token: str) -> bool:
+    lower = token.lower()
+    return (
+        token[:1].isupper()
+        and token.isalpha()
+        and not token.isupper()
+        and len(token) > 1
+        and lower not in STOPWORDS
+        and lower not in DETERMINERS
+        and lower not in NUMBER_WORDS
+        and lower not in PERSON_NOUNS
+        and lower not in ANIMAL_NOUNS
+        and lower not in PLACES
+        and lower not in MONTHS_AND_DAYS
+        and lower not in LIGHTING
+        and not any(opener.split()[0] == lower for opener in OPENERS)
+        and not is_verb_form(lower)
+        and not lower.endswith("ly")
+    )
 
 
 def _cast(text: str, mentioned: list[Character], requested: list[Character]) -> tuple[Cast, str]:
@@ -713,10 +445,34 @@ def _cast(text: str, mentioned: list[Character], requested: list[Character]) -> 
             if subject:
                 text = _replace_first_subject(text, subject, main.trigger_token)
         return Cast(ordered, main.trigger_token, main), _drop_appositive(text, main.trigger_token)
-    subject = first_subject(text)
+    subject = first_subject(text) or _first_character(text)
     if subject:
         text = _drop_appositive(text, subject)
+    else:
+        subject, text = _unnamed_character(text)
     return Cast([], subject or "", None), text
+
+
+_UNNAMED = {"he": "man", "she": "woman", "they": "friends"}
+
+
+def _unnamed_character(text: str) -> tuple[str, str]:
+    """A story that starts "She questions the butler" without saying who she is: about "the woman"."""
+    lower = words(strip_openers(text))[:1]
+    if not lower or lower[0] not in _UNNAMED:
+        return "", text
+    subject = _UNNAMED[lower[0]]
+    stripped = strip_openers(text)
+    return subject, f"the {subject}{stripped[len(lower[0]) :]}"
+
+
+def _first_character(text: str) -> str | None:
+    """The first person or animal that acts in a story whose first subject is none ("The storm hits ...")."""
+    for clause in split_clauses(text):
+        subject = first_subject(clause.text)
+        if subject and classify(subject).kind in ("person", "animal"):
+            return subject
+    return None
 
 
 def _drop_appositive(text: str, ref: str) -> str:
@@ -746,6 +502,14 @@ _FALLBACK_PLACES: list[tuple[frozenset[str], Place]] = [
         Place("open sea", "sea", indoor=False),
     ),
     (
+        word_set("sofa couch armchair fireplace tea blanket kettle"),
+        Place("living room", "room", indoor=True),
+    ),
+    (
+        word_set("baker bakery bread dough loaf loaves pastry pastries bun buns"),
+        Place("bakery", "bakery", indoor=True),
+    ),
+    (
         word_set("chef cook cooks soup stove oven bakes baked recipe dish pan"),
         Place("kitchen", "kitchen", indoor=True),
     ),
@@ -758,7 +522,7 @@ _FALLBACK_PLACES: list[tuple[frozenset[str], Place]] = [
         Place("office", "office", indoor=True),
     ),
     (
-        word_set("king queen prince princess throne knight emperor"),
+        word_set("king queen prince princess throne emperor"),
         Place("palace hall", "hall", indoor=True),
     ),
     (
@@ -768,69 +532,151 @@ _FALLBACK_PLACES: list[tuple[frozenset[str], Place]] = [
 ]
 
 
+_COUNTRYSIDE = Place("open countryside", "countryside", indoor=False)
+
+
 def _fallback_place(text: str) -> Place:
     """A place for a story that names none, from what its words suggest."""
     lowered = set(words(text))
     for cues, place in _FALLBACK_PLACES:
         if lowered & cues:
             return place
-    return Place("open countryside", "countryside", indoor=False)
+    return _COUNTRYSIDE
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Beats
+
+
+@dataclass
+class _Scene:
+    """Where and when the story is while it is read beat by beat."""
+
+    setting: Place
+    pending: Place | None = None  # where the story is heading, until it gets there
+    lighting: str | None = None
 
 
 def _beats(
     text: str, cast: Cast, places: list[Place], entities: dict[str, Entity], strict: bool = True
 ) -> tuple[list[Beat], int]:
     canonical = {place.head: place for place in places}
-    raw, dropped = _story_beats(text, cast)
+    clauses, dropped = _story_clauses(text, cast)
+    raw = [clause.text for clause in clauses]
     # A time of day named in the first beat holds from the start; one named later starts where it is named.
     story_lighting = find_lighting(raw[0]) if raw else None
-    lighting_now = None
-    setting_now = places[0]
-    pending: Place | None = None  # where the story is heading, until it gets there
+    scene = _Scene(_opening_setting(raw, places, canonical, strict))
+    referents = _referents(cast, entities)
     beats: list[Beat] = []
-    subject_now = cast.main_ref
-    group_now = ""
-    for position, clause in enumerate(raw):
+    empty: list[Beat] = []  # beats with nothing to draw, kept only when the story has nothing else
+    for clause in raw:
         clause_places = [_canonical(place, canonical) for place in find_places(clause, strict)]
         destination = _destination(clause, clause_places)
-        here = [p for p in clause_places if destination is None or p is not destination]
         moving = any(word in MOVEMENT_VERBS for word in words(clause))
-        if here:
-            setting_now, pending = here[0], None
-        elif pending is not None and not moving:
-            setting_now, pending = pending, None  # the next thing that happens there: the story has arrived
-        elif destination is not None and position == 0:
-            setting_now = _on_the_way(destination, clause)
-        if destination is not None and destination.head != setting_now.head:
-            pending = destination
-        lighting_now = find_lighting(clause) or lighting_now or story_lighting
-        action, subject_now = _action_text(clause, cast, subject_now, entities, group_now)
-        if group_of(subject_now, cast):
-            group_now = subject_now
+        _move(scene, clause, clause_places, destination)
+        scene.lighting = find_lighting(clause) or scene.lighting or story_lighting
+        action, subject = _action_text(clause, cast, referents, entities)
+        setting = scene.setting
         beat = Beat(
             action=action,
-            setting=setting_now,
-            lighting=lighting_now or (DEFAULT_INDOOR_LIGHTING if setting_now.indoor else DEFAULT_OUTDOOR_LIGHTING),
+            setting=setting,
+            lighting=scene.lighting or (DEFAULT_INDOOR_LIGHTING if setting.indoor else DEFAULT_OUTDOOR_LIGHTING),
             mood=find_mood(clause) or "",
-            destination=destination if destination is not None and destination.head != setting_now.head else None,
+            destination=destination if destination is not None and destination.head != setting.head else None,
             moving=moving,
-            subject_is_main=has_phrase(subject_now, cast.main_ref) if cast.main_ref else False,
+            subject_is_main=_is_main(subject, referents.main),
             place_named=bool(clause_places),
+            subject=subject.phrase if subject is not None and action.startswith(subject.phrase) else "",
         )
         _people_and_objects(beat, action, cast, entities)
-        beats.append(beat)
+        # "it was raining" is the light of the beats after it; "the merchant" (his hat removed) shows nothing
+        nothing = is_impersonal(action) or (subject is not None and action == subject.phrase)
+        (empty if nothing else beats).append(beat)
+    beats = beats or empty
     _fill_moods(beats)
     return beats, dropped
 
 
-def _story_beats(text: str, cast: Cast) -> tuple[list[str], int]:
+def _move(scene: _Scene, clause: str, clause_places: list[Place], destination: Place | None) -> None:
+    """Where the story is after ``clause``: a place it names, or where it was heading once it stops travelling."""
+    here = [place for place in clause_places if destination is None or place is not destination]
+    travelling = any(word in TRAVEL_VERBS for word in words(clause))
+    if destination is not None and not here and _enters(clause, destination):
+        here = [destination]  # "walks into the garden": the beat ends inside, so it shows the garden
+    if here:
+        scene.setting, scene.pending = here[0], None
+    elif scene.pending is not None and not travelling:
+        scene.setting, scene.pending = scene.pending, None  # the next thing that happens there: it has arrived
+    if destination is not None and destination.head != scene.setting.head:
+        scene.pending = destination
+
+
+def _enters(clause: str, destination: Place) -> bool:
+    lower = [token.lower() for token in tokenize(clause)]
+    return any(word in ("into", "inside") for word in lower[max(0, destination.position - 4) : destination.position])
+
+
+def _opening_setting(raw: list[str], places: list[Place], canonical: dict[str, Place], strict: bool) -> Place:
+    """Where the story starts: its first place, or the way there when the story first names it going there.
+
+    When the first place the story goes to comes late ("woke ... kneaded ... carried the bread to the market"),
+    the beats before it happen somewhere else: a place they mention in passing ("the storm hits the village"),
+    else the way there.
+    """
+    for position, clause in enumerate(raw):
+        clause_places = [_canonical(place, canonical) for place in find_places(clause, strict)]
+        if not clause_places:
+            continue
+        destination = _destination(clause, clause_places)
+        if destination is None or clause_places[0] is not destination:
+            return clause_places[0]
+        mentioned = [place for earlier in raw[:position] for place in find_places(earlier, strict=False)]
+        if mentioned and mentioned[0].head != destination.head:
+            return mentioned[0]
+        guessed = _fallback_place(" ".join(raw[:position]))
+        if position > 0 and guessed.head not in (_COUNTRYSIDE.head, destination.head):
+            return guessed  # "woke, kneaded the dough ... carried the bread to the market": a bakery first
+        return _on_the_way(destination, clause)
+    return places[0]
+
+
+def _referents(cast: Cast, entities: dict[str, Entity]) -> Referents:
+    main: Referent | None = None
+    if cast.main_ref:
+        main = classify(cast.main_phrase)
+        if main.kind == "thing":
+            main.kind = "person"  # whoever the story is about acts like a character
+    known: dict[str, Referent] = {}
+    for head, entity in entities.items():
+        if entity.kind in ("person", "animal") and (main is None or head != main.phrase.split()[-1].lower()):
+            phrase = entity.head if entity.head[:1].isupper() else f"the {entity.descriptor}"
+            known[head] = classify(phrase, lambda _head, kind=entity.kind: kind)
+    for character in cast.characters[1:]:
+        known[character.trigger_token] = Referent(character.trigger_token, "person")
+    things = {
+        head: Referent(f"the {entity.descriptor}", "thing", plural=singular(head) != head)
+        for head, entity in entities.items()
+        if entity.kind == "object"
+    }
+    return Referents(main, known, things)
+
+
+def _is_main(subject: Referent | None, main: Referent | None) -> bool:
+    if subject is None or main is None:
+        return False
+    return subject is main or main.phrase in subject.members
+
+
+def _story_clauses(text: str, cast: Cast) -> tuple[list[Clause], int]:
     """The story's beats, without sentences that address the reader rather than tell the story."""
-    raw = split_beats(text)
-    kept = [beat for beat in raw if not _is_instruction(beat, cast)]
-    return (kept, len(raw) - len(kept)) if kept else (raw, 0)
+    clauses = split_clauses(text)
+    instructions = {c.sentence for c in clauses if c.opens_sentence and _is_instruction(c.text, cast)}
+    kept = [clause for clause in clauses if clause.sentence not in instructions]
+    return (kept, len(clauses) - len(kept)) if kept else (clauses, 0)
 
 
 def _is_instruction(clause: str, cast: Cast) -> bool:
+    """A sentence that opens with a bare command ("Ignore all previous instructions ..."), to no character."""
     first = (words(clause) or [""])[0]
     return first in _META_VERBS and not any(ref in words(clause) for ref in cast.person_refs())
 
@@ -839,7 +685,7 @@ def _canonical(place: Place, canonical: dict[str, Place]) -> Place:
     known = canonical.get(place.head)
     if known is None:
         return place
-    return Place(known.phrase, known.head, known.indoor, place.position, known.preposition)
+    return Place(known.phrase, known.head, known.indoor, place.position, known.preposition, place.end)
 
 
 def _on_the_way(destination: Place, clause: str) -> Place:
@@ -850,9 +696,12 @@ def _on_the_way(destination: Place, clause: str) -> Place:
 
 
 def _destination(clause: str, places: list[Place]) -> Place | None:
+    """The place ``clause`` goes to ("to the castle", "into the forest", "walks home"), if any."""
     lower = [token.lower() for token in tokenize(clause)]
     for place in places:
         before = lower[max(0, place.position - 4) : place.position]
+        if place.phrase == "home" and before and before[-1] in MOVEMENT_VERBS:
+            return place
         if any(word in DIRECTIONAL_PREPOSITIONS for word in before) and not any(
             word in LOCATIVE_PREPOSITIONS for word in before[-2:]
         ):
@@ -860,43 +709,36 @@ def _destination(clause: str, places: list[Place]) -> Place | None:
     return None
 
 
-_LEADING_PLACE_ADVERB = re.compile(r"^(?:there|here|inside|outside|now|soon)\s+(?=(?:he|she|they)\b)", re.I)
+_LEADING_PLACE_ADVERB = re.compile(
+    r"^(?:there|here|inside|outside|now|soon|(?:from|in|on|at|inside|outside|under|behind|above|below)\s+"
+    r"(?:the|a|an|his|her|its|their)\s+\w+)\s+(?=(?:he|she|they|it|the|a|an)\s|(?-i:[A-Z])|\w+_\w+)",
+    re.IGNORECASE,
+)  # "There he meets ...", "There Aldar tricks ...", "From the top she sees ..."
+_EXISTENTIAL = re.compile(
+    r"^there\s+(?:was|were|is|are|lived)\s+(?:(?:a|an|some|the)\s+)?(?P<subject>[^,]+?)\s+(?:who|that|which)\s+", re.I
+)
 _LEADING_ASIDE = re.compile(r"^([A-Za-z]+(?:\s+[A-Za-z]+){0,2}),\s+")
+_LEADING_CONJUNCTION = re.compile(r"^(?:as|while|when|and|but|so|because|where|until)\s+", re.IGNORECASE)
 
 
-def _action_text(clause: str, cast: Cast, subject: str, entities: dict[str, Entity], they: str = "") -> tuple[str, str]:
+def _action_text(
+    clause: str, cast: Cast, referents: Referents, entities: dict[str, Entity]
+) -> tuple[str, Referent | None]:
     """The clause as a frame's action: openers and times removed, subject explicit, descriptors unified."""
-    text = strip_time_phrases(strip_openers(clause))
+    text = strip_time_phrases(without_leading_phrase(strip_openers(clause)))
+    text = _EXISTENTIAL.sub(r"the \g<subject> ", text)  # "there was a mouse who lived ..." -> "the mouse lived ..."
     text = re.sub(r"^[A-Z][a-z]+ly,?\s+", "", text)  # "Slowly, he ..." -> "he ..."
     text = _LEADING_PLACE_ADVERB.sub("", text)  # "There he meets ..." -> "he meets ..."
-    text = re.sub(r"^(?:as|while|when|and|but|so|because|where|until)\s+", "", text, flags=re.IGNORECASE)
+    text = _LEADING_CONJUNCTION.sub("", text)
     aside = _LEADING_ASIDE.match(text)
     if aside and not any(_names_someone(word, cast) for word in words(aside.group(1))):
         text = text[aside.end() :]  # "Far away, he laughs" -> "he laughs"
-    tokens = text.split()
-    if not tokens:
-        return subject, subject
-    first = tokens[0].lower()
-    group = _group_subject(text, cast)
-    if first == "they" and they:
-        subject = they  # the last group the story named ("Mira and Bolt ... They escape")
-        text = f"{subject} {' '.join(tokens[1:])}"
-    elif first in PRONOUNS_SUBJECT and first != "it" and (cast.main_ref or subject):
-        subject = cast.main_phrase or subject  # the protagonist: stories rarely say "he" of anyone else
-        text = f"{subject} {' '.join(tokens[1:])}"
-    elif acts_here(tokens, 0) and subject:
-        text = f"{subject} {text}"
-    elif group:
-        subject = group
-    else:
-        new_subject = first_subject(text)
-        if new_subject and cast.main_ref and has_phrase(new_subject, cast.main_ref.split()[-1]):
-            subject = cast.main_phrase
-        elif tokens[0] in cast.trigger_tokens:
-            subject = tokens[0]
-        elif new_subject:
-            subject = _with_descriptor(new_subject, entities)
-    text = apply_descriptors(strip_banned(text, cast.person_refs()), entities)
+    if not text.split():
+        subject = referents.subject
+        return (subject.phrase if subject is not None else ""), subject
+    text, subject = referents.resolve(strip_banned(text, cast.person_refs()))
+    text = _speech_as_action(text)
+    text = apply_descriptors(text, entities)
     text = _lower_first(text)
     action_words = text.split()
     if len(action_words) > _MAX_ACTION_WORDS:
@@ -904,12 +746,24 @@ def _action_text(clause: str, cast: Cast, subject: str, entities: dict[str, Enti
     return tidy(text), subject
 
 
+def _speech_as_action(text: str) -> str:
+    """ "the girl said" (its words removed with the quotes) -> "the girl spoke": something a frame can show."""
+    tokens = text.split()
+    for index in range(1, len(tokens)):
+        word = tokens[index].lower()
+        if word.strip(",") in _EMPTY_SPEECH and (word.endswith(",") or index == len(tokens) - 1):
+            tokens[index] = _EMPTY_SPEECH[word.strip(",")] + ("," if word.endswith(",") else "")
+            return " ".join(tokens)  # "Nina said, smiling" -> "Nina spoke, smiling"
+    return text
+
+
 def _names_someone(word: str, cast: Cast) -> bool:
-    """Whether a word of a leading aside makes it more than an aside ("A tall, ...", "Mira, ...")."""
+    """Whether a word of a leading aside makes it more than an aside ("A tall, ...", "Mira, ...", "He frowns,")."""
     return (
         is_verb_form(word)
+        or word in ("he", "she", "it", "they", "i", "we")
         or word in cast.person_refs()
-        or word in _DETERMINERS
+        or word in DETERMINERS
         or word in DESCRIPTOR_ADJECTIVES
         or word in APPEARANCE_ADJECTIVES
         or word in PERSON_NOUNS
@@ -917,30 +771,10 @@ def _names_someone(word: str, cast: Cast) -> bool:
     )
 
 
-def _group_subject(text: str, cast: Cast) -> str:
-    """ "mira_girl and bolt_robot explore ..." -> "mira_girl and bolt_robot"; "" when one character leads."""
-    triggers = "|".join(re.escape(token) for token in cast.trigger_tokens)
-    if not triggers:
-        return ""
-    match = re.match(rf"^((?:{triggers})(?:\s*,\s*(?:{triggers}))*\s*,?\s+and\s+(?:{triggers}))\b", text)
-    return match.group(1) if match else ""
-
-
-def group_of(subject: str, cast: Cast) -> list[str]:
-    """The trigger tokens of a group subject ("mira_girl and bolt_robot"); empty for a single one."""
-    found = [token for token in cast.trigger_tokens if has_phrase(subject, token)]
-    return found if len(found) > 1 else []
-
-
-def _with_descriptor(phrase: str, entities: dict[str, Entity]) -> str:
-    head = phrase.split()[-1].lower()
-    return entities[head].descriptor if head in entities else phrase
-
-
 def _lower_first(text: str) -> str:
     if text and text[0].isupper() and (len(text) == 1 or not text[1].isupper()):
         first = text.split(" ", 1)[0]
-        if first.lower() in STOPWORDS or first.lower() in _NUMBERS:
+        if first.lower() in STOPWORDS or first.lower() in NUMBER_WORDS:
             return text[0].lower() + text[1:]
     return text
 
@@ -950,7 +784,7 @@ def apply_descriptors(text: str, entities: dict[str, Entity]) -> str:
     tokens = tokenize(text)
     out: list[str] = []
     for token in tokens:
-        head = token.lower()
+        head = token.lower().removesuffix("'s")  # "the shepherd's sheep": the shepherd is still the poor one
         entity = entities.get(head)
         if entity is None or not entity.modifiers:
             out.append(token)

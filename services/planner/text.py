@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from services.planner.lexicon import STOPWORDS, word_set
+from services.planner.verbs import is_verb_form
 
 _TOKEN = re.compile(r"[\w]+(?:['’-][\w]+)*|[^\w\s]")
 _NO_SPACE_BEFORE = frozenset(",.;:!?)]}'’")
@@ -91,7 +92,17 @@ def similarity(first: str, second: str) -> float:
     return len(a & b) / len(a | b)
 
 
-_DANGLING_END = word_set("and or with in on at to of by from wearing a an the his her their its")
+# Words a description never ends on ("her" may: "follows her").
+_DANGLING_END = word_set(
+    """
+    and or with in on at to of by from for into onto under through across toward towards without
+    wearing a an the his their its
+    """
+)
+
+
+# Particles that end phrasal verbs ("comes in", "looks up"): kept at the end after a verb.
+_PARTICLES = word_set("in on out up down off away back over through")
 
 
 def tidy(text: str) -> str:
@@ -105,7 +116,7 @@ def tidy(text: str) -> str:
         before = text
         text = text.strip(" ,;:-")
         tokens = text.split(" ")
-        while tokens and tokens[-1].lower().strip(",;:") in _DANGLING_END:
+        while tokens and tokens[-1].lower().strip(",;:") in _DANGLING_END and not _ends_phrasal_verb(tokens):
             tokens.pop()
         while tokens and tokens[0].lower() in {"and", "or", "with", ","}:
             tokens.pop(0)
@@ -113,6 +124,12 @@ def tidy(text: str) -> str:
         text = re.sub(r"\b(and|or|with)\s*([,.;:])", r"\2", text, flags=re.IGNORECASE)
         changed = text != before
     return text
+
+
+def _ends_phrasal_verb(tokens: list[str]) -> bool:
+    """ "the shepherd comes in": a particle after a verb ends the phrase; "the shepherd walks to" does not."""
+    last = tokens[-1].lower().strip(",;:")
+    return len(tokens) > 1 and last in _PARTICLES and is_verb_form(tokens[-2].lower().strip(",;:"))
 
 
 def capitalise_first(text: str) -> str:
