@@ -41,6 +41,27 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(code) for code in codes), strict=True))
 
 
+def build_clip_tokenizer(path: Path):  # type: ignore[no-untyped-def]
+    """A transformers ``CLIPTokenizer`` with OpenAI CLIP's vocabulary, built from the BPE file at ``path`` (the one
+    open_clip ships): the same ids SDXL's tokenizers produce, without downloading anything."""
+    try:
+        from transformers import CLIPTokenizer
+    except ImportError as error:
+        raise FailedPrecondition(f"cannot count CLIP tokens: transformers is not installed ({error})") from None
+    try:
+        with gzip.open(path) as stream:
+            lines = stream.read().decode("utf-8").split("\n")[1 : _MERGES + 1]
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise FailedPrecondition(f"cannot read the CLIP vocabulary {path}: {error}") from None
+    if len(lines) < _MERGES:
+        raise FailedPrecondition(f"{path} is not a CLIP BPE vocabulary ({len(lines)} merges)")
+    merges = [tuple(line.split()) for line in lines]
+    symbols = list(_bytes_to_unicode().values())
+    vocab = [*symbols, *(symbol + "</w>" for symbol in symbols), *("".join(m) for m in merges)]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=merges)
+
+
 class ClipTokenCounter:
     """Counts tokens of a prompt the way SDXL's tokenizers see it."""
 
@@ -51,22 +72,7 @@ class ClipTokenCounter:
                 "cannot count CLIP tokens: open_clip's BPE vocabulary is not installed; install open_clip_torch "
                 "or set --clip-vocab-file to a bpe_simple_vocab_16e6.txt.gz"
             )
-        try:
-            from transformers import CLIPTokenizer
-        except ImportError as error:
-            raise FailedPrecondition(f"cannot count CLIP tokens: transformers is not installed ({error})") from None
-        try:
-            with gzip.open(path) as stream:
-                lines = stream.read().decode("utf-8").split("\n")[1 : _MERGES + 1]
-        except (OSError, EOFError, UnicodeDecodeError) as error:
-            raise FailedPrecondition(f"cannot read the CLIP vocabulary {path}: {error}") from None
-        if len(lines) < _MERGES:
-            raise FailedPrecondition(f"{path} is not a CLIP BPE vocabulary ({len(lines)} merges)")
-        merges = [tuple(line.split()) for line in lines]
-        symbols = list(_bytes_to_unicode().values())
-        vocab = [*symbols, *(symbol + "</w>" for symbol in symbols), *("".join(m) for m in merges)]
-        vocab += ["<|startoftext|>", "<|endoftext|>"]
-        self._tokenizer = CLIPTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=merges)
+        self._tokenizer = build_clip_tokenizer(path)
         self._lock = threading.Lock()
 
     def ids(self, text: str) -> list[int]:

@@ -23,7 +23,6 @@ on a CPU. Building the pipeline takes about a second after the imports (the firs
 from __future__ import annotations
 
 import copy
-import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -45,7 +44,6 @@ KOHYA_TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 PEFT_FOLDERS = {"unet": "unet_lora", "text_encoder": "text_encoder_one_lora", "text_encoder_2": "text_encoder_two_lora"}
 PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
 
-_BPE_MERGES = 49152 - 256 - 2  # the merges OpenAI's CLIP uses from open_clip's bundled vocabulary file
 
 _TEXT_CONFIG: dict[str, Any] = {
     "bos_token_id": 49406,
@@ -87,33 +85,13 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>"):  # type: ignore[no-untyped
 
 @lru_cache(maxsize=1)
 def _clip_tokenizer():  # type: ignore[no-untyped-def]
-    import open_clip
-    from transformers import CLIPTokenizer
+    from services.planner.clip_tokens import build_clip_tokenizer, bundled_vocab_path
 
-    path = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
-    with gzip.open(path) as stream:
-        lines = stream.read().decode("utf-8").split("\n")[1 : _BPE_MERGES + 1]
-    merges = [tuple(line.split()) for line in lines]
-    symbols = list(_bytes_to_unicode())
-    vocab = [*symbols, *(symbol + "</w>" for symbol in symbols), *("".join(merge) for merge in merges)]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(
-        vocab={token: index for index, token in enumerate(vocab)},
-        merges=merges,
-        model_max_length=77,  # SDXL's window; without it the tokenizer truncates at a huge sentinel and fails
-    )
-
-
-def _bytes_to_unicode() -> list[str]:
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    codes = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codes.append(256 + extra)
-            extra += 1
-    return [chr(code) for code in codes]
+    path = bundled_vocab_path()
+    assert path is not None, "open_clip (which ships the CLIP vocabulary) is not installed"
+    tokenizer = build_clip_tokenizer(path)
+    tokenizer.model_max_length = 77  # SDXL's window; without it the pipeline truncates at a huge sentinel and fails
+    return tokenizer
 
 
 def tiny_unet_config() -> dict[str, Any]:
