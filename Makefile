@@ -12,13 +12,16 @@ DEMO_OUTPUTS ?= outputs
 
 export UV_LINK_MODE := copy
 
-.PHONY: setup demo test test-unit test-integration lint lint-protos protos check-protos up clean help
+.PHONY: setup demo test test-unit test-integration lint lint-protos protos check-protos up clean help bench reliability test-all
 
 help:
 	@echo "make demo   - set up, run the local stack on the embedded defaults, make a storyboard, print its folder"
 	@echo "make test   - set up, then lint and run the whole test suite"
 	@echo "make up     - run the local stack until Ctrl-C"
 	@echo "make protos - regenerate the gRPC stubs from protos/"
+	@echo "make reliability - the reliability suite (kills, LLM faults, hostile input, fuzzing, load)"
+	@echo "make test-all - make test plus the slow reliability scenarios"
+	@echo "make bench  - run the benchmarks and write bench/RESULTS.md"
 
 setup: $(STAMP)
 
@@ -30,7 +33,9 @@ $(STAMP): requirements.lock pyproject.toml sdk/pyproject.toml
 	touch $(STAMP)
 
 node_modules/.bin/buf: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# npm install, not npm ci: npm 11 writes locks without the other platforms' optional buf binaries and then
+	# refuses them in `npm ci`; the version is still pinned exactly in package.json.
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 protos: $(STAMP)
@@ -60,6 +65,19 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(VENV)/bin/pytest -m integration
+
+# The reliability suite: faults and hostile input against real processes, with a summary table (lost must be 0).
+# Its quick tier runs in `make test` too; the slow scenarios run only here and in test-all.
+reliability: $(STAMP)
+	$(VENV)/bin/pytest -m reliability tests/reliability
+
+# Everything `make test` runs, plus the slow reliability scenarios (process kills, LLM faults, schemathesis, load).
+test-all: lint check-protos
+	STORYBOARD_RELIABILITY=all $(VENV)/bin/pytest
+
+# Benchmarks (about 5 minutes): writes bench/RESULTS.md, every speed figure a ratio measured side by side.
+bench: $(STAMP)
+	$(PY) bench/run.py
 
 lock: $(STAMP)
 	$(UV) pip compile pyproject.toml --extra all --extra dev --python-version 3.11 -c constraints.txt -o requirements.lock

@@ -305,13 +305,23 @@ class JobStore:
             return sum(1 for job in self._live.values() if job.storyboard.state == state)
 
     def update(
-        self, job: Job, change: Callable[[sb.Storyboard], object], *, attempt: AttemptInfo | None = None
+        self,
+        job: Job,
+        change: Callable[[sb.Storyboard], object],
+        *,
+        attempt: AttemptInfo | None = None,
+        image_file: str | None = None,
+        **event: object,
     ) -> None:
-        """Apply ``change`` to the job's state and save it; with ``attempt``, save that attempt in the same step."""
+        """Apply ``change`` to the job's state and save it; with ``attempt``, save that attempt in the same step, and
+        with an event (``frame_rendered=...``, as for ``append``) log it in the same transaction too: a crash never
+        leaves a change saved without the event that tells watchers about it (a resumed job would not send it)."""
         with self._changed:
             change(job.storyboard)
             job.storyboard.update_time.CopyFrom(_now())
             with self._transaction():
+                if event:
+                    self._append(job, image_file, **event)
                 self._save(job)
                 if attempt is not None:
                     self._save_attempt(job, attempt)
@@ -359,10 +369,15 @@ class JobStore:
 
     # -- attempts -----------------------------------------------------------------------------------------------
 
-    def save_attempt(self, job: Job, attempt: AttemptInfo) -> None:
-        """Insert or replace one attempt (e.g. once it has been validated)."""
-        with self._changed, self._transaction():
-            self._save_attempt(job, attempt)
+    def save_attempt(self, job: Job, attempt: AttemptInfo, **event: object) -> None:
+        """Insert or replace one attempt (e.g. once it has been validated), and log ``event`` (if given) in the same
+        transaction."""
+        with self._changed:
+            with self._transaction():
+                self._save_attempt(job, attempt)
+                if event:
+                    self._append(job, None, **event)
+            self._changed.notify_all()
 
     def _save_attempt(self, job: Job, a: AttemptInfo) -> None:
         self._db.execute(

@@ -44,7 +44,8 @@ class Metrics:
         )
         self.retries = Counter(
             "storyboard_gateway_retries",
-            "Frames rendered again, by reason: low_consistency, replica_lost (UNAVAILABLE), regenerate (asked for)",
+            "Frames sent again, by reason: low_consistency, replica_lost (UNAVAILABLE), "
+            "replica_busy (RESOURCE_EXHAUSTED before the frame started), regenerate (asked for)",
             ["reason"],
             registry=self.registry,
         )

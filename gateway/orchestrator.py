@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -49,6 +50,9 @@ from storyboard_common.images import EXTENSIONS, MIME_TYPES
 log = logging.getLogger(__name__)
 _MIME_BY_EXTENSION = {extension: mime for mime, extension in EXTENSIONS.items()}
 _VALIDATOR_GONE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# A renderer that refuses a frame as busy (RESOURCE_EXHAUSTED before the frame started) is asked again after a
+# jittered, doubling wait, at most this many times and never past the frame's deadline.
+BUSY_BACKOFF_FIRST, BUSY_BACKOFF_MAX, MAX_BUSY_WAITS = 0.2, 5.0, 60
 
 
 @dataclass
@@ -154,8 +158,7 @@ class Orchestrator:
             for scene in plan.scenes:
                 storyboard.frames.add(frame=scene.frame, file_name=outputs.frame_file_name(scene.frame))
 
-        self._store.update(job, record)
-        self._store.append(job, plan_ready=sb.PlanReady(plan=plan))
+        self._store.update(job, record, plan_ready=sb.PlanReady(plan=plan))
         return plan
 
     def _refresh_plan_files(self, job: Job, plan: common_pb2.Plan) -> None:
@@ -307,9 +310,10 @@ class Orchestrator:
             result.seeds_tried.append(attempt.seed)
             result.attempts = len(result.seeds_tried)
 
-        self._store.update(job, record, attempt=attempt)
-        self._store.append(
+        self._store.update(
             job,
+            record,
+            attempt=attempt,
             image_file=file,
             frame_rendered=sb.FrameRendered(
                 frame=scene.frame,
@@ -339,9 +343,9 @@ class Orchestrator:
         score, verdict, reason = self._validate(job, plan, scene, image, validation)
         attempt.validate_seconds = time.perf_counter() - started
         attempt.score, attempt.verdict, attempt.reason, attempt.validated = score, verdict, reason, True
-        self._store.save_attempt(job, attempt)
-        self._store.append(
+        self._store.save_attempt(
             job,
+            attempt,
             frame_validated=sb.FrameValidated(
                 frame=scene.frame, attempt=attempt.attempt, score=score, verdict=verdict, reason=reason
             ),
@@ -351,11 +355,15 @@ class Orchestrator:
         self, job: Job, plan: common_pb2.Plan, scene: common_pb2.Scene, attempt_no: int, seed: int
     ) -> renderer_pb2.RenderedFrame:
         request = renderer_pb2.RenderRequest(frames=[self._frame_spec(job, plan, scene, seed)])
-        for tries_left in range(self._policy.render_unavailable_retries, -1, -1):
+        unavailable_left = self._policy.render_unavailable_retries
+        busy_waits, busy_until = 0, time.monotonic() + self._policy.frame_timeout
+        while True:
             call = self._downstream.renderer.Render(request, timeout=self._policy.frame_timeout)
             self._store.add_cancel_hook(job, call.cancel)
+            started = False
             try:
                 for event in call:
+                    started = True
                     if event.HasField("progress"):
                         progress = event.progress
                         self._store.append(
@@ -372,15 +380,28 @@ class Orchestrator:
                 raise ServiceError(f"renderer ended the stream for frame {scene.frame} without a frame")
             except grpc.RpcError as error:
                 self._raise_if_cancelled(job)
-                if error.code() != grpc.StatusCode.UNAVAILABLE or tries_left == 0:
-                    raise
-                # The replica went away mid-stream; the frame is a pure function of its spec, so send it again
-                # and let round_robin pick another replica.
-                log.warning("render of frame %d lost its replica; sending it again", scene.frame)
-                self._metrics.retries.labels("replica_lost").inc()
+                code = error.code()
+                if code == grpc.StatusCode.UNAVAILABLE and unavailable_left > 0:
+                    # The replica went away mid-stream; the frame is a pure function of its spec, so send it again
+                    # and let round_robin pick another replica.
+                    unavailable_left -= 1
+                    log.warning("render of frame %d lost its replica; sending it again", scene.frame)
+                    self._metrics.retries.labels("replica_lost").inc()
+                    continue
+                busy = code == grpc.StatusCode.RESOURCE_EXHAUSTED and not started
+                if busy and busy_waits < MAX_BUSY_WAITS and time.monotonic() < busy_until:
+                    # The replica refused the frame before starting it: its open calls or its queue are at their
+                    # limit (it says "retry later"). Back off, then send it again, until the frame's deadline.
+                    delay = min(BUSY_BACKOFF_MAX, BUSY_BACKOFF_FIRST * 2**busy_waits) * random.uniform(0.75, 1.25)
+                    busy_waits += 1
+                    log.info("renderer busy for frame %d; sending it again in %.2f s", scene.frame, delay)
+                    self._metrics.retries.labels("replica_busy").inc()
+                    if job.stopping.wait(delay):
+                        raise Cancelled("storyboard cancelled") from None
+                    continue
+                raise
             finally:
                 self._store.remove_cancel_hook(job, call.cancel)
-        raise AssertionError("unreachable")
 
     def _frame_spec(
         self, job: Job, plan: common_pb2.Plan, scene: common_pb2.Scene, seed: int

@@ -38,12 +38,30 @@ from storyboard_common.errors import HTTP_STATUS, InvalidArgument, NotFound, Ser
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
+MAX_SEQUENCE = 2**63 - 1
 _ID_DOC = {
     "description": "a storyboard id, like 20261124-040500-3f9a2c1b",
     "examples": ["20261124-040500-3f9a2c1b"],
     "json_schema_extra": {"pattern": ID_PATTERN},
 }
 _PNG = {200: {"content": {"image/png": {}}, "description": "the image"}}
+# One server-sent event, as OpenAPI documents an event stream: the schema of each event's fields.
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["data", "event"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the event's sequence number"},
+        "event": {
+            "type": "string",
+            "enum": [f.name for f in sb.StoryboardEvent.DESCRIPTOR.oneofs_by_name["event"].fields],
+        },
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "the StoryboardEvent in the proto3 JSON mapping, without image bytes",
+        },
+    },
+}
 
 
 def to_json(message: Message) -> dict[str, Any]:
@@ -236,7 +254,7 @@ def build_app(
         response_class=StreamingResponse,
         responses={
             200: {
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": _SSE_EVENT}},
                 "description": "server-sent events: `id` is the sequence, `event` the kind, `data` the event's JSON",
             },
             **models.errors(400, 401, 404),
@@ -250,9 +268,10 @@ def build_app(
         last_event_id: str = Header("", alias="Last-Event-ID", description="resume after this event (wins over after)"),
     ) -> Response:
         job = job_of(job_id, caller)
-        start = int(last_event_id) if last_event_id.isdigit() else after
-        if start < 0:
-            raise InvalidArgument("after", "must not be negative")
+        resumed = last_event_id.isascii() and last_event_id.isdigit()  # "²".isdigit() too, but int() refuses it
+        start = int(last_event_id) if resumed else after
+        if not 0 <= start <= MAX_SEQUENCE:  # event numbers are SQLite (64-bit) integers
+            raise InvalidArgument("Last-Event-ID" if resumed else "after", "must be between 0 and 2^63-1")
         return StreamingResponse(_sse(service, job, start), media_type="text/event-stream")
 
     @app.get(

@@ -11,6 +11,7 @@ import threading
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.decoding import RequestDecodingInterceptor
 from gateway.jobs import JobStore
 from gateway.metrics import GrpcMetricsInterceptor, Metrics
 from gateway.orchestrator import Downstream, Orchestrator, Policy
@@ -63,7 +64,7 @@ def create_server(settings: GatewaySettings) -> tuple[ServiceServer, int]:
         settings,
         [Registration(SERVICE_NAME, lambda s: storyboards_pb2_grpc.add_StoryboardsServicer_to_server(servicer, s))],
         closers=[service.close],
-        interceptors=[GrpcMetricsInterceptor(metrics, SERVICE_NAME)],
+        interceptors=[GrpcMetricsInterceptor(metrics, SERVICE_NAME), RequestDecodingInterceptor()],
     )
     rest = None
     if settings.rest:

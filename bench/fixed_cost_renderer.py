@@ -1,0 +1,224 @@
+"""A Renderer whose cost per frame is fixed and known: a real ``storyboard.v1.Renderer`` gRPC server (built with
+``storyboard_common.server.build_server``: health, reflection, the shared interceptor) that spends ``--frame-seconds``
+per frame, split over the frame's steps with a progress event after each, and returns a real encoded image.
+
+It models one GPU: frames are drawn one at a time, first come first served, however many calls are open (a GPU
+renderer queues frames the same way). The time is spent sleeping, not computing, so that eight replicas on a 2-core
+machine really run in parallel, as eight GPUs would: the benchmark then measures what the stack adds around the
+frames, not how the replicas fight over two cores.
+
+The image is ``bench.natural_image`` at the requested size, encoded as ``--image-format``. With ``--encode-each-frame``
+every frame is encoded anew (its time goes into ``timings.encode_seconds``); otherwise the encoded bytes are made
+once per size and reused, so that the per-frame cost is the sleep alone. ``--log FILE`` appends one JSON line per
+frame sent (pid, frame, seed, the wall-clock time it was handed to gRPC, encode seconds, bytes).
+
+    .venv/bin/python -m bench.fixed_cost_renderer --port 50999 --frame-seconds 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.natural_image import natural_image  # noqa: E402
+from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc  # noqa: E402
+from storyboard_common.errors import InvalidArgument  # noqa: E402
+from storyboard_common.images import MIME_TYPES  # noqa: E402
+from storyboard_common.server import Registration, build_server, run_service  # noqa: E402
+from storyboard_common.settings import ServiceSettings  # noqa: E402
+
+MAX_SIZE = 2048
+
+
+def encode(image: Image.Image, fmt: str, png_level: int, quality: int) -> tuple[bytes, str]:
+    """``image`` as ``fmt`` (PNG at ``png_level``, WEBP or JPEG at ``quality``) and its media type."""
+    buffer = io.BytesIO()
+    if fmt == "PNG":
+        image.save(buffer, format="PNG", compress_level=png_level)
+    else:
+        image.save(buffer, format=fmt, quality=quality)
+    return buffer.getvalue(), MIME_TYPES[fmt]
+
+
+class FifoSlot:
+    """One frame at a time, in the order frames asked (``threading.Lock`` promises no order)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+        self._abandoned: set[int] = set()
+
+    def acquire(self, still_wanted: Callable[[], bool]) -> bool:
+        """True once it is this caller's turn; False if ``still_wanted()`` turns false while it waits."""
+        with self._condition:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while self._serving != ticket:
+                if not still_wanted():
+                    self._abandoned.add(ticket)  # skipped when its turn comes, keeping the others' order
+                    return False
+                self._condition.wait(0.05)
+            return True
+
+    def release(self) -> None:
+        with self._condition:
+            self._serving += 1
+            while self._serving in self._abandoned:
+                self._abandoned.discard(self._serving)
+                self._serving += 1
+            self._condition.notify_all()
+
+
+class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
+    """Render: ``frame_seconds`` per frame (one frame at a time), a progress event per step, a real image."""
+
+    def __init__(
+        self,
+        frame_seconds: float,
+        image_format: str = "PNG",
+        png_level: int = 1,
+        quality: int = 90,
+        encode_each_frame: bool = False,
+        log: Path | None = None,
+    ) -> None:
+        self.frame_seconds = frame_seconds
+        self.image_format = image_format.upper()
+        self.png_level = png_level
+        self.quality = quality
+        self.encode_each_frame = encode_each_frame
+        self.log = log
+        self._slot = FifoSlot()
+        self._images: dict[tuple[int, int], Image.Image] = {}
+        self._encoded: dict[tuple[int, int], tuple[bytes, str]] = {}
+        self._lock = threading.Lock()
+
+    def _image(self, width: int, height: int) -> Image.Image:
+        with self._lock:
+            if (width, height) not in self._images:
+                self._images[width, height] = natural_image(width, height)
+            return self._images[width, height]
+
+    def _encoded_frame(self, width: int, height: int) -> tuple[bytes, str, float]:
+        if self.encode_each_frame:
+            image = self._image(width, height)
+            started = time.perf_counter()
+            data, mime = encode(image, self.image_format, self.png_level, self.quality)
+            return data, mime, time.perf_counter() - started
+        with self._lock:
+            cached = self._encoded.get((width, height))
+        if cached is None:
+            cached = encode(self._image(width, height), self.image_format, self.png_level, self.quality)
+            with self._lock:
+                self._encoded[width, height] = cached
+        return cached[0], cached[1], 0.0
+
+    def warm(self, width: int, height: int) -> None:
+        """Build (and encode) the image of a size ahead of the first request."""
+        self._encoded_frame(width, height)
+
+    def Render(self, request: renderer_pb2.RenderRequest, context: grpc.ServicerContext) -> Iterator[Any]:
+        for index, spec in enumerate(request.frames):
+            for field in ("width", "height"):
+                value = getattr(spec, field)
+                if not 8 <= value <= MAX_SIZE or value % 8:
+                    raise InvalidArgument(f"frames[{index}].{field}", f"must be a multiple of 8 up to {MAX_SIZE}")
+        for spec in request.frames:
+            queued = time.perf_counter()
+            if not self._slot.acquire(context.is_active):
+                return
+            try:
+                waited = time.perf_counter() - queued
+                steps = max(1, spec.steps)
+                for step in range(1, steps + 1):
+                    time.sleep(self.frame_seconds / steps)
+                    if not context.is_active():
+                        return
+                    yield renderer_pb2.RenderEvent(
+                        progress=renderer_pb2.FrameProgress(frame=spec.frame, step=step, total_steps=steps)
+                    )
+            finally:
+                self._slot.release()
+            data, mime, encode_seconds = self._encoded_frame(spec.width, spec.height)
+            timings = common_pb2.FrameTimings(
+                queue_seconds=waited, denoise_seconds=self.frame_seconds, encode_seconds=encode_seconds
+            )
+            frame = renderer_pb2.RenderedFrame(
+                frame=spec.frame,
+                image=common_pb2.Image(data=data, mime_type=mime, width=spec.width, height=spec.height),
+                seed=spec.seed,
+                timings=timings,
+                backend="fixed-cost",
+            )
+            self._record(spec, encode_seconds, len(data))
+            yield renderer_pb2.RenderEvent(frame=frame)
+
+    def _record(self, spec: renderer_pb2.FrameSpec, encode_seconds: float, size: int) -> None:
+        if self.log is None:
+            return
+        line = json.dumps({"pid": os.getpid(), "frame": spec.frame, "seed": spec.seed, "sent": time.time(),
+                           "encode_seconds": encode_seconds, "bytes": size})  # fmt: skip
+        with self._lock, self.log.open("a") as handle:
+            handle.write(line + "\n")
+
+    def Info(self, request: renderer_pb2.RendererInfoRequest, context: grpc.ServicerContext) -> Any:
+        return renderer_pb2.RendererInfo(
+            backend="fixed-cost",
+            model=f"sleep {self.frame_seconds:g} s per frame",
+            device="cpu",
+            limits=renderer_pb2.RenderLimits(min_size=8, max_size=MAX_SIZE, max_steps=1000, max_frames_per_request=16),
+            max_batch_size=1,
+        )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.fixed_cost_renderer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--frame-seconds", type=float, default=0.5, help="time spent on each frame")
+    parser.add_argument("--image-format", default="png", choices=["png", "webp", "jpeg"])
+    parser.add_argument("--png-level", type=int, default=1, help="PNG compress_level, 0-9")
+    parser.add_argument("--quality", type=int, default=90, help="quality of WebP and JPEG")
+    parser.add_argument("--encode-each-frame", action="store_true", help="encode every frame anew")
+    parser.add_argument("--warm-size", type=int, action="append", default=[], help="build this size's image first")
+    parser.add_argument("--log", type=Path, default=None, help="append one JSON line per frame sent")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    renderer = FixedCostRenderer(
+        args.frame_seconds, args.image_format, args.png_level, args.quality, args.encode_each_frame, args.log
+    )
+    registration = Registration(
+        "storyboard.v1.Renderer", lambda server: renderer_pb2_grpc.add_RendererServicer_to_server(renderer, server)
+    )
+
+    def warm_up() -> None:
+        for size in args.warm_size:
+            renderer.warm(size, size)
+
+    settings = ServiceSettings(port=args.port, grace_seconds=0, log_level="WARNING")
+    return run_service(
+        "fixed-cost-renderer",
+        settings,
+        lambda s: build_server("fixed-cost-renderer", s, [registration], warm_up=warm_up),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The gateway dying at every single commit of a storyboard's life, one at a time: whatever was committed last, the
+resumed storyboard completes and its event log tells every step of it once: one PlanReady, a FrameRendered for every
+saved attempt, a FrameValidated for every validated one, and the final event.
+
+A SIGKILL can land anywhere, so the kill scenario (test_gateway_kill.py) only samples a few moments. Here the job
+store, the orchestrator and scripted services run in this process, and the store "dies" at its N-th transaction: that
+transaction is rolled back (as SQLite does for a process killed before COMMIT) and every later one fails, as if the
+process were gone. A new store then opens the same file and resumes the job, as a restarted gateway does. N runs over
+every transaction of a whole storyboard, retries included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.jobs import Job, JobStore
+from gateway.metrics import Metrics
+from gateway.orchestrator import Downstream, Orchestrator, Policy
+from storyboard.v1 import storyboards_pb2 as sb
+from tests.reliability.conftest import FULL, Tally
+from tests.support.scripted import ScriptedPlanner, ScriptedRenderer, ScriptedValidator, serve
+
+pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600)]
+SCENARIO = "gateway dies at every commit (in-process)"
+SPEC = sb.StoryboardSpec(story="A fox crosses a frozen river", num_frames=6, num_inference_steps=1, width=256,
+                         height=256, base_seed=5)  # fmt: skip
+
+
+def _stride() -> int:
+    """Every transaction when the suite was asked for; every third in a plain run (make test), to stay quick."""
+    default = "1" if FULL["requested"] else "3"
+    return max(1, int(os.environ.get("STORYBOARD_RELIABILITY_CRASH_STRIDE", default)))
+
+
+class Crash(BaseException):
+    """The process died: nothing after this point happens (BaseException, so no handler in the gateway runs)."""
+
+
+class DyingStore(JobStore):
+    """A job store whose process dies at its ``die_at``-th transaction (0: never); ``commits`` counts them."""
+
+    def __init__(self, path: Path, outputs: Path, die_at: int = 0) -> None:
+        super().__init__(path, outputs)
+        self.die_at, self.commits, self.dead = die_at, 0, False
+        self._count_lock = threading.Lock()
+
+    def _transaction(self):  # type: ignore[no-untyped-def]
+        store = self
+        inner = super()._transaction()
+
+        class Dying:
+            def __enter__(self):  # type: ignore[no-untyped-def]
+                if store.dead:
+                    raise Crash("the gateway is gone")
+                return inner.__enter__()
+
+            def __exit__(self, kind, error, trace):  # type: ignore[no-untyped-def]
+                if kind is not None:
+                    return inner.__exit__(kind, error, trace)
+                with store._count_lock:
+                    outer = not store._db.in_transaction or inner._outer
+                    if outer:
+                        store.commits += 1
+                    dies = outer and store.commits == store.die_at
+                    if dies:
+                        store.dead = True
+                if dies:
+                    inner.__exit__(Crash, None, None)  # rolled back: killed before COMMIT
+                    raise Crash(f"killed at transaction {store.die_at}")
+                return inner.__exit__(None, None, None)
+
+        return Dying()
+
+
+@pytest.fixture
+def services() -> Iterator[Downstream]:
+    # Frame 2's first attempt scores too low, so a retry (with its own events) is part of every run.
+    planner = serve(ScriptedPlanner())
+    renderer = serve(ScriptedRenderer())
+    validator = serve(ScriptedValidator(consistency={2: [0.5]}))
+    downstream = Downstream.connect(*(f"127.0.0.1:{port}" for _, port in (planner, renderer, validator)))
+    yield downstream
+    downstream.close()
+    for server, _ in (planner, renderer, validator):
+        server.stop(0)
+
+
+def _run(store: JobStore, downstream: Downstream, job: Job) -> None:
+    policy = Policy(max_retries=1, frames_in_flight=3, plan_timeout=30, frame_timeout=30, validate_timeout=30)
+    Orchestrator(store, downstream, policy, Metrics()).run(job)
+
+
+def _events(store: JobStore, job: Job) -> list[sb.StoryboardEvent]:
+    return [logged.event for logged in store.follow(job, 0, lambda: True)]
+
+
+def _problems(store: JobStore, job: Job) -> list[str]:
+    events = _events(store, job)
+    problems = []
+    if not events or not events[-1].HasField("completed"):
+        problems.append(f"did not complete: {events[-1] if events else 'no events'}")
+    if [e.sequence for e in events] != list(range(1, len(events) + 1)):
+        problems.append("event numbers have gaps or repeats")
+    kinds = Counter(e.WhichOneof("event") for e in events)
+    if kinds["plan_ready"] != 1:
+        problems.append(f"{kinds['plan_ready']} PlanReady events")
+    rendered = Counter(
+        (e.frame_rendered.frame, e.frame_rendered.attempt) for e in events if e.HasField("frame_rendered")
+    )
+    validated = {(e.frame_validated.frame, e.frame_validated.attempt) for e in events if e.HasField("frame_validated")}
+    for attempt in store.attempts(job):
+        key = (attempt.frame, attempt.attempt)
+        if rendered[key] != 1:
+            problems.append(f"frame {key[0]} attempt {key[1]} was saved; FrameRendered sent {rendered[key]} times")
+        if attempt.validated and key not in validated:
+            problems.append(f"frame {key[0]} attempt {key[1]} was validated; no FrameValidated was sent")
+    return problems
+
+
+def test_a_storyboard_resumed_after_a_crash_at_any_commit_tells_every_step_once(services, tmp_path, tally: Tally):
+    # A run without a crash counts the transactions, and must itself be whole.
+    store = DyingStore(tmp_path / "calm" / "jobs.sqlite3", tmp_path / "calm")
+    job, _ = store.create(SPEC)
+    start = store.commits
+    _run(store, services, job)
+    total = store.commits - start
+    assert not _problems(store, job)
+    store.close()
+    assert total > 20
+    failures = []
+    for crash_at in range(1, total + 1, _stride()):
+        folder = tmp_path / f"crash-{crash_at}"
+        dying = DyingStore(folder / "jobs.sqlite3", folder)
+        job, _ = dying.create(SPEC)
+        dying.die_at = dying.commits + crash_at
+        with contextlib.suppress(Crash):
+            _run(dying, services, job)
+        dying.close()
+        store = JobStore(folder / "jobs.sqlite3", folder)  # the restarted gateway
+        for unfinished in store.unfinished():
+            _run(store, services, unfinished)
+        problems = _problems(store, store.get(job.id))
+        store.close()
+        tally.record(SCENARIO, "lost" if problems else "completed", f"crash at transaction {crash_at}: {problems}")
+        if problems:
+            failures.append((crash_at, problems))
+    assert not failures, failures[:5]
