@@ -118,6 +118,7 @@ class Orchestrator:
             if job.cancel_requested:
                 raise Cancelled("storyboard cancelled")
             self._raise_if_cancelled(job)
+            _remove_half_written_files(job.output_dir)
             plan = job.storyboard.plan if job.storyboard.HasField("plan") else self._plan(job)
             self._refresh_plan_files(job, plan)
             validation = self._render_all(job, plan)
@@ -625,6 +626,14 @@ class Orchestrator:
             log.info("storyboard %s failed: %s %s", job.id, code, message)
         self._store.finish(job, sb.STORYBOARD_STATE_FAILED, error=message, failed=sb.Failed(code=code, message=message))
         self._metrics.storyboards.labels("failed").inc()
+
+
+def _remove_half_written_files(folder: Path) -> None:
+    """Delete the hidden temporaries of atomic writes (``.NAME.XXXXXXXX.tmp``) that a killed gateway left in a job's
+    folder: nothing will finish them, and only this run writes to the folder now."""
+    if folder.is_dir():
+        for path in folder.rglob(".*.tmp"):
+            path.unlink(missing_ok=True)
 
 
 def _better(candidate: AttemptInfo, best: AttemptInfo) -> bool:

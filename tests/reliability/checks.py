@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-import grpc
 from PIL import Image
 
 from storyboard.v1 import storyboards_pb2, storyboards_pb2_grpc
@@ -128,15 +127,3 @@ def storyboard_problems(events: Sequence[storyboards_pb2.StoryboardEvent], folde
         if not (folder / name).is_file():
             problems.append(f"{name} is missing")
     return problems
-
-
-def rpc_code(call: Callable[[], object]) -> grpc.StatusCode:
-    """The status code ``call`` ends with (OK when it returns; a stream is read to its end)."""
-    try:
-        result = call()
-        if hasattr(result, "__iter__") and not isinstance(result, (bytes, str)):
-            for _ in result:  # type: ignore[union-attr]
-                pass
-    except grpc.RpcError as error:
-        return error.code()
-    return grpc.StatusCode.OK

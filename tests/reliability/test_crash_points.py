@@ -152,3 +152,24 @@ def test_a_storyboard_resumed_after_a_crash_at_any_commit_tells_every_step_once(
         if problems:
             failures.append((crash_at, problems))
     assert not failures, failures[:5]
+
+
+def test_a_resumed_storyboard_removes_the_temporaries_a_killed_gateway_left(services, tmp_path, tally: Tally):
+    # A SIGKILL in the middle of an atomic write leaves its hidden temporary behind (seen in test_gateway_kill.py).
+    store = DyingStore(tmp_path / "jobs.sqlite3", tmp_path)
+    job, _ = store.create(SPEC)
+    store.die_at = store.commits + 12  # some frames in
+    with contextlib.suppress(Crash):
+        _run(store, services, job)
+    store.close()
+    leftovers = [job.output_dir / ".frame_002.png.k3j4h5g6.tmp", job.output_dir / "attempts" / ".x.png.a1b2c3d4.tmp"]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n half a frame")
+    store = JobStore(tmp_path / "jobs.sqlite3", tmp_path)
+    [resumed] = store.unfinished()
+    _run(store, services, resumed)
+    problems = _problems(store, resumed) + [f"{path.name} is still there" for path in leftovers if path.exists()]
+    store.close()
+    tally.record(SCENARIO, "lost" if problems else "completed", f"temporaries: {problems}")
+    assert not problems

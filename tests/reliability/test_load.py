@@ -2,13 +2,14 @@
 stream), from four API keys that may each have 20 unfinished: every request either completes or is refused cleanly
 with RESOURCE_EXHAUSTED / 429; nothing is lost (every accepted storyboard completes with all its frames, and the
 gateway holds exactly the storyboards it accepted); the gateway's memory (RSS, from /proc) stays bounded, and a
-second wave of 100 does not leave it larger than the first did (no leak per storyboard).
+second wave of 100 does not peak much higher than the first (no leak per storyboard).
 
 Fast renderers: two sketch renderer processes, 256x256 frames, 2 steps.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -26,16 +27,19 @@ from storyboard.v1 import storyboards_pb2, storyboards_pb2_grpc
 from tests.reliability.conftest import Tally
 from tests.support.processes import ProcessGroup, ServiceProcess, rss_bytes
 
-pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(600)]
 SCENARIO = "load: 100 concurrent storyboards"
 CLIENTS, KEYS, PER_KEY = 100, 4, 20
 CLIENT_DEADLINE = 240.0  # seconds one client may wait for its storyboard
 STORY = "A fox crosses a frozen river at dawn to reach its den before the storm."
 SPEC = {"story": STORY, "num_frames": 6, "num_inference_steps": 2, "width": 256, "height": 256}
 MIB = 1 << 20
-# At most 8 storyboards run at once (--max-running), each building its PDF in memory (~40 MB): the peak stays well
-# under MAX_RISE above the idle gateway; a second, equal wave must not peak MAX_GROWTH higher than the first.
-MAX_RISE, MAX_GROWTH = 768 * MIB, 128 * MIB
+# At most 8 storyboards run at once (--max-running), each building its PDF in memory (~40 MB): the peak stays under
+# MAX_RISE above the idle gateway. Peaks still vary by ~150 MB from wave to wave (the allocator keeps freed memory),
+# so the last wave may peak at most MAX_GROWTH above the first: that catches a leak of ~3 MB per storyboard over two
+# waves; more waves (STORYBOARD_RELIABILITY_LOAD_WAVES) catch smaller ones.
+MAX_RISE, MAX_GROWTH = 768 * MIB, 256 * MIB
+WAVES = max(2, int(os.environ.get("STORYBOARD_RELIABILITY_LOAD_WAVES", "2")))
+pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(180 + 120 * WAVES)]
 
 
 @dataclass
@@ -201,7 +205,7 @@ def test_100_concurrent_storyboards_complete_or_are_refused_and_none_is_lost(sta
     rss_after: list[int] = []
     peaks: list[int] = []
     all_problems: list[str] = []
-    for wave in range(2):
+    for wave in range(WAVES):
         stored_before = _stored(gateway)
         with MemorySampler(gateway.pid) as sampler:
             outcomes = _wave(gateway)
@@ -216,13 +220,13 @@ def test_100_concurrent_storyboards_complete_or_are_refused_and_none_is_lost(sta
             problems.append(f"only {counts['completed']} of {CLIENTS} completed: the limits refused too many")
         rss_after.append(_settle(gateway))
         all_problems += [f"wave {wave + 1}: {p}" for p in problems]
-    growth = peaks[1] - peaks[0]
+    growth = peaks[-1] - peaks[0]
     after = " / ".join(f"{value / MIB:.0f}" for value in rss_after)
     tally.note(f"load: gateway RSS after each wave, once idle: {after} MiB")
     if max(peaks) - baseline > MAX_RISE:
         all_problems.append(f"gateway RSS rose {(max(peaks) - baseline) / MIB:.0f} MiB above its baseline")
     if growth > MAX_GROWTH:
-        all_problems.append(f"the second wave's peak RSS was {growth / MIB:.0f} MiB above the first's")
+        all_problems.append(f"the last wave's peak RSS was {growth / MIB:.0f} MiB above the first's")
     assert gateway.alive()
     assert not all_problems, all_problems
     assert not tally.lost(SCENARIO)
