@@ -11,7 +11,6 @@ import threading
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.decoding import RequestDecodingInterceptor
 from gateway.jobs import JobStore
 from gateway.metrics import GrpcMetricsInterceptor, Metrics
 from gateway.orchestrator import Downstream, Orchestrator, Policy
@@ -49,6 +48,7 @@ def create_server(settings: GatewaySettings) -> tuple[ServiceServer, int]:
         plan_timeout=settings.plan_timeout_seconds,
         frame_timeout=settings.frame_timeout_seconds,
         validate_timeout=settings.validate_timeout_seconds,
+        progress_interval=settings.progress_interval_seconds,
     )
     service = StoryboardService(
         store,
@@ -64,7 +64,7 @@ def create_server(settings: GatewaySettings) -> tuple[ServiceServer, int]:
         settings,
         [Registration(SERVICE_NAME, lambda s: storyboards_pb2_grpc.add_StoryboardsServicer_to_server(servicer, s))],
         closers=[service.close],
-        interceptors=[GrpcMetricsInterceptor(metrics, SERVICE_NAME), RequestDecodingInterceptor()],
+        interceptors=[GrpcMetricsInterceptor(metrics, SERVICE_NAME)],
     )
     rest = None
     if settings.rest:

@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from storyboard_common.decoding import RequestDecodingInterceptor
 from storyboard_common.interceptors import ServiceInterceptor
 from storyboard_common.logs import configure_logging
 from storyboard_common.settings import ServiceSettings
@@ -98,7 +99,11 @@ def build_server(
     closers: Sequence[Callable[[], None]] = (),
     interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[ServiceServer, int]:
-    """A server hosting ``registrations`` plus health and reflection, bound to ``settings.host:settings.port``."""
+    """A server hosting ``registrations`` plus health and reflection, bound to ``settings.host:settings.port``.
+
+    ``interceptors`` run between the shared ServiceInterceptor (outermost) and the request decoding check (innermost),
+    so status mapping and a service's own interceptors see an unparsable request's refusal like any other error.
+    """
     options = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -108,7 +113,7 @@ def build_server(
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix=name),
-        interceptors=[ServiceInterceptor(), *interceptors],
+        interceptors=[ServiceInterceptor(), *interceptors, RequestDecodingInterceptor()],
         options=options,
     )
     for registration in registrations:
