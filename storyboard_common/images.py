@@ -9,15 +9,20 @@ from PIL import Image, UnidentifiedImageError
 from storyboard_common.errors import InvalidArgument
 
 MIME_TYPES = {"PNG": "image/png", "WEBP": "image/webp", "JPEG": "image/jpeg"}
+# zlib level of PNG frames: 0 stores the pixels uncompressed. bench/transport.py measures a 1024x1024 frame from
+# renderer to client at ~12% of a one-second GPU frame stored, against ~23% at level 1 (encoding dominates; the
+# extra ~1 MB a frame costs ~8 ms on a 1 Gb/s link). The renderer's --png-level trades the other way.
+PNG_LEVEL = 0
 EXTENSIONS = {"image/png": ".png", "image/webp": ".webp", "image/jpeg": ".jpg"}
 
 
-def encode(image: Image.Image, fmt: str = "PNG", quality: int = 0) -> tuple[bytes, str]:
-    """The image encoded as ``fmt`` (PNG, WEBP or JPEG) and its media type; quality 0 means the format's default."""
+def encode(image: Image.Image, fmt: str = "PNG", quality: int = 0, png_level: int = PNG_LEVEL) -> tuple[bytes, str]:
+    """The image encoded as ``fmt`` (PNG at zlib level ``png_level``, WEBP or JPEG) and its media type; quality 0
+    means the format's default."""
     fmt = fmt.upper()
     buffer = io.BytesIO()
     if fmt == "PNG":
-        image.save(buffer, format="PNG", compress_level=1)  # fast; PNG size barely changes with higher levels
+        image.save(buffer, format="PNG", compress_level=png_level)
     elif fmt in ("WEBP", "JPEG"):
         image.convert("RGB").save(buffer, format=fmt, quality=quality or 90)
     else:

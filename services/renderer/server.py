@@ -43,6 +43,7 @@ def create_server(
         settings.limits(),
         default_format=settings.image_format,
         default_quality=settings.image_quality,
+        png_level=settings.png_level,
     )
 
     def add(server: grpc.Server) -> None:

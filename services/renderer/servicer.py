@@ -35,6 +35,7 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
         *,
         default_format: str,
         default_quality: int,
+        png_level: int = images.PNG_LEVEL,
     ) -> None:
         self._backend = backend
         self._scheduler = scheduler
@@ -42,6 +43,7 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
         self._limits = limits
         self._default_format = default_format
         self._default_quality = default_quality
+        self._png_level = png_level
 
     def Render(
         self, request: renderer_pb2.RenderRequest, context: grpc.ServicerContext
@@ -85,10 +87,9 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
             elif isinstance(event, AllDone):
                 return
 
-    @staticmethod
-    def _rendered_frame(done: FrameDone, job: RenderJob) -> renderer_pb2.RenderedFrame:
+    def _rendered_frame(self, done: FrameDone, job: RenderJob) -> renderer_pb2.RenderedFrame:
         started = time.perf_counter()
-        data, mime_type = images.encode(done.image, job.image_format, job.quality)
+        data, mime_type = images.encode(done.image, job.image_format, job.quality, self._png_level)
         encode_seconds = time.perf_counter() - started
         return renderer_pb2.RenderedFrame(
             frame=done.spec.frame,

@@ -224,6 +224,22 @@ def test_each_format_decodes_with_its_mime_type(channel, image_format, quality, 
         assert (image.format, image.size) == (pil_format, (256, 256))
 
 
+def test_png_frames_are_stored_uncompressed_by_default_and_compressed_with_png_level():
+    pictures = {}
+    for level in (None, 9):
+        settings = (
+            RendererSettings(port=0, backend="sketch")
+            if level is None
+            else RendererSettings(port=0, backend="sketch", png_level=level)
+        )
+        with serving(settings) as served:
+            pictures[level] = frames_of(render(served, request(spec(steps=1))))[0].image.data
+    raw_size = 256 * 256 * 3
+    assert len(pictures[None]) > raw_size > len(pictures[9]), "level 0 stores the pixels; level 9 deflates them"
+    decoded = [Image.open(io.BytesIO(data)).tobytes() for data in pictures.values()]
+    assert decoded[0] == decoded[1]
+
+
 def test_a_known_adapter_is_accepted_by_the_sketch(channel):
     adapters = [common_pb2.AdapterRef(name="aldar_kose", weight=1.0), common_pb2.AdapterRef(name="villain", weight=0.5)]
     assert len(frames_of(render(channel, request(spec(adapters=adapters))))) == 1
