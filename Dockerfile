@@ -94,8 +94,9 @@ RUN --mount=type=bind,source=deploy/requirements/validator.txt,target=/tmp/requi
 # Runtime bases: the interpreter, CA certificates (the planner calls HTTPS APIs), the user, the data folders
 # ---------------------------------------------------------------------------------------------------------------------
 
+# DejaVu Sans: the gateway's storyboard.pdf embeds it for text beyond Latin (Cyrillic, Greek, ...).
 FROM ${DEBIAN_IMAGE} AS runtime-cpu
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 10001 storyboard \
     && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/storyboard --shell /usr/sbin/nologin storyboard \

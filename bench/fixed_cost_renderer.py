@@ -18,7 +18,6 @@ frame sent (pid, frame, seed, the wall-clock time it was handed to gRPC, encode 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -38,21 +37,11 @@ if str(REPO) not in sys.path:
 from bench.natural_image import natural_image  # noqa: E402
 from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc  # noqa: E402
 from storyboard_common.errors import InvalidArgument  # noqa: E402
-from storyboard_common.images import MIME_TYPES  # noqa: E402
+from storyboard_common.images import PNG_LEVEL, encode  # noqa: E402
 from storyboard_common.server import Registration, build_server, run_service  # noqa: E402
 from storyboard_common.settings import ServiceSettings  # noqa: E402
 
 MAX_SIZE = 2048
-
-
-def encode(image: Image.Image, fmt: str, png_level: int, quality: int) -> tuple[bytes, str]:
-    """``image`` as ``fmt`` (PNG at ``png_level``, WEBP or JPEG at ``quality``) and its media type."""
-    buffer = io.BytesIO()
-    if fmt == "PNG":
-        image.save(buffer, format="PNG", compress_level=png_level)
-    else:
-        image.save(buffer, format=fmt, quality=quality)
-    return buffer.getvalue(), MIME_TYPES[fmt]
 
 
 class FifoSlot:
@@ -92,7 +81,7 @@ class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
         self,
         frame_seconds: float,
         image_format: str = "PNG",
-        png_level: int = 1,
+        png_level: int = PNG_LEVEL,
         quality: int = 90,
         encode_each_frame: bool = False,
         log: Path | None = None,
@@ -118,12 +107,12 @@ class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
         if self.encode_each_frame:
             image = self._image(width, height)
             started = time.perf_counter()
-            data, mime = encode(image, self.image_format, self.png_level, self.quality)
+            data, mime = encode(image, self.image_format, self.quality, self.png_level)
             return data, mime, time.perf_counter() - started
         with self._lock:
             cached = self._encoded.get((width, height))
         if cached is None:
-            cached = encode(self._image(width, height), self.image_format, self.png_level, self.quality)
+            cached = encode(self._image(width, height), self.image_format, self.quality, self.png_level)
             with self._lock:
                 self._encoded[width, height] = cached
         return cached[0], cached[1], 0.0
@@ -143,10 +132,13 @@ class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
             if not self._slot.acquire(context.is_active):
                 return
             try:
-                waited = time.perf_counter() - queued
+                started = time.perf_counter()
+                waited = started - queued
                 steps = max(1, spec.steps)
                 for step in range(1, steps + 1):
-                    time.sleep(self.frame_seconds / steps)
+                    # Each step ends on a fixed schedule from the frame's start, as a GPU's steps do: the time a
+                    # progress message takes to send, or a late wake-up on a busy CPU, does not stretch the frame.
+                    time.sleep(max(0.0, started + step * self.frame_seconds / steps - time.perf_counter()))
                     if not context.is_active():
                         return
                     yield renderer_pb2.RenderEvent(
@@ -191,7 +183,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--frame-seconds", type=float, default=0.5, help="time spent on each frame")
     parser.add_argument("--image-format", default="png", choices=["png", "webp", "jpeg"])
-    parser.add_argument("--png-level", type=int, default=1, help="PNG compress_level, 0-9")
+    parser.add_argument("--png-level", type=int, default=PNG_LEVEL, help="PNG compress_level, 0-9")
     parser.add_argument("--quality", type=int, default=90, help="quality of WebP and JPEG")
     parser.add_argument("--encode-each-frame", action="store_true", help="encode every frame anew")
     parser.add_argument("--warm-size", type=int, action="append", default=[], help="build this size's image first")

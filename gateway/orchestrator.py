@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -31,7 +30,7 @@ from gateway.catalog import spec_error
 from gateway.jobs import Job, JobStore
 from gateway.metrics import Metrics
 from gateway.spec import frame_seed
-from storyboard import outputs
+from storyboard import documents, outputs
 from storyboard.outputs import AttemptInfo
 from storyboard.v1 import (
     common_pb2,
@@ -98,6 +97,7 @@ class Policy:
     plan_timeout: float = 120.0
     frame_timeout: float = 600.0
     validate_timeout: float = 60.0
+    progress_interval: float = 0.1  # least seconds between two progress events of a frame (first and last go out)
 
 
 class Orchestrator:
@@ -121,9 +121,10 @@ class Orchestrator:
             _remove_half_written_files(job.output_dir)
             plan = job.storyboard.plan if job.storyboard.HasField("plan") else self._plan(job)
             self._refresh_plan_files(job, plan)
-            validation = self._render_all(job, plan)
+            built = documents.StoryboardDocuments(plan.scenes)
+            validation = self._render_all(job, plan, built)
             self._check_repetition(job, plan, validation)
-            files = self._assemble(job, plan, validation)
+            files = self._assemble(job, plan, validation, built)
             self._store.update_meta(job, lambda meta: meta.pop("regenerate", None))
             snapshot = self._store.snapshot(job)
             snapshot.state = sb.STORYBOARD_STATE_COMPLETED
@@ -169,7 +170,9 @@ class Orchestrator:
         else:
             outputs.write_json_atomic(job.output_dir / outputs.SDXL_PROMPTS, outputs.sdxl_prompts(plan))
 
-    def _render_all(self, job: Job, plan: common_pb2.Plan) -> _ValidationContext:
+    def _render_all(self, job: Job, plan: common_pb2.Plan, built: documents.StoryboardDocuments) -> _ValidationContext:
+        """Produce every frame not yet kept, side by side. Each kept frame also goes into the documents (``built``)
+        while the others render, so that little is left to do after the last one."""
         self._set_state(job, sb.STORYBOARD_STATE_RENDERING)
         validation = self._validation_context()
         frames = job.storyboard.frames
@@ -184,7 +187,7 @@ class Orchestrator:
             self._stage(job, "rendering"),
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"job-{job.id[-8:]}") as pool,
         ):
-            futures = [pool.submit(self._produce_frame, job, plan, scene, validation) for scene in pending]
+            futures = [pool.submit(self._produce_frame, job, plan, scene, validation, built) for scene in pending]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             errors = [future.exception() for future in done if future.exception() is not None]
             if errors:
@@ -212,7 +215,12 @@ class Orchestrator:
         self._store.update(job, forget)
 
     def _produce_frame(
-        self, job: Job, plan: common_pb2.Plan, scene: common_pb2.Scene, validation: _ValidationContext
+        self,
+        job: Job,
+        plan: common_pb2.Plan,
+        scene: common_pb2.Scene,
+        validation: _ValidationContext,
+        built: documents.StoryboardDocuments,
     ) -> None:
         saved = {
             attempt.attempt: attempt
@@ -231,6 +239,7 @@ class Orchestrator:
         self._metrics.frames.labels("kept").inc()
         if scene.frame == 1:
             validation.set_reference(data)
+        built.add(scene.frame, data)
 
     def _best_attempt(
         self,
@@ -362,18 +371,18 @@ class Orchestrator:
             call = self._downstream.renderer.Render(request, timeout=self._policy.frame_timeout)
             self._store.add_cancel_hook(job, call.cancel)
             started = False
+            progress = _ProgressThrottle(self._policy.progress_interval)
             try:
                 for event in call:
                     started = True
-                    if event.HasField("progress"):
-                        progress = event.progress
+                    if event.HasField("progress") and progress.passes(event.progress):
                         self._store.append(
                             job,
                             frame_progress=sb.FrameRenderProgress(
                                 frame=scene.frame,
                                 attempt=attempt_no,
-                                step=progress.step,
-                                total_steps=progress.total_steps,
+                                step=event.progress.step,
+                                total_steps=event.progress.total_steps,
                             ),
                         )
                     elif event.HasField("frame"):
@@ -534,19 +543,23 @@ class Orchestrator:
                 ),
             )
 
-    def _assemble(self, job: Job, plan: common_pb2.Plan, validation: _ValidationContext) -> list[str]:
+    def _assemble(
+        self,
+        job: Job,
+        plan: common_pb2.Plan,
+        validation: _ValidationContext,
+        built: documents.StoryboardDocuments,
+    ) -> list[str]:
         self._set_state(job, sb.STORYBOARD_STATE_ASSEMBLING)
         folder = job.output_dir
         with self._stage(job, "assembling"), self._metrics.timed("assemble"):
-            images = []
-            for scene in plan.scenes:
-                with Image.open(self._frame_path(job, scene.frame)) as frame:
-                    images.append(frame.convert("RGB"))
-            grid = outputs.write_grid(folder, images, plan.scenes)
+            for frame in built.missing():  # kept by an earlier run (before a restart, or a regeneration's others)
+                built.add(frame, self._frame_path(job, frame).read_bytes())
             snapshot = self._store.snapshot(job)
             attempts = self._store.attempts(job)
             metadata = outputs.write_frames_metadata(folder, plan, snapshot.frames, attempts)
-            pdf = outputs.write_pdf(folder, images, plan.scenes, **_pdf_text(snapshot, attempts, validation))
+            text = documents.document_text(snapshot, attempts, validation.unready_reason)
+            grid, pdf = built.write(folder, text)
         report = outputs.storyboard_report(
             snapshot,
             attempts,
@@ -653,35 +666,22 @@ def _as_png(data: bytes) -> bytes:
         return buffer.getvalue()
 
 
-def _pdf_text(
-    storyboard: sb.Storyboard, attempts: list[AttemptInfo], validation: _ValidationContext
-) -> dict[str, object]:
-    """The words of storyboard.pdf: details on the title page and a note under each frame."""
-    spec, plan = storyboard.spec, storyboard.plan
-    backends = sorted({attempt.backend for attempt in attempts if attempt.backend})
-    scored = [f for f in storyboard.frames if f.HasField("score")]
-    details = [
-        f"{len(plan.scenes)} frames · {spec.width}×{spec.height} · {spec.num_inference_steps} steps · "
-        f"guidance {spec.guidance_scale:g} · base seed {spec.base_seed}",
-        f"planner: {plan.planner or 'unknown'} · renderer: {', '.join(backends) or 'unknown'}"
-        + (" (sketch frames are layout previews, not renders)" if "sketch" in backends else ""),
-    ]
-    if scored:
-        lowest = min(scored, key=lambda f: f.score.consistency)
-        average = sum(f.score.consistency for f in scored) / len(scored)
-        lowest_text = f"lowest {lowest.score.consistency:.2f} (frame {lowest.frame})"
-        details.append(f"character consistency: average {average:.2f}, {lowest_text}")
-    else:
-        details.append(f"frames not validated: {validation.unready_reason or 'no scores'}")
-    details.append(f"storyboard {storyboard.id} · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-    notes = []
-    for frame in storyboard.frames:
-        note = f"seed {frame.seed}"
-        if frame.HasField("score"):
-            verdict = outputs.verdict_name(frame.verdict).lower().replace("_", " ")
-            note += f" · consistency {frame.score.consistency:.2f} · {verdict}"
-        notes.append(note)
-    return {"title": "Storyboard", "story": spec.story, "details": details, "notes": notes}
+class _ProgressThrottle:
+    """Which of one render's progress messages become events: the first and last steps, and otherwise at most one
+    per ``interval`` seconds. Every event is stored, streamed to each watcher and parsed by each client, while a UI
+    needs a few updates a second, not SDXL's 20-40 steps a second per frame."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._last_sent: float | None = None
+
+    def passes(self, progress: renderer_pb2.FrameProgress) -> bool:
+        now = time.monotonic()
+        due = self._last_sent is None or now - self._last_sent >= self._interval
+        if not (due or progress.step >= progress.total_steps):
+            return False
+        self._last_sent = now
+        return True
 
 
 @dataclass

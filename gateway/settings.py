@@ -61,6 +61,13 @@ class GatewaySettings(ServiceSettings):
     plan_timeout_seconds: float = Field(120.0, gt=0, description="deadline of one planner call")
     frame_timeout_seconds: float = Field(600.0, gt=0, description="deadline of one frame's render call")
     validate_timeout_seconds: float = Field(60.0, gt=0, description="deadline of one validator call")
+    progress_interval_seconds: float = Field(
+        0.1,
+        ge=0,
+        le=60,
+        description="least time between two progress events of one frame (its first and last steps always go out); "
+        "0 sends every step. Each event is stored and streamed, so per-step events cost CPU that fast steps feel",
+    )
 
     auth: Literal["auto", "required", "optional"] = Field(
         "auto",

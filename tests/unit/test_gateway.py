@@ -10,6 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from gateway.orchestrator import _ProgressThrottle
 from gateway.server import create_server as create_gateway
 from gateway.settings import GatewaySettings
 from services.planner.server import create_server as create_planner
@@ -18,7 +19,7 @@ from services.renderer.server import create_server as create_renderer
 from services.renderer.settings import RendererSettings
 from services.validator.server import create_server as create_validator
 from services.validator.settings import ValidatorSettings
-from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
+from storyboard.v1 import common_pb2, renderer_pb2, storyboards_pb2, storyboards_pb2_grpc
 from tests.support.scripted import BlockingRenderer, serve_renderer
 from tests.support.tiny_clip import build_tiny_clip
 
@@ -90,7 +91,15 @@ def test_generate_streams_every_stage_and_writes_the_seed_folder(gateway):
     assert kinds[0] == "accepted" and kinds[1] == "plan_ready" and kinds[-1] == "completed"
     assert [event.sequence for event in events] == list(range(1, len(events) + 1))
     assert kinds.count("frame_rendered") == 6 and kinds.count("frame_validated") == 6
-    assert "frame_progress" in kinds
+    progress: dict[tuple[int, int], list[int]] = {}
+    for event in events:
+        if event.HasField("frame_progress"):
+            step = event.frame_progress
+            progress.setdefault((step.frame, step.attempt), []).append(step.step)
+            total_steps = step.total_steps
+    assert len(progress) == 6, "every frame reports progress"
+    for steps in progress.values():  # throttled (--progress-interval-seconds), but the first and last always go out
+        assert steps[0] == 1 and steps[-1] == total_steps and steps == sorted(set(steps))
 
     final = events[-1].completed.storyboard
     assert final.state == storyboards_pb2.STORYBOARD_STATE_COMPLETED
@@ -270,3 +279,12 @@ def test_unknown_characters_are_refused_at_the_edge(gateway):
         stub.Create(storyboards_pb2.CreateRequest(spec=_spec(characters=["Nobody"])), timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details().startswith("spec.characters[0]: unknown character 'Nobody'")
+
+
+@pytest.mark.parametrize(
+    "interval,expected", [(0.0, [1, 2, 3, 4, 5, 6]), (3600.0, [1, 6])], ids=["every step", "first and last"]
+)
+def test_progress_events_are_throttled_per_render_but_keep_the_first_and_last_steps(interval, expected):
+    throttle = _ProgressThrottle(interval)
+    steps = [renderer_pb2.FrameProgress(frame=1, step=n, total_steps=6) for n in range(1, 7)]
+    assert [p.step for p in steps if throttle.passes(p)] == expected

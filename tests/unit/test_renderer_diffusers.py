@@ -550,8 +550,14 @@ def test_info_describes_the_diffusers_renderer(served, assets):
 def test_metrics_are_served_for_prometheus(served):
     png(served.channel, spec(adapters=[adapter("hero")]), spec(2, adapters=[adapter("hero")]))
     assert served.metrics_port
-    with urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=TIMEOUT) as response:
-        page = response.read().decode()
+    settled = ("storyboard_renderer_queue_frames 0.0", "storyboard_renderer_inflight_frames 0.0")
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # the client has its last frame a moment before the scheduler marks the batch done
+        with urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=TIMEOUT) as response:
+            page = response.read().decode()
+        if all(line in page for line in settled) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     for line in (
         "# TYPE storyboard_renderer_frames_total counter",
         'storyboard_renderer_frames_total{outcome="rendered"}',

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import grpc
+import pypdf
 import pytest
 
 from storyboard import AsyncClient, Client
@@ -48,7 +49,14 @@ def test_generate_yields_typed_events_and_save_writes_the_gateway_files(stack, t
     theirs_frames = json.loads((theirs / "frames.json").read_text())["frames"]
     for key in ("seed", "seeds_tried", "verdict", "prompt"):
         assert [f[key] for f in mine_frames] == [f[key] for f in theirs_frames]
-    assert (mine / "storyboard.pdf").read_bytes().startswith(b"%PDF")
+    grid = "storyboard_grid.png"
+    assert (mine / grid).read_bytes() == (theirs / grid).read_bytes(), "the same frames make the same contact sheet"
+    mine_pdf, theirs_pdf = (pypdf.PdfReader(folder / "storyboard.pdf") for folder in (mine, theirs))
+    assert len(mine_pdf.pages) == len(theirs_pdf.pages) == 1 + 3
+    [plan] = [e.plan for e in events if isinstance(e, ev.PlanReady)]
+    for reader in (mine_pdf, theirs_pdf):
+        text = "".join(page.extract_text() for page in reader.pages[1:])
+        assert all(f"Frame {scene.frame} · " in text and scene.description[:30] in text for scene in plan.scenes)
 
 
 def test_create_get_list_plan_cancel_and_fetch(stack, tmp_path):

@@ -8,26 +8,20 @@
     report.json            the storyboard's summary: consistency (average, min), thresholds, parameters, timings
     storyboard.pdf         the storyboard as a printable document: a title page, then the frames with captions
 
-Every file is written atomically (a temporary file renamed into place), so a reader never sees half a file.
+Every file is written atomically (a temporary file renamed into place), so a reader never sees half a file. The grid
+and the PDF are drawn by ``storyboard.documents``.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import os
 import tempfile
-import textwrap
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
-
-from PIL import Image, ImageDraw, ImageFont
 
 from storyboard.v1 import common_pb2, storyboards_pb2
 
@@ -103,50 +97,6 @@ def write_plan_files(folder: Path, plan: common_pb2.Plan, timestamp: datetime | 
     write_json_atomic(folder / SCENE_BREAKDOWN, scene_breakdown(plan, timestamp))
     write_json_atomic(folder / SDXL_PROMPTS, sdxl_prompts(plan))
     return [SCENE_BREAKDOWN, SDXL_PROMPTS]
-
-
-def contact_sheet(frames: Sequence[Image.Image], captions: Sequence[str], columns: int = 0) -> Image.Image:
-    """A grid of the frames, each with its caption underneath, on white: the storyboard at a glance."""
-    if not frames:
-        raise ValueError("a contact sheet needs at least one frame")
-    columns = columns or min(len(frames), 4 if len(frames) > 6 else 3)
-    rows = math.ceil(len(frames) / columns)
-    cell = 384
-    font = ImageFont.load_default(size=15)
-    caption_lines = 4
-    line_height = 19
-    caption_height = caption_lines * line_height + 12
-    margin = 16
-    sheet = Image.new(
-        "RGB",
-        (columns * (cell + margin) + margin, rows * (cell + caption_height + margin) + margin),
-        "white",
-    )
-    draw = ImageDraw.Draw(sheet)
-    for index, (frame, caption) in enumerate(zip(frames, captions, strict=True)):
-        x = margin + (index % columns) * (cell + margin)
-        y = margin + (index // columns) * (cell + caption_height + margin)
-        thumb = frame.convert("RGB").copy()
-        thumb.thumbnail((cell, cell))
-        sheet.paste(thumb, (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
-        draw.rectangle((x - 1, y - 1, x + cell, y + cell), outline=(60, 60, 60))
-        lines = textwrap.wrap(caption, width=44)[:caption_lines]
-        for line_no, line in enumerate(lines):
-            draw.text((x, y + cell + 6 + line_no * line_height), line, fill=(20, 20, 20), font=font)
-    return sheet
-
-
-def caption(scene: common_pb2.Scene) -> str:
-    """A frame's caption on the contact sheet: number, shot and what happens."""
-    return f"{scene.frame}. {scene.camera}: {scene.description}"
-
-
-def write_grid(folder: Path, frames: Sequence[Image.Image], scenes: Sequence[common_pb2.Scene]) -> str:
-    """Write storyboard_grid.png from the frames and their scenes; returns its file name."""
-    buffer = io.BytesIO()
-    contact_sheet(frames, [caption(scene) for scene in scenes]).save(buffer, format="PNG")
-    write_bytes_atomic(folder / GRID, buffer.getvalue())
-    return GRID
 
 
 # -- per-frame metadata and the report ----------------------------------------------------------------------------
@@ -348,154 +298,3 @@ def write_report(folder: Path, report: dict[str, Any]) -> str:
     """Write report.json (made by ``storyboard_report``); returns its file name."""
     write_json_atomic(folder / REPORT, report)
     return REPORT
-
-
-# -- the printable storyboard -------------------------------------------------------------------------------------
-
-PDF_RESOLUTION = 150  # dots per inch: an A4 page is 1240 x 1754 pixels
-PAGE_SIZE = (1240, 1754)
-_PAGE_MARGIN = 90
-_INK, _MUTED = (20, 20, 20), (95, 95, 95)
-
-
-@cache
-def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """DejaVu Sans where installed (it covers Cyrillic, Greek and more), else Pillow's own font."""
-    try:
-        return ImageFont.truetype("DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf", size)
-    except OSError:
-        return ImageFont.load_default(size=size)
-
-
-def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:
-    """``text`` broken into lines no wider than ``width`` pixels (over-long words are cut)."""
-    lines: list[str] = []
-    for paragraph in text.splitlines() or [""]:
-        line = ""
-        for word in paragraph.split():
-            candidate = f"{line} {word}".strip()
-            if draw.textlength(candidate, font=font) <= width:
-                line = candidate
-                continue
-            if line:
-                lines.append(line)
-            while draw.textlength(word, font=font) > width and len(word) > 1:
-                cut = max(1, int(len(word) * width / draw.textlength(word, font=font)) - 1)
-                lines.append(word[:cut])
-                word = word[cut:]
-            line = word
-        lines.append(line)
-    return lines
-
-
-def _text_block(
-    draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font: Any, width: int, fill: Any, max_lines: int = 0
-) -> int:
-    """Draw wrapped text from ``xy``; returns the y below it."""
-    x, y = xy
-    lines = _wrap(draw, text, font, width)
-    if max_lines and len(lines) > max_lines:
-        lines = [*lines[: max_lines - 1], lines[max_lines - 1].rstrip() + " …"]
-    step = int(getattr(font, "size", 16) * 1.35)
-    for line in lines:
-        draw.text((x, y), line, fill=fill, font=font)
-        y += step
-    return y
-
-
-def _title_page(title: str, story: str, details: Sequence[str], overview: Image.Image | None) -> Image.Image:
-    page = Image.new("RGB", PAGE_SIZE, "white")
-    draw = ImageDraw.Draw(page)
-    width = PAGE_SIZE[0] - 2 * _PAGE_MARGIN
-    y = _text_block(draw, (_PAGE_MARGIN, _PAGE_MARGIN), title, _font(54, bold=True), width, _INK, max_lines=2)
-    y = _text_block(draw, (_PAGE_MARGIN, y + 30), story, _font(26), width, _INK, max_lines=14)
-    y += 20
-    for detail in details:
-        y = _text_block(draw, (_PAGE_MARGIN, y), detail, _font(20), width, _MUTED, max_lines=2)
-    bottom = PAGE_SIZE[1] - _PAGE_MARGIN
-    if overview is not None and bottom - (y + 40) > 300:
-        thumb = overview.copy()
-        thumb.thumbnail((width, bottom - (y + 40)))
-        page.paste(thumb, (_PAGE_MARGIN + (width - thumb.width) // 2, y + 40))
-    return page
-
-
-def _frame_pages(
-    frames: Sequence[Image.Image], scenes: Sequence[common_pb2.Scene], notes: Sequence[str], per_page: int = 2
-) -> list[Image.Image]:
-    width = PAGE_SIZE[0] - 2 * _PAGE_MARGIN
-    slot = (PAGE_SIZE[1] - 2 * _PAGE_MARGIN) // per_page
-    image_box = (width, slot - 230)
-    pages = []
-    for start in range(0, len(frames), per_page):
-        page = Image.new("RGB", PAGE_SIZE, "white")
-        draw = ImageDraw.Draw(page)
-        for offset in range(min(per_page, len(frames) - start)):
-            index = start + offset
-            top = _PAGE_MARGIN + offset * slot
-            thumb = frames[index].convert("RGB").copy()
-            thumb.thumbnail(image_box)
-            x = _PAGE_MARGIN + (width - thumb.width) // 2
-            page.paste(thumb, (x, top))
-            draw.rectangle((x - 1, top - 1, x + thumb.width, top + thumb.height), outline=(60, 60, 60))
-            scene = scenes[index]
-            heading = " · ".join(part for part in (f"Frame {scene.frame}", scene.camera, scene.mood) if part)
-            y = _text_block(draw, (_PAGE_MARGIN, top + thumb.height + 16), heading, _font(26, True), width, _INK, 1)
-            y = _text_block(draw, (_PAGE_MARGIN, y), scene.description, _font(22), width, _INK, max_lines=3)
-            place = " · ".join(part for part in (scene.setting, scene.lighting) if part)
-            note = " · ".join(part for part in (place, notes[index] if index < len(notes) else "") if part)
-            _text_block(draw, (_PAGE_MARGIN, y), note, _font(18), width, _MUTED, max_lines=2)
-        pages.append(page)
-    return pages
-
-
-def _number_pages(pages: Sequence[Image.Image]) -> None:
-    font = _font(16)
-    for number, page in enumerate(pages, start=1):
-        label = f"{number} / {len(pages)}"
-        draw = ImageDraw.Draw(page)
-        x = PAGE_SIZE[0] - _PAGE_MARGIN - int(draw.textlength(label, font=font))
-        draw.text((x, PAGE_SIZE[1] - _PAGE_MARGIN // 2), label, fill=_MUTED, font=font)
-
-
-def storyboard_pdf(
-    frames: Sequence[Image.Image],
-    scenes: Sequence[common_pb2.Scene],
-    *,
-    title: str = "Storyboard",
-    story: str = "",
-    details: Sequence[str] = (),
-    notes: Sequence[str] = (),
-) -> bytes:
-    """The storyboard as a printable A4 PDF: a title page (title, story, details and the contact sheet), then two
-    frames a page, each with its shot, description, setting and a note (e.g. seed and scores)."""
-    if not frames or len(frames) != len(scenes):
-        raise ValueError("a storyboard PDF needs one scene per frame, and at least one frame")
-    overview = contact_sheet(frames, [caption(scene) for scene in scenes])
-    pages = [_title_page(title, story, details, overview), *_frame_pages(frames, scenes, notes)]
-    _number_pages(pages)
-    buffer = io.BytesIO()
-    pages[0].save(
-        buffer,
-        format="PDF",
-        save_all=True,
-        append_images=pages[1:],
-        resolution=PDF_RESOLUTION,
-        title=title,
-        subject=story[:200],
-        author="Storyboard",
-        creator="Storyboard",
-        creationDate=time.gmtime(),
-    )
-    return buffer.getvalue()
-
-
-def write_pdf(
-    folder: Path,
-    frames: Sequence[Image.Image],
-    scenes: Sequence[common_pb2.Scene],
-    **text: Any,
-) -> str:
-    """Write storyboard.pdf (see ``storyboard_pdf`` for ``text``: title, story, details, notes); returns its name."""
-    write_bytes_atomic(folder / PDF, storyboard_pdf(frames, scenes, **text))
-    return PDF

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
-from storyboard import outputs
+from storyboard import documents, outputs
 from storyboard.v1 import common_pb2, storyboards_pb2
 
 
@@ -70,18 +67,16 @@ class StoryboardResult:
             raise ValueError("no plan was received; nothing to save")
         written = outputs.write_plan_files(folder, plan)
         frames = self.kept_frames()
-        images = []
         for number, data in sorted(frames.items()):
             outputs.write_bytes_atomic(folder / outputs.frame_file_name(number), data)
             written.append(outputs.frame_file_name(number))
-            images.append(Image.open(io.BytesIO(data)).convert("RGB"))
-        if self.final is None or not images or len(frames) != len(plan.scenes):
+        if self.final is None or not frames or len(frames) != len(plan.scenes):
             return written
         attempts = list(self.history.values())
-        written.append(outputs.write_grid(folder, images, plan.scenes))
+        built = documents.StoryboardDocuments(plan.scenes)
+        for number, data in frames.items():
+            built.add(number, data)
         written.append(outputs.write_frames_metadata(folder, plan, self.final.frames, attempts))
         written.append(outputs.write_report(folder, outputs.storyboard_report(self.final, attempts)))
-        details = [f"{len(plan.scenes)} frames · planner: {plan.planner}", f"storyboard {self.final.id}"]
-        notes = [f"seed {f.seed} · {outputs.verdict_name(f.verdict).lower()}" for f in self.final.frames]
-        written.append(outputs.write_pdf(folder, images, plan.scenes, story=plan.story, details=details, notes=notes))
+        written.extend(built.write(folder, documents.document_text(self.final, attempts)))
         return written

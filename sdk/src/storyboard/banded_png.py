@@ -1,0 +1,89 @@
+"""A PNG encoded band by band: each horizontal band of rows is filtered and deflated on its own, whenever its pixels are
+final and in any order, and the bands are joined into one valid PNG at the end.
+
+This is how pigz compresses in parallel: deflate data that ends in a full flush (byte-aligned, no reference to earlier
+data) can be followed by more deflate data, so separately compressed segments concatenate into one zlib stream. The
+contact sheet needs it because its bands become final at different times (a row of frames is complete once its frames
+are in): encoding each band as soon as it is complete leaves only the last one for after the last frame, where
+Pillow would encode the whole sheet at once.
+
+Rows use PNG's "Up" filter (the difference from the row above, which suits the flat areas and repeated rows of a
+contact sheet), except a band's first row, which is stored unfiltered because the row above it belongs to another
+band that may not be final yet. zlib runs at level 1 with the run-length strategy: about 3x faster than Pillow's
+default PNG encoding of the same sheet for about the same size.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from PIL import Image, ImageChops
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_FILTER_NONE, _FILTER_UP = b"\x00", b"\x02"
+_LEVEL = 1
+
+
+@dataclass(frozen=True)
+class EncodedBand:
+    """One band's rows, filtered and deflated (ending in a full flush), with what joining them needs."""
+
+    top: int
+    height: int
+    deflated: bytes
+    adler32: int  # of the band's filtered rows
+    length: int  # bytes of the band's filtered rows
+
+
+def crop_band(image: Image.Image, top: int, height: int) -> tuple[Image.Image, Image.Image]:
+    """Copies of rows ``top`` to ``top + height`` of ``image`` and of the same region one row higher (what the Up
+    filter subtracts; above row 0 Pillow pads with black, and a band's first row is not Up-filtered anyway)."""
+    box = (0, top, image.width, top + height)
+    return image.crop(box), image.crop((0, top - 1, image.width, top + height - 1))
+
+
+def encode_band(band: Image.Image, above: Image.Image, top: int) -> EncodedBand:
+    """Filter and deflate ``band``, RGB rows ``top`` to ``top + band.height`` of an image, with ``above`` from
+    ``crop_band``."""
+    stride = band.width * 3
+    raw = band.tobytes()
+    differences = ImageChops.subtract_modulo(band, above).tobytes()
+    rows = [_FILTER_NONE + raw[:stride]]
+    rows += [_FILTER_UP + differences[y * stride : (y + 1) * stride] for y in range(1, band.height)]
+    filtered = b"".join(rows)
+    deflate = zlib.compressobj(_LEVEL, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
+    deflated = deflate.compress(filtered) + deflate.flush(zlib.Z_FULL_FLUSH)
+    return EncodedBand(top, band.height, deflated, zlib.adler32(filtered), len(filtered))
+
+
+def join_bands(width: int, height: int, bands: list[EncodedBand]) -> bytes:
+    """The PNG file of an RGB ``width`` x ``height`` image from bands that cover its rows exactly once."""
+    bands = sorted(bands, key=lambda band: band.top)
+    expected_top = 0
+    for band in bands:
+        if band.top != expected_top:
+            raise ValueError(f"the bands leave rows {expected_top}..{band.top - 1} uncovered or cover them twice")
+        expected_top += band.height
+    if expected_top != height:
+        raise ValueError(f"the bands cover {expected_top} rows of {height}")
+    checksum = 1  # the Adler-32 of no data
+    for band in bands:
+        checksum = _adler32_combine(checksum, band.adler32, band.length)
+    final_block = zlib.compressobj(_LEVEL, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)  # an empty, last block
+    stream = b"\x78\x01" + b"".join(band.deflated for band in bands) + final_block + struct.pack(">I", checksum)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, filtered rows, no interlace
+    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _adler32_combine(first: int, second: int, second_length: int) -> int:
+    """The Adler-32 of two pieces of data joined, from each piece's (zlib's adler32_combine)."""
+    base = 65521
+    low = ((first & 0xFFFF) + (second & 0xFFFF) - 1) % base
+    high = ((first >> 16) + (second >> 16) + second_length * ((first & 0xFFFF) - 1)) % base
+    return low | (high << 16)

@@ -1,0 +1,412 @@
+"""The storyboard's two documents: ``storyboard_grid.png`` (a captioned contact sheet) and ``storyboard.pdf`` (a
+printable A4 document with vector text).
+
+Both are built from frames prepared one at a time (``prepare_frame``: decoded once, thumbnailed for the contact sheet,
+encoded once as the JPEG the PDF embeds), so that a caller who prepares each frame as it arrives, as the gateway does,
+is left with only the layout and the writing once the last frame is in. The PDF embeds each frame's JPEG as it is
+(no re-encoding) and draws the title page's overview from the same images, so every frame is stored in it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import textwrap
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+from reportlab import rl_config
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.utils import ImageReader, simpleSplit
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen.canvas import Canvas
+
+from storyboard import banded_png, outputs
+from storyboard.v1 import common_pb2, storyboards_pb2
+
+# ASCII85 makes streams 25% larger and, without reportlab's optional C accelerator, costs ~30 ms per frame in pure
+# Python; PDF streams are binary-safe, so they are written as plain Flate.
+rl_config.useA85 = 0
+
+CELL = 384  # a contact-sheet cell, in pixels: each frame's thumbnail fits it
+PDF_JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class PreparedFrame:
+    """One frame made ready for both documents."""
+
+    thumbnail: Image.Image  # RGB, fitting a CELL x CELL contact-sheet cell
+    jpeg: bytes  # the whole frame as the PDF embeds it
+    width: int
+    height: int
+
+
+def prepare_frame(image: Image.Image) -> PreparedFrame:
+    """Decode-side work for one frame, done once: its contact-sheet thumbnail and its JPEG for the PDF."""
+    rgb = image.convert("RGB")
+    thumbnail = rgb.copy()
+    thumbnail.thumbnail((CELL, CELL))
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=PDF_JPEG_QUALITY)
+    return PreparedFrame(thumbnail, buffer.getvalue(), rgb.width, rgb.height)
+
+
+def prepare_encoded_frame(data: bytes) -> PreparedFrame:
+    """``prepare_frame`` of an encoded image (PNG, WebP or JPEG bytes)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return prepare_frame(image)
+
+
+def caption(scene: common_pb2.Scene) -> str:
+    """A frame's caption on the contact sheet: number, shot and what happens."""
+    return f"{scene.frame}. {scene.camera}: {scene.description}"
+
+
+# -- the contact sheet --------------------------------------------------------------------------------------------
+
+
+class ContactSheet:
+    """storyboard_grid.png, built while frames arrive: a grid of the frames, each with its caption underneath, on white.
+
+    The captions are drawn up front; each frame is pasted into its cell when it is added, and each row of cells is
+    encoded (``banded_png``) as soon as its frames are all in, so that ``png()`` after the last frame encodes one row.
+    Safe to add frames from several threads."""
+
+    _CAPTION_LINES, _LINE_HEIGHT, _MARGIN = 4, 19, 16
+
+    def __init__(self, captions: Sequence[str], columns: int = 0) -> None:
+        if not captions:
+            raise ValueError("a contact sheet needs at least one frame")
+        self.count = len(captions)
+        self.columns = columns or min(self.count, 4 if self.count > 6 else 3)
+        self.rows = math.ceil(self.count / self.columns)
+        self._pitch = CELL + self._CAPTION_LINES * self._LINE_HEIGHT + 12 + self._MARGIN  # one row of cells
+        width = self.columns * (CELL + self._MARGIN) + self._MARGIN
+        self.image = Image.new("RGB", (width, self.rows * self._pitch + self._MARGIN), "white")
+        self._draw_captions(captions)
+        self._lock = threading.Lock()
+        self._missing = [set(self._row_indexes(row)) for row in range(self.rows)]
+        self._versions = [0] * self.rows  # bumped by every paste, so a band encoded before a later paste is dropped
+        self._encoded: dict[int, banded_png.EncodedBand] = {}
+
+    def _cell(self, index: int) -> tuple[int, int]:
+        """The top-left corner of cell ``index``'s picture."""
+        return (self._MARGIN + (index % self.columns) * (CELL + self._MARGIN),
+                self._MARGIN + (index // self.columns) * self._pitch)  # fmt: skip
+
+    def _row_indexes(self, row: int) -> range:
+        return range(row * self.columns, min(self.count, (row + 1) * self.columns))
+
+    def _band(self, row: int) -> tuple[int, int]:
+        """(top, height) of the rows of pixels that row of cells ``row`` owns: the margins go to the first and last."""
+        top = 0 if row == 0 else self._MARGIN + row * self._pitch
+        bottom = self.image.height if row == self.rows - 1 else self._MARGIN + (row + 1) * self._pitch
+        return top, bottom - top
+
+    def _draw_captions(self, captions: Sequence[str]) -> None:
+        draw = ImageDraw.Draw(self.image)
+        font = ImageFont.load_default(size=15)
+        for index, text in enumerate(captions):
+            x, y = self._cell(index)
+            draw.rectangle((x - 1, y - 1, x + CELL, y + CELL), outline=(60, 60, 60))
+            for line_no, line in enumerate(textwrap.wrap(text, width=44)[: self._CAPTION_LINES]):
+                draw.text((x, y + CELL + 6 + line_no * self._LINE_HEIGHT), line, fill=(20, 20, 20), font=font)
+
+    def add(self, index: int, thumbnail: Image.Image) -> None:
+        """Paste cell ``index``'s picture (at most CELL x CELL); encodes its row of cells if that completes it."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"cell {index} of a sheet of {self.count}")
+        row = index // self.columns
+        x, y = self._cell(index)
+        with self._lock:
+            self.image.paste(thumbnail, (x + (CELL - thumbnail.width) // 2, y + (CELL - thumbnail.height) // 2))
+            self._missing[row].discard(index)
+            self._versions[row] += 1
+            self._encoded.pop(row, None)
+            if self._missing[row]:
+                return
+            version, crops = self._versions[row], banded_png.crop_band(self.image, *self._band(row))
+        encoded = banded_png.encode_band(*crops, self._band(row)[0])
+        with self._lock:
+            if self._versions[row] == version:
+                self._encoded[row] = encoded
+
+    def png(self) -> bytes:
+        """The sheet as PNG bytes, once every cell has its picture; encodes the rows not yet encoded side by side."""
+        with self._lock:
+            missing = sorted(index for row in self._missing for index in row)
+            if missing:
+                raise ValueError(f"cells {missing} have no picture yet")
+            done = dict(self._encoded)
+            todo = {
+                row: banded_png.crop_band(self.image, *self._band(row)) for row in range(self.rows) if row not in done
+            }
+        if todo:
+            with ThreadPoolExecutor(max_workers=min(2, len(todo)), thread_name_prefix="grid-band") as pool:
+                futures = {row: pool.submit(banded_png.encode_band, *crops, self._band(row)[0])
+                           for row, crops in todo.items()}  # fmt: skip
+                done.update((row, future.result()) for row, future in futures.items())
+        return banded_png.join_bands(self.image.width, self.image.height, list(done.values()))
+
+
+# -- the PDF ------------------------------------------------------------------------------------------------------
+
+PAGE_WIDTH, PAGE_HEIGHT = A4  # points
+MARGIN = 48
+_INK, _MUTED, _FRAME_LINE = (0.08, 0.08, 0.08), (0.37, 0.37, 0.37), (0.24, 0.24, 0.24)
+
+
+@dataclass(frozen=True)
+class _Fonts:
+    regular: str
+    bold: str
+
+
+@cache
+def _fonts() -> _Fonts:
+    """DejaVu Sans where the system has it (it covers Latin, Cyrillic, Greek and more; the gateway image installs
+    it), else the Bitstream Vera that ships with reportlab (Latin only). Registered once per process."""
+    try:
+        regular = ImageFont.truetype("DejaVuSans.ttf", 12).path
+        bold = ImageFont.truetype("DejaVuSans-Bold.ttf", 12).path
+        names = ("DejaVuSans", "DejaVuSans-Bold")
+    except OSError:
+        regular, bold, names = "Vera.ttf", "VeraBd.ttf", ("Vera", "Vera-Bold")
+    pdfmetrics.registerFont(TTFont(names[0], regular))
+    pdfmetrics.registerFont(TTFont(names[1], bold))
+    return _Fonts(*names)
+
+
+@dataclass(frozen=True)
+class DocumentText:
+    """The words of storyboard.pdf besides the scenes: the title page's and a note under each frame."""
+
+    title: str = "Storyboard"
+    story: str = ""
+    details: Sequence[str] = ()
+    notes: Sequence[str] = ()  # one per frame, in frame order (e.g. seed and scores)
+
+
+class _Writer:
+    """Draws text on a reportlab canvas top-down, wrapping it to a width."""
+
+    def __init__(self, canvas: Canvas, fonts: _Fonts) -> None:
+        self.canvas = canvas
+        self.fonts = fonts
+
+    def lines(self, text: str, size: float, width: float, max_lines: int, bold: bool = False) -> list[str]:
+        """``text`` wrapped to ``width`` points, at most ``max_lines`` (the last one ends with … when cut)."""
+        font = self.fonts.bold if bold else self.fonts.regular
+        lines: list[str] = []
+        for paragraph in text.splitlines() or [""]:
+            lines.extend(simpleSplit(paragraph, font, size, width) or [""])
+        if max_lines and len(lines) > max_lines:
+            lines = [*lines[: max_lines - 1], lines[max_lines - 1].rstrip() + " …"]
+        return lines
+
+    def block(
+        self, x: float, top: float, text: str, size: float, width: float, *, max_lines: int = 0, bold: bool = False,
+        colour: tuple[float, float, float] = _INK,
+    ) -> float:  # fmt: skip
+        """Draw wrapped ``text`` with its first line's top at ``top``; returns the y below the block."""
+        step = size * 1.3
+        self.canvas.setFont(self.fonts.bold if bold else self.fonts.regular, size)
+        self.canvas.setFillColorRGB(*colour)
+        y = top
+        for line in self.lines(text, size, width, max_lines, bold):
+            y -= step
+            self.canvas.drawString(x, y + (step - size) / 2, line)
+        return y
+
+
+class _EmbeddedJpeg(ImageReader):
+    """A JPEG that the PDF stores as it is (DCTDecode), named by a digest of its bytes. reportlab names an image by a
+    digest of its decoded pixels, which would decode every frame (twice: overview and page) only to name it."""
+
+    def __init__(self, jpeg: bytes) -> None:
+        super().__init__(io.BytesIO(jpeg))
+        self._name_key = hashlib.sha256(jpeg).digest()
+        self._dataA = None  # no alpha channel (reportlab sets it while decoding, which this reader never does)
+
+    def getRGBData(self) -> bytes:  # reportlab's name
+        # Called by Canvas.drawImage only to name the image: its stream is the JPEG itself (jpeg_fh).
+        return self._name_key
+
+
+def _fit(width: int, height: int, box_width: float, box_height: float) -> tuple[float, float]:
+    scale = min(box_width / width, box_height / height)
+    return width * scale, height * scale
+
+
+def _draw_frame(canvas: Canvas, frame: PreparedFrame, reader: ImageReader, x: float, top: float, box: Any) -> float:
+    """The frame centred in ``box`` (width, height) from ``top``, outlined; returns its bottom y."""
+    width, height = _fit(frame.width, frame.height, *box)
+    left = x + (box[0] - width) / 2
+    canvas.drawImage(reader, left, top - height, width, height)
+    canvas.setStrokeColorRGB(*_FRAME_LINE)
+    canvas.setLineWidth(0.5)
+    canvas.rect(left, top - height, width, height)
+    return top - height
+
+
+def _title_page(writer: _Writer, text: DocumentText, frames: Sequence[PreparedFrame], readers: Sequence[Any],
+                scenes: Sequence[common_pb2.Scene]) -> None:  # fmt: skip
+    width = PAGE_WIDTH - 2 * MARGIN
+    y = writer.block(MARGIN, PAGE_HEIGHT - MARGIN, text.title, 26, width, max_lines=2, bold=True)
+    y = writer.block(MARGIN, y - 14, text.story, 12, width, max_lines=14)
+    y -= 8
+    for detail in text.details:
+        y = writer.block(MARGIN, y, detail, 9.5, width, max_lines=2, colour=_MUTED)
+    _overview(writer, frames, readers, scenes, top=y - 20, bottom=MARGIN + 20)
+
+
+def _overview(writer: _Writer, frames: Sequence[PreparedFrame], readers: Sequence[Any],
+              scenes: Sequence[common_pb2.Scene], top: float, bottom: float) -> None:  # fmt: skip
+    """The contact sheet in vector form: the frames' own images (drawn again, stored once) with captions."""
+    columns = min(len(frames), 4 if len(frames) > 6 else 3)
+    rows = math.ceil(len(frames) / columns)
+    gap, caption_height = 10, 30
+    cell = min((PAGE_WIDTH - 2 * MARGIN - gap * (columns - 1)) / columns, (top - bottom) / rows - caption_height)
+    if cell < 40:
+        return  # a very long story leaves no room; the frame pages follow
+    for index, (frame, reader, scene) in enumerate(zip(frames, readers, scenes, strict=True)):
+        x = MARGIN + (index % columns) * (cell + gap)
+        cell_top = top - (index // columns) * (cell + caption_height)
+        _draw_frame(writer.canvas, frame, reader, x, cell_top, (cell, cell))
+        writer.block(x, cell_top - cell - 2, caption(scene), 7, cell, max_lines=2)
+
+
+def _frame_pages(writer: _Writer, text: DocumentText, frames: Sequence[PreparedFrame], readers: Sequence[Any],
+                 scenes: Sequence[common_pb2.Scene], per_page: int = 2) -> None:  # fmt: skip
+    width = PAGE_WIDTH - 2 * MARGIN
+    slot = (PAGE_HEIGHT - 2 * MARGIN) / per_page
+    box = (width, slot - 110)
+    for index, (frame, reader, scene) in enumerate(zip(frames, readers, scenes, strict=True)):
+        if index % per_page == 0:
+            _end_page(writer)
+        top = PAGE_HEIGHT - MARGIN - (index % per_page) * slot
+        y = _draw_frame(writer.canvas, frame, reader, MARGIN, top, box)
+        heading = " · ".join(part for part in (f"Frame {scene.frame}", scene.camera, scene.mood) if part)
+        y = writer.block(MARGIN, y - 8, heading, 13, width, max_lines=1, bold=True)
+        y = writer.block(MARGIN, y - 2, scene.description, 11, width, max_lines=3)
+        place = " · ".join(part for part in (scene.setting, scene.lighting) if part)
+        note = text.notes[index] if index < len(text.notes) else ""
+        writer.block(MARGIN, y - 2, " · ".join(part for part in (place, note) if part), 9, width, max_lines=2,
+                     colour=_MUTED)  # fmt: skip
+
+
+def _end_page(writer: _Writer) -> None:
+    """Number the page being drawn, then start the next one."""
+    canvas = writer.canvas
+    canvas.setFont(writer.fonts.regular, 8)
+    canvas.setFillColorRGB(*_MUTED)
+    canvas.drawRightString(PAGE_WIDTH - MARGIN, MARGIN / 2, str(canvas.getPageNumber()))
+    canvas.showPage()
+
+
+def storyboard_pdf(
+    frames: Sequence[PreparedFrame], scenes: Sequence[common_pb2.Scene], text: DocumentText = DocumentText()
+) -> bytes:
+    """The storyboard as a printable A4 PDF: a title page (title, story, details and an overview of every frame), then
+    two frames a page, each with its shot, description, setting and note. The text is real text (selectable and
+    searchable); each frame's image is stored once."""
+    if not frames or len(frames) != len(scenes):
+        raise ValueError("a storyboard PDF needs one scene per frame, and at least one frame")
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, pagesize=A4, pageCompression=1)
+    canvas.setTitle(text.title)
+    canvas.setSubject(text.story[:200])
+    canvas.setAuthor("Storyboard")
+    canvas.setCreator("Storyboard")
+    writer = _Writer(canvas, _fonts())
+    readers = [_EmbeddedJpeg(frame.jpeg) for frame in frames]
+    _title_page(writer, text, frames, readers, scenes)
+    _frame_pages(writer, text, frames, readers, scenes)
+    _end_page(writer)
+    canvas.save()
+    return buffer.getvalue()
+
+
+# -- the words, and writing both files ----------------------------------------------------------------------------
+
+
+def document_text(
+    storyboard: storyboards_pb2.Storyboard,
+    attempts: Sequence[outputs.AttemptInfo],
+    not_validated_reason: str = "",
+    now: datetime | None = None,
+) -> DocumentText:
+    """storyboard.pdf's words for a finished storyboard: details on the title page and a note under each frame."""
+    spec, plan = storyboard.spec, storyboard.plan
+    backends = sorted({attempt.backend for attempt in attempts if attempt.backend})
+    details = [
+        f"{len(plan.scenes)} frames · {spec.width}×{spec.height} · {spec.num_inference_steps} steps · "
+        f"guidance {spec.guidance_scale:g} · base seed {spec.base_seed}",
+        f"planner: {plan.planner or 'unknown'} · renderer: {', '.join(backends) or 'unknown'}"
+        + (" (sketch frames are layout previews, not renders)" if "sketch" in backends else ""),
+    ]
+    scored = [f for f in storyboard.frames if f.HasField("score")]
+    if scored:
+        lowest = min(scored, key=lambda f: f.score.consistency)
+        average = sum(f.score.consistency for f in scored) / len(scored)
+        details.append(
+            f"character consistency: average {average:.2f}, lowest {lowest.score.consistency:.2f} "
+            f"(frame {lowest.frame})"
+        )
+    else:
+        details.append(f"frames not validated: {not_validated_reason or 'no scores'}")
+    details.append(f"storyboard {storyboard.id} · {(now or datetime.now(UTC)):%Y-%m-%d %H:%M} UTC")
+    notes = []
+    for frame in storyboard.frames:
+        note = f"seed {frame.seed}"
+        if frame.HasField("score"):
+            verdict = outputs.verdict_name(frame.verdict).lower().replace("_", " ")
+            note += f" · consistency {frame.score.consistency:.2f} · {verdict}"
+        notes.append(note)
+    return DocumentText(story=spec.story or plan.story, details=details, notes=notes)
+
+
+class StoryboardDocuments:
+    """Both documents of one storyboard, built while its frames arrive: ``add`` each kept frame when it is in (from any
+    thread), then ``write`` once all are."""
+
+    def __init__(self, scenes: Sequence[common_pb2.Scene]) -> None:
+        self.scenes = list(scenes)
+        self._index = {scene.frame: index for index, scene in enumerate(self.scenes)}
+        self.sheet = ContactSheet([caption(scene) for scene in self.scenes])
+        self._frames: dict[int, PreparedFrame] = {}
+
+    def add(self, frame: int, image: bytes | Image.Image) -> None:
+        """Prepare frame number ``frame`` (encoded bytes or an image) and place it on the contact sheet."""
+        if frame not in self._index:
+            raise KeyError(f"frame {frame} is not one of the storyboard's")
+        prepared = prepare_encoded_frame(image) if isinstance(image, bytes) else prepare_frame(image)
+        self._frames[frame] = prepared
+        self.sheet.add(self._index[frame], prepared.thumbnail)
+
+    def missing(self) -> list[int]:
+        """The frame numbers not added yet."""
+        return [scene.frame for scene in self.scenes if scene.frame not in self._frames]
+
+    def write(self, folder: Path, text: DocumentText) -> list[str]:
+        """Write storyboard_grid.png and storyboard.pdf (the PNG's bands are encoded while the PDF is laid out: zlib
+        releases the GIL); returns their names."""
+        if self.missing():
+            raise ValueError(f"frames {self.missing()} were not added")
+        frames = [self._frames[scene.frame] for scene in self.scenes]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grid") as pool:
+            grid = pool.submit(self.sheet.png)
+            pdf = storyboard_pdf(frames, self.scenes, text)
+            outputs.write_bytes_atomic(folder / outputs.GRID, grid.result())
+        outputs.write_bytes_atomic(folder / outputs.PDF, pdf)
+        return [outputs.GRID, outputs.PDF]

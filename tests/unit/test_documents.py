@@ -1,0 +1,183 @@
+"""The storyboard's documents: the band-by-band PNG encoder, the contact sheet built while frames arrive, and the PDF
+read back with pypdf."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import random
+import threading
+import zlib
+
+import pypdf
+import pytest
+from PIL import Image, ImageDraw
+
+from storyboard import banded_png, documents
+from storyboard.v1 import common_pb2
+
+CYRILLIC = "Алдар Көсе продаёт котёл"
+
+
+def _picture(width: int, height: int, seed: int) -> Image.Image:
+    """A deterministic picture with flat areas, edges and noise, like a frame."""
+    rng = random.Random(seed)
+    image = Image.effect_noise((width, height), 40).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(30):
+        x, y = rng.randrange(width), rng.randrange(height)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        draw.rectangle((x, y, x + rng.randrange(1, width // 2), y + rng.randrange(1, height // 2)), fill=colour)
+    return image
+
+
+def _scenes(count: int) -> list[common_pb2.Scene]:
+    return [
+        common_pb2.Scene(
+            frame=n,
+            camera="wide shot",
+            mood="tense",
+            description=f"Scene {n}: the merchant boils water in the pot",
+            setting="bazaar",
+            lighting="noon",
+        )
+        for n in range(1, count + 1)
+    ]
+
+
+# -- banded_png ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cuts", [[0, 97], [0, 1, 96, 97], [0, 30, 31, 60, 97]])
+def test_bands_encoded_in_any_order_join_into_a_png_that_decodes_to_the_same_pixels(cuts):
+    image = _picture(83, 97, seed=len(cuts))
+    pairs = list(itertools.pairwise(cuts))
+    random.Random(7).shuffle(pairs)
+    bands = [banded_png.encode_band(*banded_png.crop_band(image, top, bottom - top), top) for top, bottom in pairs]
+    decoded = Image.open(io.BytesIO(banded_png.join_bands(image.width, image.height, bands)))
+    assert (decoded.size, decoded.mode) == (image.size, "RGB")
+    assert decoded.tobytes() == image.tobytes()
+
+
+def test_bands_that_leave_a_gap_or_overlap_are_refused():
+    image = _picture(16, 20, seed=1)
+    top = banded_png.encode_band(*banded_png.crop_band(image, 0, 10), 0)
+    overlap = banded_png.encode_band(*banded_png.crop_band(image, 5, 15), 5)
+    short = banded_png.encode_band(*banded_png.crop_band(image, 10, 5), 10)
+    for bands in ([top, overlap], [top, short], [top]):
+        with pytest.raises(ValueError, match="rows"):
+            banded_png.join_bands(16, 20, bands)
+
+
+@pytest.mark.parametrize("first,second", [(b"", b"x"), (b"hello", b"world" * 999), (bytes(range(256)) * 300, b"")])
+def test_adler32_of_joined_pieces_is_combined_from_each_pieces_checksum(first, second):
+    combined = banded_png._adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second))
+    assert combined == zlib.adler32(first + second)
+
+
+# -- the contact sheet --------------------------------------------------------------------------------------------
+
+
+def _sheet_png(order: list[int], frames: list[Image.Image], threads: bool = False) -> bytes:
+    sheet = documents.ContactSheet([documents.caption(scene) for scene in _scenes(len(frames))])
+    thumbs = [documents.prepare_frame(frame).thumbnail for frame in frames]
+    if threads:
+        workers = [threading.Thread(target=sheet.add, args=(index, thumbs[index])) for index in order]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    else:
+        for index in order:
+            sheet.add(index, thumbs[index])
+    return sheet.png()
+
+
+def test_the_contact_sheet_is_the_same_whatever_order_and_threads_frames_arrive_in():
+    frames = [_picture(96, 64, seed=n) for n in range(8)]
+    in_order = _sheet_png(list(range(8)), frames)
+    assert _sheet_png([7, 3, 5, 0, 6, 1, 4, 2], frames) == in_order
+    assert _sheet_png([4, 0, 7, 2, 6, 1, 5, 3], frames, threads=True) == in_order
+    sheet = Image.open(io.BytesIO(in_order))
+    assert sheet.size == (4 * (documents.CELL + 16) + 16, 2 * (documents.CELL + 4 * 19 + 12 + 16) + 16)
+    first_cell = sheet.crop((16, 16, 16 + documents.CELL, 16 + documents.CELL))
+    assert len(first_cell.getcolors(maxcolors=1 << 20)) > 100  # the frame is there, not blank paper
+
+
+def test_a_frame_added_again_after_its_row_was_encoded_replaces_the_old_picture():
+    frames = [_picture(64, 64, seed=n) for n in range(3)]
+    sheet = documents.ContactSheet(["a", "b", "c"])
+    for index, frame in enumerate(frames):
+        sheet.add(index, frame)
+    before = sheet.png()
+    sheet.add(1, Image.new("RGB", (64, 64), "red"))
+    after = Image.open(io.BytesIO(sheet.png()))
+    assert sheet.png() != before
+    x = 16 + (documents.CELL + 16) + documents.CELL // 2
+    assert after.getpixel((x, 16 + documents.CELL // 2)) == (255, 0, 0)
+
+
+def test_the_contact_sheet_says_which_cells_are_missing():
+    sheet = documents.ContactSheet(["a", "b", "c", "d"])
+    sheet.add(2, _picture(32, 32, seed=1))
+    with pytest.raises(ValueError, match=r"cells \[0, 1, 3\]"):
+        sheet.png()
+    with pytest.raises(IndexError):
+        sheet.add(4, _picture(32, 32, seed=1))
+
+
+# -- the PDF ------------------------------------------------------------------------------------------------------
+
+
+def _pdf(count: int, story: str = "Aldar Kose tricks a wealthy merchant.") -> tuple[pypdf.PdfReader, list]:
+    scenes = _scenes(count)
+    built = documents.StoryboardDocuments(scenes)
+    for scene in scenes:
+        built.add(scene.frame, _picture(128, 96, seed=scene.frame))
+    text = documents.DocumentText(
+        title="The magic pot", story=story, details=["6 frames · 128×96"], notes=[f"seed {n}" for n in range(count)]
+    )
+    frames = [built._frames[scene.frame] for scene in scenes]
+    return pypdf.PdfReader(io.BytesIO(documents.storyboard_pdf(frames, scenes, text))), scenes
+
+
+@pytest.mark.parametrize("count", [1, 6, 7, 10])
+def test_the_pdf_has_a_title_page_then_two_frames_a_page_with_real_text(count):
+    reader, scenes = _pdf(count)
+    assert len(reader.pages) == 1 + (count + 1) // 2
+    title = reader.pages[0].extract_text()
+    assert "The magic pot" in title and "Aldar Kose tricks a wealthy merchant." in title and "128×96" in title
+    for scene in scenes:
+        page = reader.pages[1 + (scene.frame - 1) // 2].extract_text()
+        assert f"Frame {scene.frame} · wide shot · tense" in page
+        assert scene.description in page and f"seed {scene.frame - 1}" in page
+    assert reader.metadata.title == "The magic pot"
+
+
+def test_the_pdf_stores_each_frame_once_as_jpeg_and_draws_it_twice():
+    reader, _ = _pdf(6)
+    drawn = []
+    for page in reader.pages:
+        xobjects = page["/Resources"].get("/XObject", {})
+        drawn += [xobjects[name].get_object() for name in xobjects]
+    stored = {xobject.indirect_reference.idnum for xobject in drawn}
+    assert len(drawn) == 12 and len(stored) == 6  # overview + its page; one stored image per frame
+    assert all(xobject["/Filter"] in ("/DCTDecode", ["/DCTDecode"]) for xobject in drawn)
+
+
+def test_the_pdf_text_keeps_non_latin_scripts_where_a_unicode_font_is_installed():
+    if documents._fonts().regular != "DejaVuSans":
+        pytest.skip("DejaVu Sans is not installed; the fallback font is Latin only")
+    reader, _ = _pdf(2, story=CYRILLIC)
+    assert CYRILLIC in reader.pages[0].extract_text()
+
+
+def test_the_documents_refuse_to_be_written_before_every_frame_is_in(tmp_path):
+    built = documents.StoryboardDocuments(_scenes(3))
+    built.add(2, _picture(32, 32, seed=2))
+    assert built.missing() == [1, 3]
+    with pytest.raises(ValueError, match=r"frames \[1, 3\]"):
+        built.write(tmp_path, documents.DocumentText())
+    with pytest.raises(KeyError):
+        built.add(4, _picture(32, 32, seed=4))
+    assert not list(tmp_path.iterdir())
