@@ -215,8 +215,11 @@ class JobStore:
         if max_active <= 0:
             return
         marks = ",".join("?" * len(_ACTIVE_STATES))
+        # A storyboard whose cancel was accepted no longer counts, though its work may take a moment to stop: the
+        # refusal tells the caller to cancel one, and a retry right after the cancel must then get through.
         (active,) = self._db.execute(
-            f"SELECT COUNT(*) FROM jobs WHERE owner = ? AND state IN ({marks})", (owner, *_ACTIVE_STATES)
+            f"SELECT COUNT(*) FROM jobs WHERE owner = ? AND cancel_requested = 0 AND state IN ({marks})",
+            (owner, *_ACTIVE_STATES),
         ).fetchone()
         if active >= max_active:
             raise ResourceExhausted(

@@ -40,6 +40,7 @@ from services.renderer.backend import (
 from services.renderer.lora import LoraAdapters
 from services.renderer.metrics import RendererMetrics
 from services.renderer.settings import RendererSettings, is_local_folder
+from storyboard_common import images
 from storyboard_common.errors import FailedPrecondition, ResourceExhausted, Unavailable
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class DiffusersBackend:
 
     name = "diffusers"
     applies_adapters = True
+    png_level = images.PNG_LEVEL  # photographic frames barely compress: storing is the fastest way to the client
 
     def __init__(self, settings: RendererSettings, metrics: RendererMetrics | None = None) -> None:
         self._settings = settings

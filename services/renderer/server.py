@@ -43,7 +43,7 @@ def create_server(
         settings.limits(),
         default_format=settings.image_format,
         default_quality=settings.image_quality,
-        png_level=settings.png_level,
+        png_level=settings.png_level if settings.png_level is not None else backend.png_level,
     )
 
     def add(server: grpc.Server) -> None:

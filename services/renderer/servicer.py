@@ -35,7 +35,7 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
         *,
         default_format: str,
         default_quality: int,
-        png_level: int = images.PNG_LEVEL,
+        png_level: int,
     ) -> None:
         self._backend = backend
         self._scheduler = scheduler

@@ -10,7 +10,6 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from storyboard_common import images
 from storyboard_common.settings import ServiceSettings
 
 # Backends this build can run. A backend that is named in --backend but not listed here fails at start with a clear
@@ -166,12 +165,13 @@ class RendererSettings(ServiceSettings):
         "png", description="format of frames whose request leaves the format unspecified"
     )
     image_quality: int = Field(90, ge=1, le=100, description="quality of lossy formats when a request gives none")
-    png_level: int = Field(
-        images.PNG_LEVEL,
+    png_level: int | None = Field(
+        None,
         ge=0,
         le=9,
-        description="zlib level of PNG frames: 0 (stored) is the fastest end to end on a LAN (bench/RESULTS.md, "
-        "transport); 1 makes frames ~30% smaller for ~10% of a one-second frame",
+        description="zlib level of PNG frames; default: the backend's. diffusers stores them (0): the fastest to the "
+        "client on a LAN for photographic frames (bench/RESULTS.md, transport), where 1 makes them ~30% smaller for "
+        "~5% of a one-second frame. sketch uses 1: its flat panels shrink ~20x",
     )
     metrics_port: int = Field(
         0,

@@ -224,9 +224,9 @@ def test_each_format_decodes_with_its_mime_type(channel, image_format, quality, 
         assert (image.format, image.size) == (pil_format, (256, 256))
 
 
-def test_png_frames_are_stored_uncompressed_by_default_and_compressed_with_png_level():
+def test_png_level_is_the_backends_unless_png_level_says_otherwise():
     pictures = {}
-    for level in (None, 9):
+    for level in (None, 0):
         settings = (
             RendererSettings(port=0, backend="sketch")
             if level is None
@@ -235,7 +235,7 @@ def test_png_frames_are_stored_uncompressed_by_default_and_compressed_with_png_l
         with serving(settings) as served:
             pictures[level] = frames_of(render(served, request(spec(steps=1))))[0].image.data
     raw_size = 256 * 256 * 3
-    assert len(pictures[None]) > raw_size > len(pictures[9]), "level 0 stores the pixels; level 9 deflates them"
+    assert len(pictures[0]) > raw_size > 5 * len(pictures[None]), "sketch panels deflate (level 1); level 0 stores"
     decoded = [Image.open(io.BytesIO(data)).tobytes() for data in pictures.values()]
     assert decoded[0] == decoded[1]
 
