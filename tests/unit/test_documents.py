@@ -131,13 +131,10 @@ def test_the_contact_sheet_says_which_cells_are_missing():
 
 def _pdf(count: int, story: str = "Aldar Kose tricks a wealthy merchant.") -> tuple[pypdf.PdfReader, list]:
     scenes = _scenes(count)
-    built = documents.StoryboardDocuments(scenes)
-    for scene in scenes:
-        built.add(scene.frame, _picture(128, 96, seed=scene.frame))
+    frames = [documents.prepare_frame(_picture(128, 96, seed=scene.frame)) for scene in scenes]
     text = documents.DocumentText(
         title="The magic pot", story=story, details=["6 frames · 128×96"], notes=[f"seed {n}" for n in range(count)]
     )
-    frames = [built._frames[scene.frame] for scene in scenes]
     return pypdf.PdfReader(io.BytesIO(documents.storyboard_pdf(frames, scenes, text))), scenes
 
 

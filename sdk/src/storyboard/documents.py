@@ -135,8 +135,9 @@ class ContactSheet:
             self._encoded.pop(row, None)
             if self._missing[row]:
                 return
-            version, crops = self._versions[row], banded_png.crop_band(self.image, *self._band(row))
-        encoded = banded_png.encode_band(*crops, self._band(row)[0])
+            top, height = self._band(row)
+            version, crops = self._versions[row], banded_png.crop_band(self.image, top, height)
+        encoded = banded_png.encode_band(*crops, top)
         with self._lock:
             if self._versions[row] == version:
                 self._encoded[row] = encoded
@@ -401,8 +402,9 @@ class StoryboardDocuments:
     def write(self, folder: Path, text: DocumentText) -> list[str]:
         """Write storyboard_grid.png and storyboard.pdf (the PNG's bands are encoded while the PDF is laid out: zlib
         releases the GIL); returns their names."""
-        if self.missing():
-            raise ValueError(f"frames {self.missing()} were not added")
+        missing = self.missing()
+        if missing:
+            raise ValueError(f"frames {missing} were not added")
         frames = [self._frames[scene.frame] for scene in self.scenes]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grid") as pool:
             grid = pool.submit(self.sheet.png)
