@@ -121,10 +121,10 @@ class Orchestrator:
             _remove_half_written_files(job.output_dir)
             plan = job.storyboard.plan if job.storyboard.HasField("plan") else self._plan(job)
             self._refresh_plan_files(job, plan)
-            built = documents.StoryboardDocuments(plan.scenes)
-            validation = self._render_all(job, plan, built)
-            self._check_repetition(job, plan, validation)
-            files = self._assemble(job, plan, validation, built)
+            with documents.StoryboardDocuments(plan.scenes) as built:
+                validation = self._render_all(job, plan, built)
+                self._check_repetition(job, plan, validation)
+                files = self._assemble(job, plan, validation, built)
             self._store.update_meta(job, lambda meta: meta.pop("regenerate", None))
             snapshot = self._store.snapshot(job)
             snapshot.state = sb.STORYBOARD_STATE_COMPLETED

@@ -178,3 +178,44 @@ def test_the_documents_refuse_to_be_written_before_every_frame_is_in(tmp_path):
     with pytest.raises(KeyError):
         built.add(4, _picture(32, 32, seed=4))
     assert not list(tmp_path.iterdir())
+
+
+def _written_grid(tmp_path, name: str, additions: list[tuple[int, object]]) -> bytes:
+    folder = tmp_path / name
+    folder.mkdir()
+    with documents.StoryboardDocuments(_scenes(3)) as built:
+        for frame, image in additions:
+            built.add(frame, image)
+        built.write(folder, documents.DocumentText())
+    return (folder / "storyboard_grid.png").read_bytes()
+
+
+def test_a_frame_added_again_while_the_first_is_still_being_prepared_is_the_one_that_stays(tmp_path):
+    # The first picture is large (slow to prepare), the replacement small: the workers finish them in the opposite
+    # order, and the replacement must still be the one on the sheet.
+    pictures = {n: _picture(64, 64, seed=n) for n in (1, 2, 3)}
+    expected = _written_grid(tmp_path, "expected", list(pictures.items()))
+    replaced = _written_grid(
+        tmp_path, "replaced", [(1, _picture(2048, 2048, seed=9)), (1, pictures[1]), (2, pictures[2]), (3, pictures[3])]
+    )
+    assert replaced == expected
+
+
+def test_a_frame_that_cannot_be_decoded_is_reported_when_the_documents_are_written(tmp_path):
+    with documents.StoryboardDocuments(_scenes(2)) as built:
+        built.add(1, _picture(32, 32, seed=1))
+        built.add(2, b"not an image")  # accepted: it is prepared in the background
+        with pytest.raises(OSError):  # PIL.UnidentifiedImageError
+            built.write(tmp_path, documents.DocumentText())
+    assert not list(tmp_path.iterdir())
+
+
+def test_documents_left_unwritten_stop_their_workers():
+    before = {thread for thread in threading.enumerate() if thread.name.startswith("documents")}
+    with documents.StoryboardDocuments(_scenes(4)) as built:
+        built.add(1, _picture(32, 32, seed=1))
+        started = {thread for thread in threading.enumerate() if thread.name.startswith("documents")} - before
+        assert started
+    for thread in started:
+        thread.join(timeout=30)
+        assert not thread.is_alive()

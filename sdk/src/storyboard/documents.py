@@ -15,7 +15,7 @@ import math
 import textwrap
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -129,6 +129,7 @@ class ContactSheet:
         row = index // self.columns
         x, y = self._cell(index)
         with self._lock:
+            self.image.paste("white", (x, y, x + CELL, y + CELL))  # a replaced picture may have been larger
             self.image.paste(thumbnail, (x + (CELL - thumbnail.width) // 2, y + (CELL - thumbnail.height) // 2))
             self._missing[row].discard(index)
             self._versions[row] += 1
@@ -379,36 +380,76 @@ def document_text(
 
 class StoryboardDocuments:
     """Both documents of one storyboard, built while its frames arrive: ``add`` each kept frame when it is in (from any
-    thread), then ``write`` once all are."""
+    thread), then ``write`` once all are.
+
+    The work runs on background threads, never the caller's: the contact sheet's captions are drawn as soon as the
+    object is made (tens of ms of text layout, which would otherwise delay the first render), and each added frame is
+    prepared and placed while the caller goes on (validating, streaming, rendering the next frames). Two workers,
+    because Pillow and zlib release the GIL: a 1024x1024 frame takes ~50 ms to prepare. ``write`` waits for all of it;
+    ``close`` (or leaving the ``with`` block) stops the workers of documents that will never be written."""
+
+    WORKERS = 2
 
     def __init__(self, scenes: Sequence[common_pb2.Scene]) -> None:
         self.scenes = list(scenes)
+        if not self.scenes:
+            raise ValueError("a storyboard's documents need at least one frame")
         self._index = {scene.frame: index for index, scene in enumerate(self.scenes)}
-        self.sheet = ContactSheet([caption(scene) for scene in self.scenes])
-        self._frames: dict[int, PreparedFrame] = {}
+        self._pool = ThreadPoolExecutor(max_workers=self.WORKERS, thread_name_prefix="documents")
+        self._sheet = self._pool.submit(ContactSheet, [caption(scene) for scene in self.scenes])
+        self._lock = threading.Lock()
+        self._added: dict[int, Future[PreparedFrame]] = {}
+        self._work: list[Future[PreparedFrame]] = []  # every preparation asked for, replaced ones included
+
+    def __enter__(self) -> StoryboardDocuments:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def add(self, frame: int, image: bytes | Image.Image) -> None:
-        """Prepare frame number ``frame`` (encoded bytes or an image) and place it on the contact sheet."""
+        """Prepare frame number ``frame`` (encoded bytes or an image) and place it on the contact sheet, in the
+        background. Adding a frame again replaces it."""
         if frame not in self._index:
             raise KeyError(f"frame {frame} is not one of the storyboard's")
+        with self._lock:
+            earlier = self._added.get(frame)
+            self._added[frame] = self._pool.submit(self._prepare_and_place, self._index[frame], image, earlier)
+            self._work.append(self._added[frame])
+
+    def _prepare_and_place(
+        self, index: int, image: bytes | Image.Image, earlier: Future[PreparedFrame] | None
+    ) -> PreparedFrame:
         prepared = prepare_encoded_frame(image) if isinstance(image, bytes) else prepare_frame(image)
-        self._frames[frame] = prepared
-        self.sheet.add(self._index[frame], prepared.thumbnail)
+        if earlier is not None:
+            wait([earlier])  # submitted first, so running or done: the replacement is pasted last
+        self._sheet.result().add(index, prepared.thumbnail)
+        return prepared
 
     def missing(self) -> list[int]:
         """The frame numbers not added yet."""
-        return [scene.frame for scene in self.scenes if scene.frame not in self._frames]
+        with self._lock:
+            return [scene.frame for scene in self.scenes if scene.frame not in self._added]
 
     def write(self, folder: Path, text: DocumentText) -> list[str]:
-        """Write storyboard_grid.png and storyboard.pdf (the PNG's bands are encoded while the PDF is laid out: zlib
-        releases the GIL); returns their names."""
+        """Write storyboard_grid.png and storyboard.pdf once every frame's preparation is done (the PNG's last bands
+        are encoded while the PDF is laid out: zlib releases the GIL); returns their names. A frame that could not be
+        prepared (an undecodable image) raises its error here."""
         missing = self.missing()
         if missing:
             raise ValueError(f"frames {missing} were not added")
-        frames = [self._frames[scene.frame] for scene in self.scenes]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grid") as pool:
-            grid = pool.submit(self.sheet.png)
-            pdf = storyboard_pdf(frames, self.scenes, text)
-            outputs.write_bytes_atomic(folder / outputs.GRID, grid.result())
+        with self._lock:
+            added, work = dict(self._added), list(self._work)
+        wait(work)  # a replaced frame's paste too, so that none lands after the sheet is encoded
+        frames = [added[scene.frame].result() for scene in self.scenes]
+        sheet = self._sheet.result()
+        grid = self._pool.submit(sheet.png)
+        pdf = storyboard_pdf(frames, self.scenes, text)
+        outputs.write_bytes_atomic(folder / outputs.GRID, grid.result())
         outputs.write_bytes_atomic(folder / outputs.PDF, pdf)
+        self.close()
         return [outputs.GRID, outputs.PDF]
+
+    def close(self) -> None:
+        """Stop the workers; work not yet started is dropped."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
