@@ -12,12 +12,13 @@ file exists is not rendered again (a frame is a pure function of its spec and se
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -178,7 +179,10 @@ class Orchestrator:
         frames = job.storyboard.frames
         self._forget_missing_frames(job, plan)
         if frames[0].rendered:
-            validation.set_reference(self._frame_path(job, 1).read_bytes())
+            validation.set_reference(_Picture.of(self._frame_path(job, 1).read_bytes(), MIME_TYPES["PNG"]))
+        for scene in plan.scenes:  # kept by an earlier run (before a restart, or a regeneration's other frames):
+            if frames[scene.frame - 1].rendered:  # prepared for the documents while the rest render
+                built.add(scene.frame, self._frame_path(job, scene.frame).read_bytes())
         pending = [scene for scene in plan.scenes if not frames[scene.frame - 1].rendered]
         if not pending:
             return validation
@@ -237,8 +241,9 @@ class Orchestrator:
         outputs.write_bytes_atomic(self._frame_path(job, scene.frame), data)
         self._keep(job, scene.frame, kept)
         self._metrics.frames.labels("kept").inc()
+        validation.keep(scene.frame, kept.file)
         if scene.frame == 1:
-            validation.set_reference(data)
+            validation.set_reference(_Picture.of(data, MIME_TYPES["PNG"]))
         built.add(scene.frame, data)
 
     def _best_attempt(
@@ -348,9 +353,10 @@ class Orchestrator:
         validation: _ValidationContext,
     ) -> None:
         path = job.output_dir / attempt.file
-        image = common_pb2.Image(data=path.read_bytes(), mime_type=_MIME_BY_EXTENSION.get(path.suffix, "image/png"))
+        picture = _Picture.of(path.read_bytes(), _MIME_BY_EXTENSION.get(path.suffix, "image/png"))
+        validation.validated[attempt.file] = _Picture(picture.digest, picture.mime_type, path.read_bytes)
         started = time.perf_counter()
-        score, verdict, reason = self._validate(job, plan, scene, image, validation)
+        score, verdict, reason = self._validate(job, plan, scene, picture, validation)
         attempt.validate_seconds = time.perf_counter() - started
         attempt.score, attempt.verdict, attempt.reason, attempt.validated = score, verdict, reason, True
         self._store.save_attempt(
@@ -456,16 +462,16 @@ class Orchestrator:
         job: Job,
         plan: common_pb2.Plan,
         scene: common_pb2.Scene,
-        image: common_pb2.Image,
+        picture: _Picture,
         validation: _ValidationContext,
     ) -> tuple[common_pb2.FrameScore | None, int, str]:
         if validation.unready_reason:
             return None, common_pb2.VERDICT_NOT_VALIDATED, validation.unready_reason
-        reference = image.data if scene.frame == 1 else validation.wait_for_reference(job)
+        reference = picture if scene.frame == 1 else validation.wait_for_reference(job)
         if reference is None:
             raise Cancelled("storyboard cancelled")
         try:
-            response = self._score(job, plan, [image], [scene.prompt], reference)
+            response = self._score(plan, validation, [picture], [scene.prompt], reference)
         except grpc.RpcError as error:
             if error.code() not in _VALIDATOR_GONE:
                 raise
@@ -477,24 +483,38 @@ class Orchestrator:
 
     def _score(
         self,
-        job: Job,
         plan: common_pb2.Plan,
-        images: list[common_pb2.Image],
+        validation: _ValidationContext,
+        frames: list[_Picture],
         prompts: list[str],
-        reference: bytes,
+        reference: _Picture,
     ) -> validator_pb2.ScoreResponse:
+        """Score ``frames`` against ``reference``. Images the validator has had are named by digest instead of sent
+        again; if it has forgotten one (a restart, its cache, another replica), the call is made again with bytes."""
         assert self._downstream.validator is not None
-        with self._metrics.timed("validate" if len(images) == 1 else "repetition_check"):
-            return self._downstream.validator.Score(
-                validator_pb2.ScoreRequest(
-                    frames=images,
-                    prompts=prompts,
-                    references=[common_pb2.Image(data=reference, mime_type="image/png")],
-                    policy=validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES,
-                    trigger_tokens=[c.trigger_token for c in plan.characters],
-                ),
-                timeout=self._policy.validate_timeout,
+        pictures = [*frames, reference]
+        for last_try in (False, True):
+            images = validation.request_images(pictures)
+            request = validator_pb2.ScoreRequest(
+                frames=images[: len(frames)],
+                prompts=prompts,
+                references=images[len(frames) :],
+                policy=validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES,
+                trigger_tokens=[c.trigger_token for c in plan.characters],
             )
+            try:
+                with self._metrics.timed("validate" if len(frames) == 1 else "repetition_check"):
+                    response = self._downstream.validator.Score(request, timeout=self._policy.validate_timeout)
+            except grpc.RpcError as error:
+                named = any(not image.data for image in images)
+                if last_try or not named or error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                log.info("the validator no longer holds an image (%s); sending bytes from now on", error.details())
+                validation.stop_naming_by_digest()
+                continue
+            validation.remember(pictures)
+            return response
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _check_repetition(self, job: Job, plan: common_pb2.Plan, validation: _ValidationContext) -> None:
         """Score every kept frame together: the final scores (against the final frame 1), and whether any frame is
@@ -504,13 +524,14 @@ class Orchestrator:
         if validation.max_frames and len(plan.scenes) > validation.max_frames:
             validation.notes.append(f"repetition not checked: the validator takes at most {validation.max_frames}")
             return
-        images = [
-            common_pb2.Image(data=self._frame_path(job, scene.frame).read_bytes(), mime_type=MIME_TYPES["PNG"])
+        pictures = [
+            validation.kept_picture(scene.frame)
+            or _Picture.of(self._frame_path(job, scene.frame).read_bytes(), MIME_TYPES["PNG"])
             for scene in plan.scenes
         ]
         with self._stage(job, "repetition_check"):
             try:
-                response = self._score(job, plan, images, [s.prompt for s in plan.scenes], images[0].data)
+                response = self._score(plan, validation, pictures, [s.prompt for s in plan.scenes], pictures[0])
             except grpc.RpcError as error:
                 if error.code() not in _VALIDATOR_GONE:
                     raise
@@ -553,8 +574,6 @@ class Orchestrator:
         self._set_state(job, sb.STORYBOARD_STATE_ASSEMBLING)
         folder = job.output_dir
         with self._stage(job, "assembling"), self._metrics.timed("assemble"):
-            for frame in built.missing():  # kept by an earlier run (before a restart, or a regeneration's others)
-                built.add(frame, self._frame_path(job, frame).read_bytes())
             snapshot = self._store.snapshot(job)
             attempts = self._store.attempts(job)
             metadata = outputs.write_frames_metadata(folder, plan, snapshot.frames, attempts)
@@ -684,31 +703,81 @@ class _ProgressThrottle:
         return True
 
 
+@dataclass(frozen=True)
+class _Picture:
+    """An image for the validator: its SHA-256, and its bytes, read only if the validator needs them."""
+
+    digest: bytes
+    mime_type: str
+    read: Callable[[], bytes]
+
+    @classmethod
+    def of(cls, data: bytes, mime_type: str) -> _Picture:
+        return cls(hashlib.sha256(data).digest(), mime_type, lambda: data)
+
+
 @dataclass
 class _ValidationContext:
     """What frames of one storyboard share for validation: whether the validator can score, its limits and
-    thresholds, and frame 1 (the reference every other frame is compared with)."""
+    thresholds, frame 1 (the reference every other frame is compared with), and which images the validator has
+    had, so that they are named by digest instead of sent again (the reference with every frame, and every kept
+    frame in the repetition check)."""
 
     unready_reason: str
     model: str = ""
     max_frames: int = 0
     thresholds: common_pb2.Thresholds | None = None
     notes: list[str] = field(default_factory=list)
-    _reference: bytes | None = None
+    validated: dict[str, _Picture] = field(default_factory=dict)  # by attempt file: the bytes it was scored from
+    _kept: dict[int, _Picture] = field(default_factory=dict)  # by frame number, the kept attempt's
+    _held: set[bytes] = field(default_factory=set)  # digests of images sent with their bytes in a call that answered
+    names_by_digest: bool = True
+    _reference: _Picture | None = None
     _settled: threading.Event = field(default_factory=threading.Event)
 
     def report_notes(self) -> list[str]:
         unvalidated = [f"frames not validated: {self.unready_reason}"] if self.unready_reason else []
         return [*unvalidated, *self.notes]
 
-    def set_reference(self, image: bytes) -> None:
-        self._reference = image
+    def keep(self, frame: int, attempt_file: str) -> None:
+        """Frame ``frame`` keeps the attempt in ``attempt_file``: the repetition check names it by its digest."""
+        picture = self.validated.get(attempt_file)
+        if picture is not None:
+            self._kept[frame] = picture
+
+    def kept_picture(self, frame: int) -> _Picture | None:
+        """The kept attempt's image as this run validated it; None for a frame kept by an earlier run."""
+        return self._kept.get(frame)
+
+    def request_images(self, pictures: list[_Picture]) -> list[common_pb2.Image]:
+        """A request's images: each distinct image's bytes once, unless the validator already has them."""
+        sent: set[bytes] = set()
+        images = []
+        for picture in pictures:
+            image = common_pb2.Image(mime_type=picture.mime_type, sha256=picture.digest)
+            if not self.names_by_digest or picture.digest not in self._held | sent:
+                image.data = picture.read()
+                sent.add(picture.digest)
+            images.append(image)
+        return images
+
+    def stop_naming_by_digest(self) -> None:
+        """The validator forgot an image: once it has, it is likely to again (a cache too small or switched off,
+        replicas that each hold their own), so this storyboard's calls send every image from then on."""
+        self.names_by_digest = False
+
+    def remember(self, pictures: list[_Picture]) -> None:
+        """The validator answered a call with these images: it holds them now (until it forgets)."""
+        self._held.update(picture.digest for picture in pictures)
+
+    def set_reference(self, picture: _Picture) -> None:
+        self._reference = picture
         self._settled.set()
 
     def abort(self) -> None:
         self._settled.set()
 
-    def wait_for_reference(self, job: Job) -> bytes | None:
+    def wait_for_reference(self, job: Job) -> _Picture | None:
         while not self._settled.wait(timeout=0.5):
             if job.stopping.is_set():
                 return None

@@ -2,7 +2,8 @@
 
 Every problem is an InvalidArgument naming the field (``frames[3]: is 25000000 bytes; ...``); nothing is silently
 corrected. Whether each image decodes is checked later, and only for images not already in the embedding cache
-(a cached hash means the very same bytes decoded before).
+(a cached hash means the very same bytes decoded before); so is whether an image named by its SHA-256 alone is one
+the validator has.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ POLICY_FROM_PROTO = {
 POLICY_TO_PROTO = {policy: value for value, policy in POLICY_FROM_PROTO.items()}
 MAX_TRIGGER_TOKENS = 64
 MAX_TRIGGER_TOKEN_CHARS = 100
+SHA256_BYTES = 32
 
 
 @dataclass(frozen=True)
 class EncodedImage:
-    """An image as received: its bytes, their content hash and the request field it came from."""
+    """An image as received: its bytes, their content hash and the request field it came from. ``data`` is empty
+    for an image the request names by its SHA-256 alone."""
 
     field: str
     data: bytes
@@ -77,15 +80,24 @@ def parse_score_request(
 
 
 def _images(images: Sequence[common_pb2.Image], name: str, limits: ScoreLimits) -> list[EncodedImage]:
-    checked = []
-    for index, image in enumerate(images):
-        field = f"{name}[{index}]"
-        if not image.data:
-            raise InvalidArgument(field, "is empty; data must hold an encoded PNG, WebP or JPEG image")
-        if len(image.data) > limits.max_image_bytes:
-            raise InvalidArgument(field, f"is {len(image.data)} bytes; the limit is {limits.max_image_bytes}")
-        checked.append(EncodedImage(field, image.data, content_key(image.data)))
-    return checked
+    return [_image(image, f"{name}[{index}]", limits) for index, image in enumerate(images)]
+
+
+def _image(image: common_pb2.Image, field: str, limits: ScoreLimits) -> EncodedImage:
+    if image.sha256 and len(image.sha256) != SHA256_BYTES:
+        raise InvalidArgument(f"{field}.sha256", f"is {len(image.sha256)} bytes; a SHA-256 is {SHA256_BYTES}")
+    if not image.data:
+        if not image.sha256:
+            raise InvalidArgument(
+                field, "is empty; data must hold an encoded PNG, WebP or JPEG image (or sha256 name one sent before)"
+            )
+        return EncodedImage(field, b"", image.sha256.hex())
+    if len(image.data) > limits.max_image_bytes:
+        raise InvalidArgument(field, f"is {len(image.data)} bytes; the limit is {limits.max_image_bytes}")
+    key = content_key(image.data)
+    if image.sha256 and image.sha256.hex() != key:
+        raise InvalidArgument(f"{field}.sha256", "does not match the SHA-256 of data")
+    return EncodedImage(field, image.data, key)
 
 
 def _trigger_tokens(tokens: Sequence[str]) -> list[str]:

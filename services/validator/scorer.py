@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,7 +14,7 @@ from services.validator.embeddings import ClipEmbedder
 from services.validator.requests import EncodedImage, ScoreJob
 from services.validator.scoring import FrameResult, ReferencePolicy, Thresholds, reference_vector, score_frames
 from services.validator.weights import WeightsSource
-from storyboard_common.errors import Unavailable
+from storyboard_common.errors import FailedPrecondition, Unavailable
 from storyboard_common.images import decode
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class FrameScorer:
         started = time.perf_counter()
         policy = job.policy
         references = job.references if policy is ReferencePolicy.REFERENCE_IMAGES else []
-        images = {image.key: self._opener(image) for image in (*job.frames, *references)}
+        images = {image.key: self._opener(image) for image in _with_data_first((*job.frames, *references))}
         image_vectors = embedder.image_embeddings(images)
         texts = [prompt for prompt in job.prompts if prompt]
         text_vectors = embedder.text_embeddings(texts) if texts else {}
@@ -138,7 +138,26 @@ class FrameScorer:
         return ScoreOutcome(results, job.thresholds, policy, self.source.model)
 
     def _opener(self, image: EncodedImage) -> Callable[[], Image.Image]:
+        if not image.data:
+            return lambda: _not_held(image)
         return lambda: decode(image.data, image.field, self._max_image_pixels)
+
+
+def _with_data_first(images: Sequence[EncodedImage]) -> list[EncodedImage]:
+    """Each distinct image once, by key, as sent with its bytes where the request has them: an image named by its
+    digest alone is opened from the same request's copy before the cache is asked."""
+    chosen: dict[str, EncodedImage] = {}
+    for image in images:
+        if image.key not in chosen or (image.data and not chosen[image.key].data):
+            chosen[image.key] = image
+    return list(chosen.values())
+
+
+def _not_held(image: EncodedImage) -> Image.Image:
+    """The opener of an image named by its SHA-256 alone: reached only when the cache does not have it."""
+    raise FailedPrecondition(
+        f"{image.field}: no image with sha256 {image.key} is held here (never sent, or forgotten since); send its data"
+    )
 
 
 def _stack(vectors: list[torch.Tensor]) -> torch.Tensor:

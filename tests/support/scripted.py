@@ -34,6 +34,7 @@ from storyboard.v1 import (
     validator_pb2,
     validator_pb2_grpc,
 )
+from storyboard_common.errors import FailedPrecondition
 from storyboard_common.images import encode
 from storyboard_common.server import Registration, ServiceServer, build_server, run_service
 from storyboard_common.settings import ServiceSettings
@@ -121,7 +122,8 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
 class ScriptedValidator(validator_pb2_grpc.ValidatorServicer):
     """Scores frames of a ScriptedRenderer: ``consistency[frame]`` lists the consistency of each attempt at that
     frame in order (``default`` after the list runs out); a set of several frames (the repetition check over kept
-    frames) gets each image's earlier score back."""
+    frames) gets each image's earlier score back. Like the real validator, it takes an image named by its SHA-256
+    alone if it has had its bytes, and answers FAILED_PRECONDITION otherwise."""
 
     THRESHOLDS = common_pb2.Thresholds(consistency=0.7, alignment=0.2, repetition=0.95)
 
@@ -131,19 +133,33 @@ class ScriptedValidator(validator_pb2_grpc.ValidatorServicer):
         self.calls: list[list[int]] = []  # the frame numbers of each Score call
         self._attempts: dict[int, int] = {}
         self._by_image: dict[bytes, float] = {}
+        self._held: dict[bytes, bytes] = {}  # every image sent with its bytes, by SHA-256
         self._lock = threading.Lock()
+
+    def _data(self, image: common_pb2.Image, field: str) -> bytes:
+        if image.data:
+            return image.data
+        if image.sha256 not in self._held:
+            raise FailedPrecondition(f"{field}: no image with that sha256 is held here")
+        return self._held[image.sha256]
 
     def _verdict(self, consistency: float) -> int:
         passed = consistency >= self.THRESHOLDS.consistency
         return common_pb2.VERDICT_PASS if passed else common_pb2.VERDICT_LOW_CONSISTENCY
 
     def Score(self, request: validator_pb2.ScoreRequest, context: grpc.ServicerContext):
-        frames = [frame_number_of(image.data) for image in request.frames]
         scores = []
         with self._lock:
+            for image in (*request.frames, *request.references):
+                if image.data:
+                    self._held[hashlib.sha256(image.data).digest()] = image.data
+            for index, reference in enumerate(request.references):
+                self._data(reference, f"references[{index}]")
+            datas = [self._data(image, f"frames[{index}]") for index, image in enumerate(request.frames)]
+            frames = [frame_number_of(data) for data in datas]
             self.calls.append(frames)
-            for index, (frame, image) in enumerate(zip(frames, request.frames, strict=True)):
-                key = hashlib.sha256(image.data).digest()
+            for index, (frame, data) in enumerate(zip(frames, datas, strict=True)):
+                key = hashlib.sha256(data).digest()
                 if len(frames) == 1:
                     attempt = self._attempts[frame] = self._attempts.get(frame, 0) + 1
                     script = self.consistency.get(frame, [])

@@ -8,7 +8,8 @@ import threading
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to ``target_port``; ``cut()`` closes every open connection but keeps listening."""
+    """Forwards 127.0.0.1:<port> to ``target_port``; ``cut()`` closes every open connection but keeps listening.
+    ``bytes_sent`` counts what clients sent through it to the target."""
 
     def __init__(self, target_port: int) -> None:
         self._target = ("127.0.0.1", target_port)
@@ -17,6 +18,7 @@ class TcpProxy:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
+        self.bytes_sent = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -28,13 +30,15 @@ class TcpProxy:
             upstream = socket.create_connection(self._target)
             with self._lock:
                 self._sockets += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
         try:
             while data := source.recv(65536):
+                if counted:
+                    with self._lock:
+                        self.bytes_sent += len(data)
                 sink.sendall(data)
         except OSError:
             pass

@@ -21,6 +21,7 @@ from services.validator.server import create_server as create_validator
 from services.validator.settings import ValidatorSettings
 from storyboard.v1 import common_pb2, renderer_pb2, storyboards_pb2, storyboards_pb2_grpc
 from tests.support.scripted import BlockingRenderer, serve_renderer
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.tiny_clip import build_tiny_clip
 
 STORY = "Aldar Kose tricks a wealthy merchant by selling him a magical pot at the bazaar, then rides home at sunset"
@@ -41,21 +42,26 @@ def services(tmp_path_factory):
         "renderer": _start(create_renderer, RendererSettings(port=0, backend="sketch")),
         "validator_none": _start(create_validator, ValidatorSettings(port=0)),
         "validator_tiny": _start(create_validator, ValidatorSettings(port=0, **tiny.settings())),
+        # Keeps no embeddings: every image named by digest alone is one it does not have.
+        "validator_forgetful": _start(
+            create_validator, ValidatorSettings(port=0, embedding_cache_size=0, **tiny.settings())
+        ),
     }
-    for name in ("planner", "renderer", "validator_tiny"):  # the unconfigured validator never becomes ready
+    # The unconfigured validator never becomes ready.
+    for name in ("planner", "renderer", "validator_tiny", "validator_forgetful"):
         assert started[name][0].ready.wait(60), started[name][0].not_ready_reason
     yield {name: f"127.0.0.1:{port}" for name, (_, port) in started.items()}
     for server, _ in started.values():
         server.stop(0)
 
 
-def _gateway(services, outputs: Path, validator: str):
+def _gateway(services, outputs: Path, validator: str, validator_address: str = ""):
     settings = GatewaySettings(
         port=0,
         http_port=0,
         planner=services["planner"],
         renderers=services["renderer"],
-        validator=services[validator],
+        validator=validator_address or services[validator],
         outputs=outputs,
     )
     server, port = _start(create_gateway, settings)
@@ -148,6 +154,46 @@ def test_with_a_validator_model_frames_are_scored_against_frame_one(services, tm
     assert first and first[0].score.consistency == pytest.approx(1.0, abs=1e-4)
     final = events[-1].completed.storyboard
     assert all(f.verdict != common_pb2.VERDICT_NOT_VALIDATED for f in final.frames)
+
+
+def _storyboard_through(services, outputs: Path, validator: str, validator_address: str = ""):
+    server, port = _gateway(services, outputs, validator, validator_address)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            events = _generate(storyboards_pb2_grpc.StoryboardsStub(channel), num_frames=6, base_seed=77)
+    finally:
+        server.stop(0)
+    assert events[-1].HasField("completed"), events[-1]
+    return events[-1].completed.storyboard
+
+
+def test_the_validator_is_sent_each_image_once_and_named_by_digest_after(services, tmp_path):
+    # Before, each frame went with a copy of frame 1 and the repetition check sent every kept frame again: about
+    # three times the frames' bytes. Now frame 1 goes once, and the repetition check names every frame by digest.
+    proxy = TcpProxy(int(services["validator_tiny"].rsplit(":", 1)[1]))
+    try:
+        storyboard = _storyboard_through(
+            services, tmp_path / "outputs", "validator_tiny", validator_address=f"127.0.0.1:{proxy.port}"
+        )
+    finally:
+        proxy.close()
+    assert all(frame.verdict != common_pb2.VERDICT_NOT_VALIDATED for frame in storyboard.frames)
+    attempts = sorted((tmp_path / "outputs" / storyboard.id / "attempts").iterdir())
+    assert len(attempts) == 6  # one attempt per frame (so the bound below counts every image sent)
+    images = sum(path.stat().st_size for path in attempts)
+    assert images < proxy.bytes_sent < images * 1.15 + 30_000, (proxy.bytes_sent, images)
+
+
+def test_a_validator_that_forgets_images_is_sent_them_again_and_scores_the_same(services, tmp_path):
+    remembering = _storyboard_through(services, tmp_path / "a", "validator_tiny")
+    forgetting = _storyboard_through(services, tmp_path / "b", "validator_forgetful")
+    for forgot, remembered in zip(forgetting.frames, remembering.frames, strict=True):
+        assert forgot.verdict == remembered.verdict
+        assert forgot.score.most_similar_index == remembered.score.most_similar_index
+        for name in ("consistency", "alignment", "repetition"):  # embedded in other batches: float noise only
+            assert getattr(forgot.score, name) == pytest.approx(getattr(remembered.score, name), abs=1e-5)
+    assert all(frame.verdict != common_pb2.VERDICT_NOT_VALIDATED for frame in forgetting.frames)
+    assert forgetting.state == storyboards_pb2.STORYBOARD_STATE_COMPLETED
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import sys
@@ -55,6 +56,11 @@ def noise_png(size: int) -> bytes:
 
 def images(*datas: bytes) -> list[common_pb2.Image]:
     return [common_pb2.Image(data=data, mime_type="image/png") for data in datas]
+
+
+def by_digest(*datas: bytes) -> list[common_pb2.Image]:
+    """The images named by their SHA-256 alone, without their bytes."""
+    return [common_pb2.Image(sha256=hashlib.sha256(data).digest(), mime_type="image/png") for data in datas]
 
 
 @dataclass
@@ -390,6 +396,36 @@ def test_concurrent_calls_give_the_same_scores(tiny: TinyClip, validator: Valida
 LIMITS = dict(max_frames=4, max_references=2, max_image_bytes=60_000, max_image_pixels=128 * 128, max_prompt_chars=200)
 
 
+def test_images_named_by_digest_score_like_their_bytes_without_being_sent_again(validator: Validator) -> None:
+    frames, reference = [png(seed) for seed in range(40, 44)], png(49)
+    prompts = [f"scene {i}" for i in range(4)]
+    sent = validator.score(frames=images(*frames), prompts=prompts, references=images(reference))
+    with counting_forward_passes() as passes:
+        named = validator.score(frames=by_digest(*frames), prompts=prompts, references=by_digest(reference))
+    assert named == sent
+    assert passes.images == []
+
+
+def test_an_image_named_by_digest_that_the_validator_does_not_hold_is_failed_precondition(
+    tiny: TinyClip, validator: Validator
+) -> None:
+    details = expect_error(
+        validator, grpc.StatusCode.FAILED_PRECONDITION, frames=[*images(png(50)), *by_digest(png(51))]
+    )
+    assert details.startswith(f"frames[1]: no image with sha256 {hashlib.sha256(png(51)).hexdigest()}"), details
+    assert "send its data" in details
+    with running_validator(embedding_cache_size=0, **tiny.settings()) as forgetful:
+        forgetful.score(frames=images(png(52)))
+        expect_error(forgetful, grpc.StatusCode.FAILED_PRECONDITION, frames=by_digest(png(52)))
+
+
+def test_a_digest_names_an_image_sent_with_its_bytes_in_the_same_request(tiny: TinyClip) -> None:
+    frame = png(53)
+    with running_validator(embedding_cache_size=0, **tiny.settings()) as forgetful:
+        response = forgetful.score(frames=images(frame), references=by_digest(frame))
+    assert response.scores[0].consistency == pytest.approx(1.0, abs=1e-4)
+
+
 @pytest.fixture(scope="module")
 def strict_validator(tiny: TinyClip) -> Iterator[Validator]:
     with running_validator(**LIMITS, **tiny.settings()) as running:
@@ -439,6 +475,17 @@ BAD_REQUESTS = [
         thresholds=common_pb2.Thresholds(alignment=float("nan")),
     ),
     bad("empty trigger token", "trigger_tokens[0]: must not be empty", frames=one, trigger_tokens=[" "]),
+    bad(
+        "short sha256",
+        "frames[0].sha256: is 5 bytes; a SHA-256 is 32",
+        frames=[common_pb2.Image(sha256=b"12345")],
+    ),
+    bad(
+        "sha256 of other bytes",
+        "references[0].sha256: does not match the SHA-256 of data",
+        frames=one,
+        references=[common_pb2.Image(data=png(2), sha256=hashlib.sha256(png(3)).digest())],
+    ),
 ]
 
 

@@ -34,16 +34,18 @@ VERDICT_REPETITIVE: Verdict
 VERDICT_NOT_VALIDATED: Verdict
 
 class Image(_message.Message):
-    __slots__ = ("data", "mime_type", "width", "height")
+    __slots__ = ("data", "mime_type", "width", "height", "sha256")
     DATA_FIELD_NUMBER: _ClassVar[int]
     MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     mime_type: str
     width: int
     height: int
-    def __init__(self, data: _Optional[bytes] = ..., mime_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+    sha256: bytes
+    def __init__(self, data: _Optional[bytes] = ..., mime_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., sha256: _Optional[bytes] = ...) -> None: ...
 
 class AdapterRef(_message.Message):
     __slots__ = ("name", "weight")
