@@ -10,7 +10,8 @@ frames, not how the replicas fight over two cores.
 The image is ``bench.natural_image`` at the requested size, encoded as ``--image-format``. With ``--encode-each-frame``
 every frame is encoded anew (its time goes into ``timings.encode_seconds``); otherwise the encoded bytes are made
 once per size and reused, so that the per-frame cost is the sleep alone. ``--log FILE`` appends one JSON line per
-frame sent (pid, frame, seed, the wall-clock time it was handed to gRPC, encode seconds, bytes).
+frame sent (pid, frame, seed, the wall-clock times its drawing started and it was handed to gRPC, encode seconds,
+bytes).
 
     .venv/bin/python -m bench.fixed_cost_renderer --port 50999 --frame-seconds 0.5
 """
@@ -132,7 +133,7 @@ class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
             if not self._slot.acquire(context.is_active):
                 return
             try:
-                started = time.perf_counter()
+                started, started_at = time.perf_counter(), time.time()
                 waited = started - queued
                 steps = max(1, spec.steps)
                 for step in range(1, steps + 1):
@@ -157,14 +158,14 @@ class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
                 timings=timings,
                 backend="fixed-cost",
             )
-            self._record(spec, encode_seconds, len(data))
+            self._record(spec, started_at, encode_seconds, len(data))
             yield renderer_pb2.RenderEvent(frame=frame)
 
-    def _record(self, spec: renderer_pb2.FrameSpec, encode_seconds: float, size: int) -> None:
+    def _record(self, spec: renderer_pb2.FrameSpec, started: float, encode_seconds: float, size: int) -> None:
         if self.log is None:
             return
-        line = json.dumps({"pid": os.getpid(), "frame": spec.frame, "seed": spec.seed, "sent": time.time(),
-                           "encode_seconds": encode_seconds, "bytes": size})  # fmt: skip
+        line = json.dumps({"pid": os.getpid(), "frame": spec.frame, "seed": spec.seed, "started": started,
+                           "sent": time.time(), "encode_seconds": encode_seconds, "bytes": size})  # fmt: skip
         with self._lock, self.log.open("a") as handle:
             handle.write(line + "\n")
 

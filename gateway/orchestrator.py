@@ -182,7 +182,7 @@ class Orchestrator:
             validation.set_reference(_Picture.of(self._frame_path(job, 1).read_bytes(), MIME_TYPES["PNG"]))
         for scene in plan.scenes:  # kept by an earlier run (before a restart, or a regeneration's other frames):
             if frames[scene.frame - 1].rendered:  # prepared for the documents while the rest render
-                built.add(scene.frame, self._frame_path(job, scene.frame).read_bytes())
+                built.add(scene.frame, self._frame_path(job, scene.frame))
         pending = [scene for scene in plan.scenes if not frames[scene.frame - 1].rendered]
         if not pending:
             return validation
@@ -237,14 +237,14 @@ class Orchestrator:
         else:
             kept = self._best_attempt(job, plan, scene, validation, saved)
         self._raise_if_cancelled(job)
-        data = _as_png((job.output_dir / kept.file).read_bytes())
-        outputs.write_bytes_atomic(self._frame_path(job, scene.frame), data)
+        frame_path = self._frame_path(job, scene.frame)
+        _keep_as_png(job.output_dir / kept.file, frame_path)
         self._keep(job, scene.frame, kept)
         self._metrics.frames.labels("kept").inc()
         validation.keep(scene.frame, kept.file)
         if scene.frame == 1:
-            validation.set_reference(_Picture.of(data, MIME_TYPES["PNG"]))
-        built.add(scene.frame, data)
+            validation.set_reference(_Picture.of(frame_path.read_bytes(), MIME_TYPES["PNG"]))
+        built.add(scene.frame, frame_path)
 
     def _best_attempt(
         self,
@@ -675,14 +675,18 @@ def _better(candidate: AttemptInfo, best: AttemptInfo) -> bool:
     return best.score is None or candidate.score.consistency > best.score.consistency
 
 
-def _as_png(data: bytes) -> bytes:
-    """The frame as PNG, whatever the renderer sent: frame_NNN.png files are PNG, as the original's were."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return data
-    with Image.open(io.BytesIO(data)) as image:
+def _keep_as_png(attempt: Path, frame: Path) -> None:
+    """Make ``frame`` (frame_NNN.png) the kept attempt's image as PNG, as the original's were, whatever the renderer
+    sent. A PNG attempt becomes the frame file without a copy (a hard link)."""
+    with attempt.open("rb") as handle:
+        is_png = handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    if is_png:
+        outputs.link_atomic(attempt, frame)
+        return
+    with Image.open(attempt) as image:
         buffer = io.BytesIO()
         image.convert("RGB").save(buffer, format="PNG")
-        return buffer.getvalue()
+    outputs.write_bytes_atomic(frame, buffer.getvalue())
 
 
 class _ProgressThrottle:

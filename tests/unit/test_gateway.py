@@ -124,6 +124,17 @@ def test_generate_streams_every_stage_and_writes_the_seed_folder(gateway):
     assert set(events[-1].completed.files) >= {"scene_breakdown.json", "sdxl_prompts.json", "storyboard_grid.png"}
 
 
+def test_each_frame_file_is_its_kept_attempt_linked_not_copied(gateway):
+    stub, _, outputs = gateway
+    storyboard = _generate(stub, num_frames=6)[-1].completed.storyboard
+    folder = outputs / storyboard.id
+    for frame in storyboard.frames:
+        attempt = folder / "attempts" / f"frame_{frame.frame:03d}_attempt_{frame.attempts}.png"
+        kept = folder / frame.file_name
+        assert kept.read_bytes() == attempt.read_bytes()
+        assert kept.stat().st_ino == attempt.stat().st_ino
+
+
 def test_frames_arrive_with_their_images_and_recorded_seeds(gateway):
     stub, _, _ = gateway
     events = _generate(stub, num_frames=6, base_seed=1000)

@@ -137,3 +137,35 @@ def test_watch_resumes_after_the_connection_is_cut(tmp_path):
     renderer_server.stop(0)
     assert before >= 3
     assert seen == list(range(1, len(seen) + 1)), "no event lost or repeated across the reconnect"
+
+
+def test_link_atomic_puts_the_same_file_in_place_without_copying(tmp_path):
+    from storyboard import outputs
+
+    source = tmp_path / "attempts" / "frame_001_attempt_2.png"
+    source.parent.mkdir()
+    source.write_bytes(b"new frame")
+    target = tmp_path / "frame_001.png"
+    target.write_bytes(b"old frame")
+    outputs.link_atomic(source, target)
+    assert target.read_bytes() == b"new frame"
+    assert target.stat().st_ino == source.stat().st_ino  # a hard link: no bytes were read or written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attempts", "frame_001.png"]  # no temporary left
+
+
+def test_link_atomic_copies_where_no_hard_link_can_be_made(tmp_path):
+    from storyboard import outputs
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs a second filesystem (/dev/shm) to make os.link fail across devices")
+    source = shm / f"storyboard-test-{tmp_path.name}.png"
+    source.write_bytes(b"frame bytes")
+    try:
+        target = tmp_path / "frame_001.png"
+        outputs.link_atomic(source, target)
+        assert target.read_bytes() == b"frame bytes"
+        assert target.stat().st_ino != source.stat().st_ino
+        assert [p.name for p in tmp_path.iterdir()] == ["frame_001.png"]
+    finally:
+        source.unlink()

@@ -407,9 +407,9 @@ class StoryboardDocuments:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def add(self, frame: int, image: bytes | Image.Image) -> None:
-        """Prepare frame number ``frame`` (encoded bytes or an image) and place it on the contact sheet, in the
-        background. Adding a frame again replaces it."""
+    def add(self, frame: int, image: bytes | Path | Image.Image) -> None:
+        """Prepare frame number ``frame`` (encoded bytes, an image file or an image) and place it on the contact
+        sheet, in the background (a file is read there too). Adding a frame again replaces it."""
         if frame not in self._index:
             raise KeyError(f"frame {frame} is not one of the storyboard's")
         with self._lock:
@@ -418,8 +418,10 @@ class StoryboardDocuments:
             self._work.append(self._added[frame])
 
     def _prepare_and_place(
-        self, index: int, image: bytes | Image.Image, earlier: Future[PreparedFrame] | None
+        self, index: int, image: bytes | Path | Image.Image, earlier: Future[PreparedFrame] | None
     ) -> PreparedFrame:
+        if isinstance(image, Path):
+            image = image.read_bytes()
         prepared = prepare_encoded_frame(image) if isinstance(image, bytes) else prepare_frame(image)
         if earlier is not None:
             wait([earlier])  # submitted first, so running or done: the replacement is pasted last

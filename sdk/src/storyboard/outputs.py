@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,22 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def link_atomic(source: Path, path: Path) -> None:
+    """Make ``path`` the same file as ``source`` (a hard link, renamed into place, so that ``path`` is never partial),
+    without reading or writing its bytes; where the filesystem has no hard links, a copy (``write_bytes_atomic``)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        os.link(source, tmp)
+    except OSError:
+        write_bytes_atomic(path, source.read_bytes())
+        return
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 
