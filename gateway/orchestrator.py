@@ -12,16 +12,14 @@ file exists is not rendered again (a frame is a pure function of its spec and se
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -31,6 +29,7 @@ from gateway.catalog import spec_error
 from gateway.jobs import Job, JobStore
 from gateway.metrics import Metrics
 from gateway.spec import frame_seed
+from gateway.validation import FrameScores, Picture, ValidationContext, ValidatorCalls
 from storyboard import documents, outputs
 from storyboard.outputs import AttemptInfo
 from storyboard.v1 import (
@@ -109,6 +108,11 @@ class Orchestrator:
         self._downstream = downstream
         self._policy = policy
         self._metrics = metrics or Metrics()
+        self._validator = (
+            ValidatorCalls(downstream.validator, policy.validate_timeout, self._metrics)
+            if downstream.validator
+            else None
+        )
 
     def run(self, job: Job) -> None:
         """Run (or resume) ``job`` to completion, failure or cancellation; never raises. A job stopped because the
@@ -171,15 +175,15 @@ class Orchestrator:
         else:
             outputs.write_json_atomic(job.output_dir / outputs.SDXL_PROMPTS, outputs.sdxl_prompts(plan))
 
-    def _render_all(self, job: Job, plan: common_pb2.Plan, built: documents.StoryboardDocuments) -> _ValidationContext:
+    def _render_all(self, job: Job, plan: common_pb2.Plan, built: documents.StoryboardDocuments) -> ValidationContext:
         """Produce every frame not yet kept, side by side. Each kept frame also goes into the documents (``built``)
         while the others render, so that little is left to do after the last one."""
         self._set_state(job, sb.STORYBOARD_STATE_RENDERING)
-        validation = self._validation_context()
+        validation = self._validation_context(plan)
         frames = job.storyboard.frames
         self._forget_missing_frames(job, plan)
         if frames[0].rendered:
-            validation.set_reference(_Picture.of(self._frame_path(job, 1).read_bytes(), MIME_TYPES["PNG"]))
+            validation.set_reference(Picture.of(self._frame_path(job, 1).read_bytes(), MIME_TYPES["PNG"]))
         for scene in plan.scenes:  # kept by an earlier run (before a restart, or a regeneration's other frames):
             if frames[scene.frame - 1].rendered:  # prepared for the documents while the rest render
                 built.add(scene.frame, self._frame_path(job, scene.frame))
@@ -198,7 +202,9 @@ class Orchestrator:
                 # Stop the other frames' renders at once; their threads see the flag and return.
                 self._store.stop_work(job)
                 validation.abort()
+                validation.close()
                 raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])  # type: ignore[misc]
+        validation.close()
         return validation
 
     def _forget_missing_frames(self, job: Job, plan: common_pb2.Plan) -> None:
@@ -223,7 +229,7 @@ class Orchestrator:
         job: Job,
         plan: common_pb2.Plan,
         scene: common_pb2.Scene,
-        validation: _ValidationContext,
+        validation: ValidationContext,
         built: documents.StoryboardDocuments,
     ) -> None:
         saved = {
@@ -243,7 +249,7 @@ class Orchestrator:
         self._metrics.frames.labels("kept").inc()
         validation.keep(scene.frame, kept.file)
         if scene.frame == 1:
-            validation.set_reference(_Picture.of(frame_path.read_bytes(), MIME_TYPES["PNG"]))
+            validation.set_reference(Picture.of(frame_path.read_bytes(), MIME_TYPES["PNG"]))
         built.add(scene.frame, frame_path)
 
     def _best_attempt(
@@ -251,7 +257,7 @@ class Orchestrator:
         job: Job,
         plan: common_pb2.Plan,
         scene: common_pb2.Scene,
-        validation: _ValidationContext,
+        validation: ValidationContext,
         saved: dict[int, AttemptInfo],
     ) -> AttemptInfo:
         """Attempts until one is consistent enough or the retries are spent; the best is kept. Saved attempts
@@ -283,7 +289,7 @@ class Orchestrator:
         job: Job,
         plan: common_pb2.Plan,
         scene: common_pb2.Scene,
-        validation: _ValidationContext,
+        validation: ValidationContext,
         saved: dict[int, AttemptInfo],
         regeneration: dict[str, int],
     ) -> AttemptInfo:
@@ -350,11 +356,11 @@ class Orchestrator:
         plan: common_pb2.Plan,
         scene: common_pb2.Scene,
         attempt: AttemptInfo,
-        validation: _ValidationContext,
+        validation: ValidationContext,
     ) -> None:
         path = job.output_dir / attempt.file
-        picture = _Picture.of(path.read_bytes(), _MIME_BY_EXTENSION.get(path.suffix, "image/png"))
-        validation.validated[attempt.file] = _Picture(picture.digest, picture.mime_type, path.read_bytes)
+        picture = Picture.of(path.read_bytes(), _MIME_BY_EXTENSION.get(path.suffix, "image/png"))
+        validation.validated[attempt.file] = Picture(picture.digest, picture.mime_type, path.read_bytes)
         started = time.perf_counter()
         score, verdict, reason = self._validate(job, plan, scene, picture, validation)
         attempt.validate_seconds = time.perf_counter() - started
@@ -443,80 +449,52 @@ class Orchestrator:
             scene=scene,
         )
 
-    def _validation_context(self) -> _ValidationContext:
+    def _validation_context(self, plan: common_pb2.Plan) -> ValidationContext:
         """Whether the validator can score (and, if not, why frames will be marked not validated)."""
-        if self._downstream.validator is None:
-            return _ValidationContext("no validator is configured")
+        if self._downstream.validator is None or self._validator is None:
+            return ValidationContext("no validator is configured")
         try:
             info = self._downstream.validator.Info(
                 validator_pb2.ValidatorInfoRequest(), timeout=self._policy.validate_timeout
             )
         except grpc.RpcError as error:
-            return _ValidationContext(f"the validator is unreachable ({error.code().name})")
+            return ValidationContext(f"the validator is unreachable ({error.code().name})")
         if not info.ready:
-            return _ValidationContext(f"the validator is not ready: {info.reason}")
-        return _ValidationContext("", info.model, info.max_frames, info.thresholds)
+            return ValidationContext(f"the validator is not ready: {info.reason}")
+        context = ValidationContext("", info.model, info.max_frames, info.thresholds)
+        validator, triggers = self._validator, [c.trigger_token for c in plan.characters]
+        context.frame_scores = FrameScores(
+            lambda frames, prompts, reference: validator.score(
+                context, frames, prompts, reference, triggers, stage="validate"
+            ),
+            info.max_frames,
+        )
+        return context
 
     def _validate(
         self,
         job: Job,
         plan: common_pb2.Plan,
         scene: common_pb2.Scene,
-        picture: _Picture,
-        validation: _ValidationContext,
+        picture: Picture,
+        validation: ValidationContext,
     ) -> tuple[common_pb2.FrameScore | None, int, str]:
         if validation.unready_reason:
             return None, common_pb2.VERDICT_NOT_VALIDATED, validation.unready_reason
         reference = picture if scene.frame == 1 else validation.wait_for_reference(job)
         if reference is None:
             raise Cancelled("storyboard cancelled")
+        assert validation.frame_scores is not None  # set whenever the validator is ready
         try:
-            response = self._score(plan, validation, [picture], [scene.prompt], reference)
+            score, validation.thresholds = validation.frame_scores.score(picture, scene.prompt, reference)
         except grpc.RpcError as error:
             if error.code() not in _VALIDATOR_GONE:
                 raise
             # Scores are advice, not a condition: a storyboard goes on without them, marked as such.
             return None, common_pb2.VERDICT_NOT_VALIDATED, f"the validator did not answer ({error.code().name})"
-        validation.thresholds = response.thresholds
-        score = response.scores[0]
         return score, score.verdict, ""
 
-    def _score(
-        self,
-        plan: common_pb2.Plan,
-        validation: _ValidationContext,
-        frames: list[_Picture],
-        prompts: list[str],
-        reference: _Picture,
-    ) -> validator_pb2.ScoreResponse:
-        """Score ``frames`` against ``reference``. Images the validator has had are named by digest instead of sent
-        again; if it has forgotten one (a restart, its cache, another replica), the call is made again with bytes."""
-        assert self._downstream.validator is not None
-        pictures = [*frames, reference]
-        for last_try in (False, True):
-            images = validation.request_images(pictures)
-            request = validator_pb2.ScoreRequest(
-                frames=images[: len(frames)],
-                prompts=prompts,
-                references=images[len(frames) :],
-                policy=validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES,
-                trigger_tokens=[c.trigger_token for c in plan.characters],
-            )
-            try:
-                with self._metrics.timed("validate" if len(frames) == 1 else "repetition_check"):
-                    response = self._downstream.validator.Score(request, timeout=self._policy.validate_timeout)
-            except grpc.RpcError as error:
-                named = any(not image.data for image in images)
-                if last_try or not named or error.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                    raise
-                log.info("the validator no longer holds an image (%s); sending bytes from now on", error.details())
-                validation.stop_naming_by_digest()
-                continue
-            validation.remember(pictures)
-            return response
-        raise AssertionError("unreachable: the last try returns or raises")
-
-    def _check_repetition(self, job: Job, plan: common_pb2.Plan, validation: _ValidationContext) -> None:
+    def _check_repetition(self, job: Job, plan: common_pb2.Plan, validation: ValidationContext) -> None:
         """Score every kept frame together: the final scores (against the final frame 1), and whether any frame is
         nearly the same picture as another. Repetitive frames are reported, not re-rendered."""
         if validation.unready_reason or len(plan.scenes) < 2:
@@ -526,12 +504,20 @@ class Orchestrator:
             return
         pictures = [
             validation.kept_picture(scene.frame)
-            or _Picture.of(self._frame_path(job, scene.frame).read_bytes(), MIME_TYPES["PNG"])
+            or Picture.of(self._frame_path(job, scene.frame).read_bytes(), MIME_TYPES["PNG"])
             for scene in plan.scenes
         ]
+        assert self._validator is not None  # the validator is ready, so it is configured
         with self._stage(job, "repetition_check"):
             try:
-                response = self._score(plan, validation, pictures, [s.prompt for s in plan.scenes], pictures[0])
+                response = self._validator.score(
+                    validation,
+                    pictures,
+                    [s.prompt for s in plan.scenes],
+                    pictures[0],
+                    [c.trigger_token for c in plan.characters],
+                    stage="repetition_check",
+                )
             except grpc.RpcError as error:
                 if error.code() not in _VALIDATOR_GONE:
                     raise
@@ -568,7 +554,7 @@ class Orchestrator:
         self,
         job: Job,
         plan: common_pb2.Plan,
-        validation: _ValidationContext,
+        validation: ValidationContext,
         built: documents.StoryboardDocuments,
     ) -> list[str]:
         self._set_state(job, sb.STORYBOARD_STATE_ASSEMBLING)
@@ -705,84 +691,3 @@ class _ProgressThrottle:
             return False
         self._last_sent = now
         return True
-
-
-@dataclass(frozen=True)
-class _Picture:
-    """An image for the validator: its SHA-256, and its bytes, read only if the validator needs them."""
-
-    digest: bytes
-    mime_type: str
-    read: Callable[[], bytes]
-
-    @classmethod
-    def of(cls, data: bytes, mime_type: str) -> _Picture:
-        return cls(hashlib.sha256(data).digest(), mime_type, lambda: data)
-
-
-@dataclass
-class _ValidationContext:
-    """What frames of one storyboard share for validation: whether the validator can score, its limits and
-    thresholds, frame 1 (the reference every other frame is compared with), and which images the validator has
-    had, so that they are named by digest instead of sent again (the reference with every frame, and every kept
-    frame in the repetition check)."""
-
-    unready_reason: str
-    model: str = ""
-    max_frames: int = 0
-    thresholds: common_pb2.Thresholds | None = None
-    notes: list[str] = field(default_factory=list)
-    validated: dict[str, _Picture] = field(default_factory=dict)  # by attempt file: the bytes it was scored from
-    _kept: dict[int, _Picture] = field(default_factory=dict)  # by frame number, the kept attempt's
-    _held: set[bytes] = field(default_factory=set)  # digests of images sent with their bytes in a call that answered
-    names_by_digest: bool = True
-    _reference: _Picture | None = None
-    _settled: threading.Event = field(default_factory=threading.Event)
-
-    def report_notes(self) -> list[str]:
-        unvalidated = [f"frames not validated: {self.unready_reason}"] if self.unready_reason else []
-        return [*unvalidated, *self.notes]
-
-    def keep(self, frame: int, attempt_file: str) -> None:
-        """Frame ``frame`` keeps the attempt in ``attempt_file``: the repetition check names it by its digest."""
-        picture = self.validated.get(attempt_file)
-        if picture is not None:
-            self._kept[frame] = picture
-
-    def kept_picture(self, frame: int) -> _Picture | None:
-        """The kept attempt's image as this run validated it; None for a frame kept by an earlier run."""
-        return self._kept.get(frame)
-
-    def request_images(self, pictures: list[_Picture]) -> list[common_pb2.Image]:
-        """A request's images: each distinct image's bytes once, unless the validator already has them."""
-        sent: set[bytes] = set()
-        images = []
-        for picture in pictures:
-            image = common_pb2.Image(mime_type=picture.mime_type, sha256=picture.digest)
-            if not self.names_by_digest or picture.digest not in self._held | sent:
-                image.data = picture.read()
-                sent.add(picture.digest)
-            images.append(image)
-        return images
-
-    def stop_naming_by_digest(self) -> None:
-        """The validator forgot an image: once it has, it is likely to again (a cache too small or switched off,
-        replicas that each hold their own), so this storyboard's calls send every image from then on."""
-        self.names_by_digest = False
-
-    def remember(self, pictures: list[_Picture]) -> None:
-        """The validator answered a call with these images: it holds them now (until it forgets)."""
-        self._held.update(picture.digest for picture in pictures)
-
-    def set_reference(self, picture: _Picture) -> None:
-        self._reference = picture
-        self._settled.set()
-
-    def abort(self) -> None:
-        self._settled.set()
-
-    def wait_for_reference(self, job: Job) -> _Picture | None:
-        while not self._settled.wait(timeout=0.5):
-            if job.stopping.is_set():
-                return None
-        return self._reference

@@ -121,9 +121,9 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
 
 class ScriptedValidator(validator_pb2_grpc.ValidatorServicer):
     """Scores frames of a ScriptedRenderer: ``consistency[frame]`` lists the consistency of each attempt at that
-    frame in order (``default`` after the list runs out); a set of several frames (the repetition check over kept
-    frames) gets each image's earlier score back. Like the real validator, it takes an image named by its SHA-256
-    alone if it has had its bytes, and answers FAILED_PRECONDITION otherwise."""
+    frame in order (``default`` after the list runs out), given to each image the first time it is scored; an image
+    scored again (in the repetition check over kept frames) gets its earlier score back. Like the real validator, it
+    takes an image named by its SHA-256 alone if it has had its bytes, and answers FAILED_PRECONDITION otherwise."""
 
     THRESHOLDS = common_pb2.Thresholds(consistency=0.7, alignment=0.2, repetition=0.95)
 
@@ -160,13 +160,11 @@ class ScriptedValidator(validator_pb2_grpc.ValidatorServicer):
             self.calls.append(frames)
             for index, (frame, data) in enumerate(zip(frames, datas, strict=True)):
                 key = hashlib.sha256(data).digest()
-                if len(frames) == 1:
+                if key not in self._by_image:  # an image's score is decided the first time it is seen
                     attempt = self._attempts[frame] = self._attempts.get(frame, 0) + 1
                     script = self.consistency.get(frame, [])
-                    value = script[attempt - 1] if attempt <= len(script) else self.default
-                    self._by_image[key] = value
-                else:
-                    value = self._by_image.get(key, self.default)
+                    self._by_image[key] = script[attempt - 1] if attempt <= len(script) else self.default
+                value = self._by_image[key]
                 scores.append(
                     common_pb2.FrameScore(
                         index=index,

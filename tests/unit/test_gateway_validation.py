@@ -1,0 +1,135 @@
+"""The gateway's frame scores: frames that ask while a call is in flight share the next call, each gets its own score
+as if scored alone, and a call's error reaches every frame that was in it. The calls here are plain functions: what is
+under test is the gateway's batching, which the end-to-end tests run against the real validator."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from gateway.validation import FrameScores, Picture, scored_alone
+from storyboard.v1 import common_pb2, validator_pb2
+
+THRESHOLDS = common_pb2.Thresholds(consistency=0.7, alignment=0.2, repetition=0.95)
+
+
+def _picture(name: str) -> Picture:
+    return Picture.of(name.encode(), "image/png")
+
+
+class RecordedCalls:
+    """A score call that records its frames, scores frame ``n`` (named ``"frame n"``) n / 10, and can be held."""
+
+    def __init__(self) -> None:
+        self.frames: list[list[str]] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.entered = threading.Event()
+        self.error: Exception | None = None
+
+    def __call__(self, frames, prompts, reference) -> validator_pb2.ScoreResponse:
+        self.frames.append(list(prompts))
+        self.entered.set()
+        self.release.wait(30)
+        if self.error is not None:
+            raise self.error
+        scores = [
+            common_pb2.FrameScore(
+                index=index,
+                consistency=int(prompt.split()[-1]) / 10,
+                repetition=0.99,
+                most_similar_index=(index + 1) % len(prompts),
+                verdict=common_pb2.VERDICT_REPETITIVE if len(prompts) > 1 else common_pb2.VERDICT_PASS,
+            )
+            for index, prompt in enumerate(prompts)
+        ]
+        return validator_pb2.ScoreResponse(scores=scores, thresholds=THRESHOLDS)
+
+
+def _score_side_by_side(scores: FrameScores, numbers: list[int], reference: Picture) -> dict[int, object]:
+    with ThreadPoolExecutor(len(numbers)) as pool:
+        futures = {n: pool.submit(scores.score, _picture(f"frame {n}"), f"frame {n}", reference) for n in numbers}
+        return {n: future.result(timeout=30) for n, future in futures.items()}
+
+
+def test_frames_that_ask_while_a_call_is_in_flight_share_the_next_call_and_get_their_own_scores():
+    calls = RecordedCalls()
+    scores = FrameScores(calls)
+    reference = _picture("frame 1")
+    calls.release.clear()
+    with ThreadPoolExecutor(1) as first:
+        alone = first.submit(scores.score, reference, "frame 1", reference)
+        assert calls.entered.wait(30)
+        results: dict[int, object] = {}
+        waiting = threading.Thread(target=lambda: results.update(_score_side_by_side(scores, [2, 3, 4, 5], reference)))
+        waiting.start()
+        while scores.queued < 4:  # every frame has asked while the first call is held
+            threading.Event().wait(0.01)
+        calls.release.set()
+        waiting.join(30)
+        assert alone.result(timeout=30)[0].consistency == pytest.approx(0.1)
+    scores.close()
+    assert calls.frames[0] == ["frame 1"]
+    assert sorted(calls.frames[1]) == ["frame 2", "frame 3", "frame 4", "frame 5"]
+    assert len(calls.frames) == 2
+    for number, (score, thresholds) in results.items():
+        assert score.consistency == pytest.approx(number / 10)
+        assert thresholds == THRESHOLDS
+        # As if scored alone: repetition is judged later, over all kept frames.
+        assert (score.index, score.repetition, score.most_similar_index) == (0, 0.0, -1)
+        assert score.verdict == common_pb2.VERDICT_PASS
+
+
+def test_a_call_takes_at_most_max_frames_and_never_mixes_references():
+    calls = RecordedCalls()
+    scores = FrameScores(calls, max_frames=2)
+    calls.release.clear()
+    one, other = _picture("frame 1"), _picture("another frame 1")
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(scores.score, one, "frame 1", one)
+        assert calls.entered.wait(30)
+        futures = [pool.submit(scores.score, _picture(f"frame {n}"), f"frame {n}", one) for n in (2, 3, 4)]
+        while scores.queued < 3:
+            threading.Event().wait(0.01)
+        futures.append(pool.submit(scores.score, _picture("frame 5"), "frame 5", other))
+        while scores.queued < 4:
+            threading.Event().wait(0.01)
+        calls.release.set()
+        for future in [first, *futures]:
+            future.result(timeout=30)
+    scores.close()
+    assert calls.frames == [["frame 1"], ["frame 2", "frame 3"], ["frame 4"], ["frame 5"]]
+
+
+def test_a_failed_call_fails_every_frame_in_it_and_later_calls_go_on():
+    calls = RecordedCalls()
+    scores = FrameScores(calls)
+    reference = _picture("frame 1")
+    calls.error = grpc.RpcError("the validator went away")
+    with pytest.raises(grpc.RpcError):
+        scores.score(reference, "frame 1", reference)
+    calls.error = None
+    assert scores.score(_picture("frame 2"), "frame 2", reference)[0].consistency == pytest.approx(0.2)
+    scores.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        scores.score(_picture("frame 3"), "frame 3", reference)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "alone"),
+    [
+        (common_pb2.VERDICT_REPETITIVE, common_pb2.VERDICT_PASS),  # consistency and alignment passed before it
+        (common_pb2.VERDICT_LOW_CONSISTENCY, common_pb2.VERDICT_LOW_CONSISTENCY),
+        (common_pb2.VERDICT_LOW_ALIGNMENT, common_pb2.VERDICT_LOW_ALIGNMENT),
+        (common_pb2.VERDICT_PASS, common_pb2.VERDICT_PASS),
+    ],
+)
+def test_a_score_from_a_shared_call_is_judged_as_if_alone(verdict, alone):
+    shared = common_pb2.FrameScore(index=3, consistency=0.8, alignment=0.3, repetition=0.97, most_similar_index=1,
+                                   verdict=verdict)  # fmt: skip
+    result = scored_alone(shared)
+    assert (result.verdict, result.index, result.repetition, result.most_similar_index) == (alone, 0, 0.0, -1)
+    assert (result.consistency, result.alignment) == pytest.approx((0.8, 0.3))
