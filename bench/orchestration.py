@@ -340,8 +340,9 @@ time over the stack's.
         befores, afters = [split[c][0] * 1000 for c in ratios], [split[c][2] * 1000 for c in ratios]
         conclusion = (
             f"Target wall / ideal <= 1.05: **not met** at {missed} (worst {ratios[worst]:.3f} at R = {worst}). "
-            f"The overhead is mostly after the frames ({min(afters):.0f}-{max(afters):.0f} ms) and it does not shrink "
-            f"with R, so its share of a shorter ideal grows; before the frames it is {min(befores):.0f}-"
+            f"Most of the overhead comes after the last frame ({min(afters):.0f}-{max(afters):.0f} ms, the most at "
+            f"R = {max(ratios, key=lambda c: split[c][2])}, where the most frames finish together) and it does not "
+            f"shrink with the ideal, so its share grows with R; before the first frame it is {min(befores):.0f}-"
             f"{max(befores):.0f} ms. After the last frames come their validation, keeping, the repetition check, the "
             "documents' last row and layout and the JSON files, on this machine's "
             f"{os.cpu_count()} cores, which the gateway, the validator, the client and every replica share. The stack "

@@ -124,8 +124,11 @@ class Orchestrator:
                 raise Cancelled("storyboard cancelled")
             self._raise_if_cancelled(job)
             _remove_half_written_files(job.output_dir)
-            plan = job.storyboard.plan if job.storyboard.HasField("plan") else self._plan(job)
-            self._refresh_plan_files(job, plan)
+            if job.storyboard.HasField("plan"):  # a resume or a regeneration
+                plan = job.storyboard.plan
+                self._refresh_plan_files(job, plan)
+            else:
+                plan = self._plan(job)  # writes the plan files
             with documents.StoryboardDocuments(plan.scenes) as built:
                 validation = self._render_all(job, plan, built)
                 self._check_repetition(job, plan, validation)
