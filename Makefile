@@ -12,7 +12,7 @@ DEMO_OUTPUTS ?= outputs
 
 export UV_LINK_MODE := copy
 
-.PHONY: setup demo test test-unit test-integration lint lint-protos protos check-protos up clean help bench reliability test-all
+.PHONY: setup demo test test-unit test-integration lint lint-protos protos check-protos up clean help bench bench-compare reliability test-all
 
 help:
 	@echo "make demo   - set up, run the local stack on the embedded defaults, make a storyboard, print its folder"
@@ -22,6 +22,7 @@ help:
 	@echo "make reliability - the reliability suite (kills, LLM faults, hostile input, fuzzing, load)"
 	@echo "make test-all - make test plus the slow reliability scenarios"
 	@echo "make bench  - run the benchmarks and write bench/RESULTS.md"
+	@echo "make bench-compare REV=main~1  - this checkout's gateway against REV's, side by side"
 
 setup: $(STAMP)
 
@@ -78,6 +79,11 @@ test-all: lint check-protos
 # Benchmarks (about 5 minutes): writes bench/RESULTS.md, every speed figure a ratio measured side by side.
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# This checkout's gateway against REV's, side by side: make bench-compare REV=main~3
+REV ?= HEAD
+bench-compare: $(STAMP)
+	$(PY) -m bench.compare $(REV)
 
 lock: $(STAMP)
 	$(UV) pip compile pyproject.toml --extra all --extra dev --python-version 3.11 -c constraints.txt -o requirements.lock

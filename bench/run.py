@@ -68,7 +68,7 @@ def demoted(markdown: str) -> str:
 
 def build(only: Sequence[str], quick: bool, log: Callable[[str], None]) -> list[Section]:
     runners: dict[str, Callable[[], Section]] = {
-        "orchestration": lambda: orchestration.run(["--rounds", "2" if quick else "4"]),
+        "orchestration": lambda: orchestration.run(["--rounds", "2" if quick else "6"]),
         "transport": lambda: transport.run(["--frames", "6"]),
         "validator": lambda: validator_section(quick),
         "planner": lambda: planner_bench.run(["--rounds", "1" if quick else "3"]),

@@ -55,6 +55,13 @@ def health_status(port: int, service: str, timeout: float = 1.0) -> int | None:
             return None
 
 
+def _import_path(root: Path) -> dict[str, str]:
+    """For a process started in another checkout: its own code (and its SDK) before the installed one."""
+    if root == ROOT:
+        return {}
+    return {"PYTHONPATH": os.pathsep.join([str(root), str(root / "sdk" / "src")])}
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time process ``pid`` has used, from /proc (0 when it is gone)."""
     try:
@@ -140,19 +147,22 @@ class ProcessGroup:
             if service.alive():
                 service.kill()
 
-    def spawn(self, name: str, python_args: Sequence[str], port: int, http_port: int = 0) -> ServiceProcess:
-        """Start ``python <python_args>`` in the repository root, its output in ``<folder>/<name>-<n>.log``."""
+    def spawn(
+        self, name: str, python_args: Sequence[str], port: int, http_port: int = 0, root: Path = ROOT
+    ) -> ServiceProcess:
+        """Start ``python <python_args>`` in ``root`` (the repository's, or another checkout's, whose code then comes
+        first on the import path), its output in ``<folder>/<name>-<n>.log``."""
         log_path = self.folder / f"{name}-{len(self.started)}.log"
         command = [sys.executable, *python_args]
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
                 command,
-                cwd=ROOT,
+                cwd=root,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env={**os.environ, **self.env},
+                env={**os.environ, **self.env, **_import_path(root)},
             )
         service = ServiceProcess(name, popen, port, log_path, command, http_port)
         self.started.append(service)
@@ -215,14 +225,22 @@ class ProcessGroup:
         return service
 
     def gateway(
-        self, planner: str, renderers: str, outputs: Path, *extra: str, validator: str = "", timeout: float = 90
+        self,
+        planner: str,
+        renderers: str,
+        outputs: Path,
+        *extra: str,
+        validator: str = "",
+        timeout: float = 90,
+        root: Path = ROOT,
     ) -> ServiceProcess:
-        """The gateway on free gRPC and REST ports, writing storyboards to ``outputs``; waited for until ready."""
+        """The gateway (from the checkout in ``root``) on free gRPC and REST ports, writing storyboards to
+        ``outputs``; waited for until ready."""
         port, http_port = free_port(), free_port()
         args = ["-m", "gateway", "--port", str(port), "--http-port", str(http_port), "--planner", planner,
                 "--renderers", renderers, "--outputs", str(outputs), "--grace-seconds", "1"]  # fmt: skip
         if validator:
             args += ["--validator", validator]
-        service = self.spawn("gateway", [*args, *extra], port, http_port)
+        service = self.spawn("gateway", [*args, *extra], port, http_port, root=root)
         self.wait_serving(service, "storyboard.v1.Storyboards", timeout)
         return service
