@@ -78,18 +78,25 @@ def test_adler32_of_joined_pieces_is_combined_from_each_pieces_checksum(first, s
 # -- the contact sheet --------------------------------------------------------------------------------------------
 
 
+def _add_and_encode(sheet: documents.ContactSheet, index: int, thumbnail: Image.Image) -> None:
+    """Paste a cell and, if that completes its row, encode the row at once, as the documents' workers do."""
+    encode_row = sheet.add(index, thumbnail)
+    if encode_row is not None:
+        encode_row()
+
+
 def _sheet_png(order: list[int], frames: list[Image.Image], threads: bool = False) -> bytes:
     sheet = documents.ContactSheet([documents.caption(scene) for scene in _scenes(len(frames))])
     thumbs = [documents.prepare_frame(frame).thumbnail for frame in frames]
     if threads:
-        workers = [threading.Thread(target=sheet.add, args=(index, thumbs[index])) for index in order]
+        workers = [threading.Thread(target=_add_and_encode, args=(sheet, index, thumbs[index])) for index in order]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
     else:
         for index in order:
-            sheet.add(index, thumbs[index])
+            _add_and_encode(sheet, index, thumbs[index])
     return sheet.png()
 
 
@@ -108,13 +115,28 @@ def test_a_frame_added_again_after_its_row_was_encoded_replaces_the_old_picture(
     frames = [_picture(64, 64, seed=n) for n in range(3)]
     sheet = documents.ContactSheet(["a", "b", "c"])
     for index, frame in enumerate(frames):
-        sheet.add(index, frame)
+        _add_and_encode(sheet, index, frame)
     before = sheet.png()
-    sheet.add(1, Image.new("RGB", (64, 64), "red"))
+    _add_and_encode(sheet, 1, Image.new("RGB", (64, 64), "red"))
     after = Image.open(io.BytesIO(sheet.png()))
     assert sheet.png() != before
     x = 16 + (documents.CELL + 16) + documents.CELL // 2
     assert after.getpixel((x, 16 + documents.CELL // 2)) == (255, 0, 0)
+
+
+def test_a_row_encoding_that_runs_after_a_later_paste_in_its_row_is_dropped():
+    frames = [_picture(64, 64, seed=n) for n in range(3)]
+    red = Image.new("RGB", (64, 64), "red")
+    expected = documents.ContactSheet(["a", "b", "c"])
+    for index, frame in enumerate([frames[0], red, frames[2]]):
+        _add_and_encode(expected, index, frame)
+    sheet = documents.ContactSheet(["a", "b", "c"])
+    stale = [sheet.add(index, frame) for index, frame in enumerate(frames)][-1]
+    fresh = sheet.add(1, red)
+    assert stale is not None and fresh is not None
+    fresh()
+    stale()  # encoded from the old pictures, and finished last: it must not be the row that is kept
+    assert sheet.png() == expected.png()
 
 
 def test_the_contact_sheet_says_which_cells_are_missing():

@@ -14,7 +14,7 @@ import io
 import math
 import textwrap
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,8 +122,9 @@ class ContactSheet:
             for line_no, line in enumerate(textwrap.wrap(text, width=44)[: self._CAPTION_LINES]):
                 draw.text((x, y + CELL + 6 + line_no * self._LINE_HEIGHT), line, fill=(20, 20, 20), font=font)
 
-    def add(self, index: int, thumbnail: Image.Image) -> None:
-        """Paste cell ``index``'s picture (at most CELL x CELL); encodes its row of cells if that completes it."""
+    def add(self, index: int, thumbnail: Image.Image) -> Callable[[], None] | None:
+        """Paste cell ``index``'s picture (at most CELL x CELL). If that completes its row of cells, returns the
+        encoding of the row, to be run on any thread (``png`` encodes the rows whose encoding did not run)."""
         if not 0 <= index < self.count:
             raise IndexError(f"cell {index} of a sheet of {self.count}")
         row = index // self.columns
@@ -135,13 +136,17 @@ class ContactSheet:
             self._versions[row] += 1
             self._encoded.pop(row, None)
             if self._missing[row]:
-                return
+                return None
             top, height = self._band(row)
             version, crops = self._versions[row], banded_png.crop_band(self.image, top, height)
-        encoded = banded_png.encode_band(*crops, top)
-        with self._lock:
-            if self._versions[row] == version:
-                self._encoded[row] = encoded
+
+        def encode_row() -> None:
+            encoded = banded_png.encode_band(*crops, top)
+            with self._lock:
+                if self._versions[row] == version:
+                    self._encoded[row] = encoded
+
+        return encode_row
 
     def png(self) -> bytes:
         """The sheet as PNG bytes, once every cell has its picture; encodes the rows not yet encoded side by side."""
@@ -400,6 +405,7 @@ class StoryboardDocuments:
         self._lock = threading.Lock()
         self._added: dict[int, Future[PreparedFrame]] = {}
         self._work: list[Future[PreparedFrame]] = []  # every preparation asked for, replaced ones included
+        self._rows: list[Future[None]] = []  # the encoding of each row of the contact sheet as it completes
 
     def __enter__(self) -> StoryboardDocuments:
         return self
@@ -425,7 +431,10 @@ class StoryboardDocuments:
         prepared = prepare_encoded_frame(image) if isinstance(image, bytes) else prepare_frame(image)
         if earlier is not None:
             wait([earlier])  # submitted first, so running or done: the replacement is pasted last
-        self._sheet.result().add(index, prepared.thumbnail)
+        encode_row = self._sheet.result().add(index, prepared.thumbnail)
+        if encode_row is not None:  # a task of its own, so that the PDF need not wait for it
+            with self._lock:
+                self._rows.append(self._pool.submit(encode_row))
         return prepared
 
     def missing(self) -> list[int]:
@@ -444,13 +453,18 @@ class StoryboardDocuments:
             added, work = dict(self._added), list(self._work)
         wait(work)  # a replaced frame's paste too, so that none lands after the sheet is encoded
         frames = [added[scene.frame].result() for scene in self.scenes]
-        sheet = self._sheet.result()
-        grid = self._pool.submit(sheet.png)
+        with self._lock:
+            rows = list(self._rows)  # complete: every paste is done
+        grid = self._pool.submit(self._grid_png, rows)  # zlib releases the GIL: the rows encode beside the PDF
         pdf = storyboard_pdf(frames, self.scenes, text)
         outputs.write_bytes_atomic(folder / outputs.GRID, grid.result())
         outputs.write_bytes_atomic(folder / outputs.PDF, pdf)
         self.close()
         return [outputs.GRID, outputs.PDF]
+
+    def _grid_png(self, rows: list[Future[None]]) -> bytes:
+        wait(rows)  # submitted before this task, so running or done: no row is encoded twice
+        return self._sheet.result().png()
 
     def close(self) -> None:
         """Stop the workers; work not yet started is dropped."""
