@@ -7,9 +7,12 @@ renderer queues frames the same way). The time is spent sleeping, not computing,
 machine really run in parallel, as eight GPUs would: the benchmark then measures what the stack adds around the
 frames, not how the replicas fight over two cores.
 
-The image is ``bench.natural_image`` at the requested size, encoded as ``--image-format``. With ``--encode-each-frame``
-every frame is encoded anew (its time goes into ``timings.encode_seconds``); otherwise the encoded bytes are made
-once per size and reused, so that the per-frame cost is the sleep alone. ``--log FILE`` appends one JSON line per
+The image is ``bench.natural_image`` at the requested size, in one of 48 variants (its 8 flips and quarter turns, each
+with its colour channels in one of 6 orders), encoded as ``--image-format``. A frame's variant follows from its number
+and seed, so the frames of one storyboard (up to 10) are all different pictures, as a real renderer's are: the
+validator embeds each, and none is judged a repetition of another. With ``--encode-each-frame`` every frame is encoded
+anew (its time goes into ``timings.encode_seconds``); otherwise each variant is encoded once per size and reused, so
+that the per-frame cost is the sleep alone. ``--log FILE`` appends one JSON line per
 frame sent (pid, frame, seed, the wall-clock times its drawing started and it was handed to gRPC, encode seconds,
 bytes).
 
@@ -19,6 +22,7 @@ bytes).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -43,6 +47,8 @@ from storyboard_common.server import Registration, build_server, run_service  # 
 from storyboard_common.settings import ServiceSettings  # noqa: E402
 
 MAX_SIZE = 2048
+_TURNS = (None, *Image.Transpose)  # the identity and the 7 flips and quarter turns
+VARIANTS = len(_TURNS) * 6  # times the 6 orders of the colour channels
 
 
 class FifoSlot:
@@ -75,6 +81,12 @@ class FifoSlot:
             self._condition.notify_all()
 
 
+def frame_variant(spec: renderer_pb2.FrameSpec) -> int:
+    """Which of the VARIANTS pictures a frame gets: frames 1-10 of a storyboard get 10 different ones (the frame
+    number picks among 10, the seed among 4 sets of them), and another storyboard or attempt likely other ones."""
+    return (spec.frame - 1) % 10 + 10 * (spec.seed % 4)
+
+
 class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
     """Render: ``frame_seconds`` per frame (one frame at a time), a progress event per step, a real image."""
 
@@ -95,7 +107,7 @@ class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
         self.log = log
         self._slot = FifoSlot()
         self._images: dict[tuple[int, int], Image.Image] = {}
-        self._encoded: dict[tuple[int, int], tuple[bytes, str]] = {}
+        self._encoded: dict[tuple[int, int, int], tuple[bytes, str]] = {}
         self._lock = threading.Lock()
 
     def _image(self, width: int, height: int) -> Image.Image:
@@ -104,23 +116,38 @@ class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
                 self._images[width, height] = natural_image(width, height)
             return self._images[width, height]
 
-    def _encoded_frame(self, width: int, height: int) -> tuple[bytes, str, float]:
+    def _variant(self, width: int, height: int, variant: int) -> Image.Image:
+        image = self._image(width, height)
+        turn = _TURNS[variant % len(_TURNS)]
+        turned = image if turn is None else image.transpose(turn)
+        if turned.size != (width, height):  # a quarter turn of a non-square frame: keep the frame's shape
+            turned = turned.resize((width, height))
+        channels = turned.split()
+        order = list(itertools.permutations(range(3)))[variant // len(_TURNS) % 6]
+        return Image.merge("RGB", [channels[index] for index in order])
+
+    def _encoded_frame(self, width: int, height: int, variant: int) -> tuple[bytes, str, float]:
         if self.encode_each_frame:
-            image = self._image(width, height)
+            image = self._variant(width, height, variant)
             started = time.perf_counter()
             data, mime = encode(image, self.image_format, self.quality, self.png_level)
             return data, mime, time.perf_counter() - started
         with self._lock:
-            cached = self._encoded.get((width, height))
+            cached = self._encoded.get((width, height, variant))
         if cached is None:
-            cached = encode(self._image(width, height), self.image_format, self.quality, self.png_level)
+            image = self._variant(width, height, variant)
+            cached = encode(image, self.image_format, self.quality, self.png_level)
             with self._lock:
-                self._encoded[width, height] = cached
+                self._encoded[width, height, variant] = cached
         return cached[0], cached[1], 0.0
 
     def warm(self, width: int, height: int) -> None:
-        """Build (and encode) the image of a size ahead of the first request."""
-        self._encoded_frame(width, height)
+        """Build the image of a size ahead of the first request (and encode its variants, unless each frame is
+        encoded anew)."""
+        self._image(width, height)
+        if not self.encode_each_frame:
+            for variant in range(VARIANTS):
+                self._encoded_frame(width, height, variant)
 
     def Render(self, request: renderer_pb2.RenderRequest, context: grpc.ServicerContext) -> Iterator[Any]:
         for index, spec in enumerate(request.frames):
@@ -147,7 +174,7 @@ class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
                     )
             finally:
                 self._slot.release()
-            data, mime, encode_seconds = self._encoded_frame(spec.width, spec.height)
+            data, mime, encode_seconds = self._encoded_frame(spec.width, spec.height, frame_variant(spec))
             timings = common_pb2.FrameTimings(
                 queue_seconds=waited, denoise_seconds=self.frame_seconds, encode_seconds=encode_seconds
             )
