@@ -194,20 +194,21 @@ class Orchestrator:
         if not pending:
             return validation
         workers = max(1, min(self._policy.frames_in_flight, len(pending)))
-        with (
-            self._stage(job, "rendering"),
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"job-{job.id[-8:]}") as pool,
-        ):
-            futures = [pool.submit(self._produce_frame, job, plan, scene, validation, built) for scene in pending]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            errors = [future.exception() for future in done if future.exception() is not None]
-            if errors:
-                # Stop the other frames' renders at once; their threads see the flag and return.
-                self._store.stop_work(job)
-                validation.abort()
-                validation.close()
-                raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])  # type: ignore[misc]
-        validation.close()
+        try:
+            with (
+                self._stage(job, "rendering"),
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"job-{job.id[-8:]}") as pool,
+            ):
+                futures = [pool.submit(self._produce_frame, job, plan, scene, validation, built) for scene in pending]
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                errors = [future.exception() for future in done if future.exception() is not None]
+                if errors:
+                    # Stop the other frames' renders at once; their threads see the flag and return.
+                    self._store.stop_work(job)
+                    validation.abort()
+                    raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])  # type: ignore[misc]
+        finally:
+            validation.close()  # no frame is validated on its own after this
         return validation
 
     def _forget_missing_frames(self, job: Job, plan: common_pb2.Plan) -> None:
