@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from storyboard.v1 import common_pb2, validator_pb2, validator_pb2_grpc
+from storyboard_common.errors import ServiceError
 
 if TYPE_CHECKING:
     from gateway.jobs import Job
@@ -236,12 +237,15 @@ class FrameScores:
     def _score(self, batch: list[_Waiting]) -> None:
         try:
             response = self._call([w.picture for w in batch], [w.prompt for w in batch], batch[0].reference)
+            if len(response.scores) != len(batch):
+                raise ServiceError(f"the validator answered {len(response.scores)} scores for {len(batch)} frames")
+            results = [(scored_alone(score), response.thresholds) for score in response.scores]
         except BaseException as error:  # each frame's thread gets the call's error, as if it had made the call
             for waiting in batch:
                 waiting.result.set_exception(error)
             return
-        for waiting, score in zip(batch, response.scores, strict=True):
-            waiting.result.set_result((scored_alone(score), response.thresholds))
+        for waiting, result in zip(batch, results, strict=True):
+            waiting.result.set_result(result)
 
 
 def scored_alone(score: common_pb2.FrameScore) -> common_pb2.FrameScore:

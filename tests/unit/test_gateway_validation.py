@@ -133,3 +133,14 @@ def test_a_score_from_a_shared_call_is_judged_as_if_alone(verdict, alone):
     result = scored_alone(shared)
     assert (result.verdict, result.index, result.repetition, result.most_similar_index) == (alone, 0, 0.0, -1)
     assert (result.consistency, result.alignment) == pytest.approx((0.8, 0.3))
+
+
+def test_a_validator_answering_the_wrong_number_of_scores_fails_those_frames_instead_of_leaving_them_waiting():
+    def short(frames, prompts, reference):
+        return validator_pb2.ScoreResponse(scores=[common_pb2.FrameScore()] * (len(frames) - 1))
+
+    scores = FrameScores(short)
+    reference = _picture("frame 1")
+    with pytest.raises(Exception, match="answered 0 scores for 1 frames"):
+        scores.score(reference, "frame 1", reference)
+    scores.close()
