@@ -144,3 +144,16 @@ def test_a_validator_answering_the_wrong_number_of_scores_fails_those_frames_ins
     with pytest.raises(Exception, match="answered 0 scores for 1 frames"):
         scores.score(reference, "frame 1", reference)
     scores.close()
+
+
+def test_closing_frame_scores_ends_their_thread():
+    before = {thread for thread in threading.enumerate() if thread.name == "frame-scores"}
+    scores = FrameScores(RecordedCalls())
+    reference = _picture("frame 1")
+    scores.score(reference, "frame 1", reference)
+    started = {thread for thread in threading.enumerate() if thread.name == "frame-scores"} - before
+    assert len(started) == 1
+    scores.close()
+    for thread in started:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
