@@ -42,6 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # for tests.support.tiny_sdxl when run as a script
 
+from bench.common import cpu_model  # noqa: E402
+
 RESULTS = REPO / "bench" / "results"
 PROMPT = "aldar_kose_man riding a horse across the vast steppe, wide establishing shot, golden hour lighting"
 
@@ -427,7 +429,7 @@ def machine(device: str) -> dict[str, str]:
     info = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "host": platform.node(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "cpu cores": str(os.cpu_count()),
         "torch threads": str(torch.get_num_threads()),
         "python": platform.python_version(),
@@ -441,16 +443,6 @@ def machine(device: str) -> dict[str, str]:
         info["cuda"] = str(torch.version.cuda)
         info["cudnn"] = str(torch.backends.cudnn.version())
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_slug(plan: Plan) -> str:

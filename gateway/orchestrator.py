@@ -38,7 +38,6 @@ from storyboard.v1 import (
     planner_pb2_grpc,
     renderer_pb2,
     renderer_pb2_grpc,
-    validator_pb2,
     validator_pb2_grpc,
 )
 from storyboard.v1 import storyboards_pb2 as sb
@@ -455,12 +454,10 @@ class Orchestrator:
 
     def _validation_context(self, plan: common_pb2.Plan) -> ValidationContext:
         """Whether the validator can score (and, if not, why frames will be marked not validated)."""
-        if self._downstream.validator is None or self._validator is None:
+        if self._validator is None:
             return ValidationContext("no validator is configured")
         try:
-            info = self._downstream.validator.Info(
-                validator_pb2.ValidatorInfoRequest(), timeout=self._policy.validate_timeout
-            )
+            info = self._validator.info()
         except grpc.RpcError as error:
             return ValidationContext(f"the validator is unreachable ({error.code().name})")
         if not info.ready:

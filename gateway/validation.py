@@ -88,7 +88,7 @@ class ValidationContext:
         images = []
         for picture in pictures:
             image = common_pb2.Image(mime_type=picture.mime_type, sha256=picture.digest)
-            if not self.names_by_digest or picture.digest not in self._held | sent:
+            if not self.names_by_digest or (picture.digest not in self._held and picture.digest not in sent):
                 image.data = picture.read()
                 sent.add(picture.digest)
             images.append(image)
@@ -129,6 +129,10 @@ class ValidatorCalls:
         self._stub = stub
         self._timeout = timeout
         self._metrics = metrics
+
+    def info(self) -> validator_pb2.ValidatorInfo:
+        """The validator's description: model, readiness, limits and default thresholds."""
+        return self._stub.Info(validator_pb2.ValidatorInfoRequest(), timeout=self._timeout)
 
     def score(
         self,
