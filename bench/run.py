@@ -6,9 +6,9 @@ by side in the same run, with the machine, the versions and the date.
     .venv/bin/python bench/run.py --only transport,planner --output /tmp/RESULTS.md
 
 Sections: orchestration efficiency and time to first frame (bench/orchestration.py), transport per image format
-(bench/transport.py), validator batched vs pairwise (bench/validator_bench.py), planner latency
-(bench/planner_bench.py), and the renderer's SDXL GPU benchmark (bench/sdxl_bench.py) when a GPU run's results are
-in bench/results/.
+(bench/transport.py), the documents' work after the last frame (bench/documents_bench.py), validator batched vs
+pairwise (bench/validator_bench.py), planner latency (bench/planner_bench.py), and the renderer's SDXL GPU
+benchmark (bench/sdxl_bench.py) when a GPU run's results are in bench/results/.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import orchestration, planner_bench, transport  # noqa: E402
+from bench import documents_bench, orchestration, planner_bench, transport  # noqa: E402
 from bench.common import Section, machine, table  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
-SECTIONS = ("orchestration", "transport", "validator", "planner", "sdxl")
+SECTIONS = ("orchestration", "transport", "documents", "validator", "planner", "sdxl")
 
 
 def validator_section(quick: bool) -> Section:
@@ -70,6 +70,7 @@ def build(only: Sequence[str], quick: bool, log: Callable[[str], None]) -> list[
     runners: dict[str, Callable[[], Section]] = {
         "orchestration": lambda: orchestration.run(["--rounds", "2" if quick else "6"]),
         "transport": lambda: transport.run(["--frames", "6"]),
+        "documents": lambda: documents_bench.run(rounds=5 if quick else documents_bench.ROUNDS),
         "validator": lambda: validator_section(quick),
         "planner": lambda: planner_bench.run(["--rounds", "1" if quick else "3"]),
         "sdxl": sdxl_section,

@@ -107,7 +107,7 @@ class ContactSheet:
     def _row_indexes(self, row: int) -> range:
         return range(row * self.columns, min(self.count, (row + 1) * self.columns))
 
-    def _band(self, row: int) -> tuple[int, int]:
+    def row_band(self, row: int) -> tuple[int, int]:
         """(top, height) of the rows of pixels that row of cells ``row`` owns: the margins go to the first and last."""
         top = 0 if row == 0 else self._MARGIN + row * self._pitch
         bottom = self.image.height if row == self.rows - 1 else self._MARGIN + (row + 1) * self._pitch
@@ -137,7 +137,7 @@ class ContactSheet:
             self._encoded.pop(row, None)
             if self._missing[row]:
                 return None
-            top, height = self._band(row)
+            top, height = self.row_band(row)
             version, crops = self._versions[row], banded_png.crop_band(self.image, top, height)
 
         def encode_row() -> None:
@@ -156,11 +156,13 @@ class ContactSheet:
                 raise ValueError(f"cells {missing} have no picture yet")
             done = dict(self._encoded)
             todo = {
-                row: banded_png.crop_band(self.image, *self._band(row)) for row in range(self.rows) if row not in done
+                row: banded_png.crop_band(self.image, *self.row_band(row))
+                for row in range(self.rows)
+                if row not in done
             }
         if todo:
             with ThreadPoolExecutor(max_workers=min(2, len(todo)), thread_name_prefix="grid-band") as pool:
-                futures = {row: pool.submit(banded_png.encode_band, *crops, self._band(row)[0])
+                futures = {row: pool.submit(banded_png.encode_band, *crops, self.row_band(row)[0])
                            for row, crops in todo.items()}  # fmt: skip
                 done.update((row, future.result()) for row, future in futures.items())
         return banded_png.join_bands(self.image.width, self.image.height, list(done.values()))
