@@ -210,6 +210,14 @@ def test_the_pdf_stores_each_frame_once_as_jpeg_and_draws_it_twice():
     assert all(xobject["/Filter"] in ("/DCTDecode", ["/DCTDecode"]) for xobject in drawn)
 
 
+def test_the_pdf_is_laid_out_by_reportlabs_c_accelerator():
+    # Without rl_accel reportlab falls back to pure Python, ~25% slower (bench/documents_bench.py), without a word.
+    from reportlab.lib import rl_accel
+
+    assert rl_accel.fp_str.__module__ == "_rl_accel"
+    assert rl_accel.instanceStringWidthTTF.__module__ == "_rl_accel"
+
+
 def test_the_pdf_text_keeps_non_latin_scripts_where_a_unicode_font_is_installed():
     if documents._fonts().regular != "DejaVuSans":
         pytest.skip("DejaVu Sans is not installed; the fallback font is Latin only")

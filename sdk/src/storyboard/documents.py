@@ -33,8 +33,8 @@ from reportlab.pdfgen.canvas import Canvas
 from storyboard import banded_png, outputs
 from storyboard.v1 import common_pb2, storyboards_pb2
 
-# ASCII85 makes streams 25% larger and, without reportlab's optional C accelerator, costs ~30 ms per frame in pure
-# Python; PDF streams are binary-safe, so they are written as plain Flate.
+# ASCII85 makes streams 25% larger and costs time to encode (~30 ms a frame where reportlab's C accelerator, rl_accel,
+# is missing); PDF streams are binary-safe, so they are written as plain Flate.
 rl_config.useA85 = 0
 
 CELL = 384  # a contact-sheet cell, in pixels: each frame's thumbnail fits it
