@@ -16,7 +16,7 @@ import io
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -241,10 +241,13 @@ class Orchestrator:
             if (job.output_dir / attempt.file).is_file()
         }
         regeneration = job.meta.get("regenerate")
+        # The documents' captions are drawn once the renderer is at work, so that they do not hold up sending the
+        # other frames' render calls.
+        rendering = built.draw_captions
         if regeneration and regeneration["frame"] == scene.frame:
-            kept = self._regenerated_attempt(job, plan, scene, validation, saved, regeneration)
+            kept = self._regenerated_attempt(job, plan, scene, validation, saved, regeneration, rendering)
         else:
-            kept = self._best_attempt(job, plan, scene, validation, saved)
+            kept = self._best_attempt(job, plan, scene, validation, saved, rendering)
         self._raise_if_cancelled(job)
         frame_path = self._frame_path(job, scene.frame)
         _keep_as_png(job.output_dir / kept.file, frame_path)
@@ -262,6 +265,7 @@ class Orchestrator:
         scene: common_pb2.Scene,
         validation: ValidationContext,
         saved: dict[int, AttemptInfo],
+        rendering: Callable[[], object],
     ) -> AttemptInfo:
         """Attempts until one is consistent enough or the retries are spent; the best is kept. Saved attempts
         (from before a restart) are taken as they are instead of being rendered again."""
@@ -277,7 +281,7 @@ class Orchestrator:
                         job, retry=sb.FrameRetry(frame=scene.frame, attempt=attempt_no, seed=seed, reason=reason)
                     )
                     self._metrics.retries.labels("low_consistency").inc()
-                attempt = self._render_attempt(job, plan, scene, attempt_no, seed)
+                attempt = self._render_attempt(job, plan, scene, attempt_no, seed, rendering)
             if not attempt.validated:
                 self._validate_attempt(job, plan, scene, attempt, validation)
             if best is None or _better(attempt, best):
@@ -295,6 +299,7 @@ class Orchestrator:
         validation: ValidationContext,
         saved: dict[int, AttemptInfo],
         regeneration: dict[str, int],
+        rendering: Callable[[], object],
     ) -> AttemptInfo:
         """The one attempt a user asked for, with the seed chosen when they asked; kept whatever it scores."""
         attempt_no, seed = regeneration["attempt"], regeneration["seed"]
@@ -303,17 +308,23 @@ class Orchestrator:
             retry = sb.FrameRetry(frame=scene.frame, attempt=attempt_no, seed=seed, reason="regeneration requested")
             self._store.append(job, retry=retry)
             self._metrics.retries.labels("regenerate").inc()
-            attempt = self._render_attempt(job, plan, scene, attempt_no, seed)
+            attempt = self._render_attempt(job, plan, scene, attempt_no, seed, rendering)
         if not attempt.validated:
             self._validate_attempt(job, plan, scene, attempt, validation)
         return attempt
 
     def _render_attempt(
-        self, job: Job, plan: common_pb2.Plan, scene: common_pb2.Scene, attempt_no: int, seed: int
+        self,
+        job: Job,
+        plan: common_pb2.Plan,
+        scene: common_pb2.Scene,
+        attempt_no: int,
+        seed: int,
+        rendering: Callable[[], object],
     ) -> AttemptInfo:
         started = time.perf_counter()
         with self._metrics.timed("render"):
-            rendered = self._render(job, plan, scene, attempt_no, seed)
+            rendered = self._render(job, plan, scene, attempt_no, seed, rendering)
         render_seconds = time.perf_counter() - started
         extension = EXTENSIONS.get(rendered.image.mime_type, ".png")
         file = f"attempts/frame_{scene.frame:03d}_attempt_{attempt_no}{extension}"
@@ -377,8 +388,15 @@ class Orchestrator:
         )
 
     def _render(
-        self, job: Job, plan: common_pb2.Plan, scene: common_pb2.Scene, attempt_no: int, seed: int
+        self,
+        job: Job,
+        plan: common_pb2.Plan,
+        scene: common_pb2.Scene,
+        attempt_no: int,
+        seed: int,
+        rendering: Callable[[], object],
     ) -> renderer_pb2.RenderedFrame:
+        """The frame from a replica; ``rendering`` is called when the replica's first message shows it at work."""
         request = renderer_pb2.RenderRequest(frames=[self._frame_spec(job, plan, scene, seed)])
         unavailable_left = self._policy.render_unavailable_retries
         busy_waits, busy_until = 0, time.monotonic() + self._policy.frame_timeout
@@ -389,7 +407,9 @@ class Orchestrator:
             progress = _ProgressThrottle(self._policy.progress_interval)
             try:
                 for event in call:
-                    started = True
+                    if not started:
+                        started = True
+                        rendering()
                     if event.HasField("progress") and progress.passes(event.progress):
                         self._store.append(
                             job,

@@ -8,6 +8,7 @@ import itertools
 import random
 import struct
 import threading
+import time
 import zlib
 
 import pypdf
@@ -275,3 +276,23 @@ def test_documents_left_unwritten_stop_their_workers():
     for thread in started:
         thread.join(timeout=30)
         assert not thread.is_alive()
+
+
+def test_the_captions_are_drawn_once_asked_for_or_at_the_first_frame_and_only_once(tmp_path, monkeypatch):
+    # The gateway asks once its render calls are out: drawn at construction, the text held the GIL while they went.
+    sheets = []
+    real = documents.ContactSheet
+    monkeypatch.setattr(documents, "ContactSheet", lambda captions: sheets.append(captions) or real(captions))
+    with documents.StoryboardDocuments(_scenes(2)) as built:
+        time.sleep(0.2)  # time enough for a worker to have started them, had the constructor asked
+        assert not sheets
+        built.draw_captions()
+        built.draw_captions()
+        built.add(1, _picture(32, 32, seed=1))
+        built.add(2, _picture(32, 32, seed=2))
+        built.write(tmp_path, documents.DocumentText())
+    assert sheets == [[documents.caption(scene) for scene in _scenes(2)]]
+    with documents.StoryboardDocuments(_scenes(1)) as built:  # no one asked: the first frame starts them
+        built.add(1, _picture(32, 32, seed=1))
+        built.write(tmp_path, documents.DocumentText())
+    assert len(sheets) == 2

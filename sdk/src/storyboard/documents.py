@@ -389,11 +389,11 @@ class StoryboardDocuments:
     """Both documents of one storyboard, built while its frames arrive: ``add`` each kept frame when it is in (from any
     thread), then ``write`` once all are.
 
-    The work runs on background threads, never the caller's: the contact sheet's captions are drawn as soon as the
-    object is made (tens of ms of text layout, which would otherwise delay the first render), and each added frame is
-    prepared and placed while the caller goes on (validating, streaming, rendering the next frames). Two workers,
-    because Pillow and zlib release the GIL: a 1024x1024 frame takes ~50 ms to prepare. ``write`` waits for all of it;
-    ``close`` (or leaving the ``with`` block) stops the workers of documents that will never be written."""
+    The work runs on background threads, never the caller's: the contact sheet's captions are drawn once
+    ``draw_captions`` is called or the first frame is added, and each added frame is prepared and placed while the
+    caller goes on (validating, streaming, rendering the next frames). Two workers, because Pillow and the deflate
+    release the GIL: a 1024x1024 frame takes ~50 ms to prepare. ``write`` waits for all of it; ``close`` (or leaving
+    the ``with`` block) stops the workers of documents that will never be written."""
 
     WORKERS = 2
 
@@ -403,7 +403,7 @@ class StoryboardDocuments:
             raise ValueError("a storyboard's documents need at least one frame")
         self._index = {scene.frame: index for index, scene in enumerate(self.scenes)}
         self._pool = ThreadPoolExecutor(max_workers=self.WORKERS, thread_name_prefix="documents")
-        self._sheet = self._pool.submit(ContactSheet, [caption(scene) for scene in self.scenes])
+        self._sheet: Future[ContactSheet] | None = None
         self._lock = threading.Lock()
         self._added: dict[int, Future[PreparedFrame]] = {}
         self._work: list[Future[PreparedFrame]] = []  # every preparation asked for, replaced ones included
@@ -415,11 +415,20 @@ class StoryboardDocuments:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
+    def draw_captions(self) -> None:
+        """Start drawing the contact sheet's captions in the background, if not started yet. That is 15-30 ms of text
+        rendering that holds the GIL, so a caller that first sends work out (the gateway: every frame's render call)
+        starts it once that is done, not while it competes with it; the first ``add`` starts it otherwise."""
+        with self._lock:
+            if self._sheet is None:
+                self._sheet = self._pool.submit(ContactSheet, [caption(scene) for scene in self.scenes])
+
     def add(self, frame: int, image: bytes | Path | Image.Image) -> None:
         """Prepare frame number ``frame`` (encoded bytes, an image file or an image) and place it on the contact
         sheet, in the background (a file is read there too). Adding a frame again replaces it."""
         if frame not in self._index:
             raise KeyError(f"frame {frame} is not one of the storyboard's")
+        self.draw_captions()  # queued first: every placement needs the sheet
         with self._lock:
             earlier = self._added.get(frame)
             self._added[frame] = self._pool.submit(self._prepare_and_place, self._index[frame], image, earlier)
@@ -433,7 +442,7 @@ class StoryboardDocuments:
         prepared = prepare_encoded_frame(image) if isinstance(image, bytes) else prepare_frame(image)
         if earlier is not None:
             wait([earlier])  # submitted first, so running or done: the replacement is pasted last
-        encode_row = self._sheet.result().add(index, prepared.thumbnail)
+        encode_row = self._contact_sheet().add(index, prepared.thumbnail)
         if encode_row is not None:  # a task of its own, so that the PDF need not wait for it
             with self._lock:
                 self._rows.append(self._pool.submit(encode_row))
@@ -466,7 +475,12 @@ class StoryboardDocuments:
 
     def _grid_png(self, rows: list[Future[None]]) -> bytes:
         wait(rows)  # submitted before this task, so running or done: no row is encoded twice
-        return self._sheet.result().png()
+        return self._contact_sheet().png()
+
+    def _contact_sheet(self) -> ContactSheet:
+        """The sheet, once its captions are drawn; only called after a frame was added, which started them."""
+        assert self._sheet is not None, "draw_captions was not called"
+        return self._sheet.result()
 
     def close(self) -> None:
         """Stop the workers; work not yet started is dropped."""
