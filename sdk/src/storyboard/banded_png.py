@@ -10,8 +10,9 @@ Pillow would encode the whole sheet at once.
 Rows use PNG's "Up" filter (the difference from the row above, which suits the flat areas and repeated rows of a
 contact sheet), except a band's first row, which is stored unfiltered because the row above it belongs to another
 band that may not be final yet. Bands are deflated by ISA-L (``isal``, Intel's assembly deflate) at its level 1: a
-contact sheet of rendered frames comes out the size that stdlib zlib's fastest setting for it (level 1, run-length
-strategy) makes, 3-4x faster, and that encoding runs after the last frame arrives.
+contact sheet of rendered frames comes out about the size that stdlib zlib's fastest setting for it (level 1,
+run-length strategy) makes, and a row's encoding, filtering included, takes a half to a third of the time
+(``bench/documents_bench.py``). The last row's runs after the last frame arrives, so it is waited for.
 """
 
 from __future__ import annotations
