@@ -94,6 +94,12 @@ def measure(size: int, rounds: int) -> dict[str, Any]:
     return {"seconds": {name: median(values) for name, values in seconds.items()}, "sizes": sizes, "sheet": sheet}
 
 
+def _span(values: list[float]) -> str:
+    """ "2.9-3.1", or "3.0" where both ends round the same."""
+    low, high = f"{min(values):.1f}", f"{max(values):.1f}"
+    return low if low == high else f"{low}-{high}"
+
+
 def run(rounds: int = ROUNDS) -> Section:
     rows, speedups = [], []
     for size in SIZES:
@@ -109,18 +115,18 @@ def run(rounds: int = ROUNDS) -> Section:
     method = f"""
 `bench/documents_bench.py`. What the documents leave for after the last of {FRAMES} frames is in: the contact
 sheet's last row of frames, filtered and deflated (``storyboard.banded_png``; the other rows were encoded as they
-completed), and the PDF's layout (``documents.storyboard_pdf``, pure Python; the frames' JPEGs were made as they
-arrived). The row is encoded with ISA-L, the contact sheet's deflate, and with the stdlib's zlib at its fastest setting
-for such rows (level 1, run-length strategy; the encoder's before), the two alternating on the same row; medians of
-{rounds}. "sheet MB" is the whole contact sheet's PNG with that deflate. Frames are `bench.natural_image` pictures,
-a different one per frame.
+completed), and the PDF's layout (``documents.storyboard_pdf``: reportlab, mostly Python; the frames' JPEGs were
+made as they arrived). The row is encoded with ISA-L, the contact sheet's deflate, and with the stdlib's zlib at its
+fastest setting for such rows (level 1, run-length strategy; the encoder's before), the two alternating on the same
+row; medians of {rounds}. "sheet MB" is the whole contact sheet's PNG with that deflate. Frames are
+`bench.natural_image` pictures, a different one per frame.
 """
     result_table = table(
         ["frames", "contact sheet px", "last row's deflate", "last row ms", "vs ISA-L", "sheet MB", "PDF layout ms"],
         rows,
     )
     conclusion = (
-        f"ISA-L encodes the last row {min(speedups):.1f}-{max(speedups):.1f}x faster than zlib for a sheet of about "
+        f"ISA-L encodes the last row {_span(speedups)}x faster than zlib for a sheet of about "
         "the same size, so it is the contact sheet's deflate (`isal` is a dependency of the SDK)."
     )
     return Section("Documents after the last frame", method, [result_table], conclusion)
