@@ -153,6 +153,21 @@ def test_link_atomic_puts_the_same_file_in_place_without_copying(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["attempts", "frame_001.png"]  # no temporary left
 
 
+def test_link_atomic_onto_the_same_file_again_leaves_no_temporary_link(tmp_path):
+    # A gateway killed between keeping a frame and recording it keeps the same attempt again when it resumes. rename(2)
+    # of one hard link onto another of the same file does nothing and succeeds, which left the temporary link behind.
+    from storyboard import outputs
+
+    source = tmp_path / "attempts" / "frame_001_attempt_1.png"
+    source.parent.mkdir()
+    source.write_bytes(b"frame")
+    target = tmp_path / "frame_001.png"
+    outputs.link_atomic(source, target)
+    outputs.link_atomic(source, target)
+    assert target.read_bytes() == b"frame" and target.stat().st_ino == source.stat().st_ino
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attempts", "frame_001.png"]
+
+
 def test_link_atomic_copies_where_no_hard_link_can_be_made(tmp_path):
     from storyboard import outputs
 

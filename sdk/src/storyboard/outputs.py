@@ -66,9 +66,10 @@ def link_atomic(source: Path, path: Path) -> None:
         return
     try:
         os.replace(tmp, path)
-    except BaseException:
+    finally:
+        # Gone after a rename, except where ``path`` already was ``source`` (a resumed job keeping the same attempt
+        # again): rename(2) between two links to one file does nothing, and succeeds.
         tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
