@@ -11,6 +11,7 @@ import threading
 import time
 import zlib
 
+import numpy as np
 import pypdf
 import pytest
 from PIL import Image, ImageDraw
@@ -60,9 +61,8 @@ def test_bands_encoded_in_any_order_join_into_a_png_that_decodes_to_the_same_pix
     image = _picture(83, 97, seed=len(cuts))
     pairs = list(itertools.pairwise(cuts))
     random.Random(7).shuffle(pairs)
-    bands = [
-        banded_png.encode_band(*banded_png.crop_band(image, top, bottom - top), top, deflater) for top, bottom in pairs
-    ]
+    pixels = np.asarray(image)
+    bands = [banded_png.encode_band(pixels, top, bottom - top, deflater) for top, bottom in pairs]
     png = banded_png.join_bands(image.width, image.height, bands)
     decoded = Image.open(io.BytesIO(png))
     assert (decoded.size, decoded.mode) == (image.size, "RGB")
@@ -87,13 +87,29 @@ def _chunks(png: bytes) -> dict[bytes, bytes]:
 
 
 def test_bands_that_leave_a_gap_or_overlap_are_refused():
-    image = _picture(16, 20, seed=1)
-    top = banded_png.encode_band(*banded_png.crop_band(image, 0, 10), 0)
-    overlap = banded_png.encode_band(*banded_png.crop_band(image, 5, 15), 5)
-    short = banded_png.encode_band(*banded_png.crop_band(image, 10, 5), 10)
+    pixels = np.asarray(_picture(16, 20, seed=1))
+    top = banded_png.encode_band(pixels, 0, 10)
+    overlap = banded_png.encode_band(pixels, 5, 15)
+    short = banded_png.encode_band(pixels, 10, 5)
     for bands in ([top, overlap], [top, short], [top]):
         with pytest.raises(ValueError, match="rows"):
             banded_png.join_bands(16, 20, bands)
+
+
+@pytest.mark.parametrize(
+    "pixels,top,height",
+    [
+        (np.zeros((20, 16, 4), np.uint8), 0, 10),  # RGBA
+        (np.zeros((20, 16, 3), np.uint16), 0, 10),
+        (np.zeros((20, 48), np.uint8), 0, 10),
+        (np.zeros((20, 16, 3), np.uint8), 15, 10),  # past the last row
+        (np.zeros((20, 16, 3), np.uint8), 5, 0),
+        (np.zeros((20, 16, 3), np.uint8), -1, 5),
+    ],
+)
+def test_a_band_of_anything_but_rgb_rows_within_the_image_is_refused(pixels, top, height):
+    with pytest.raises(ValueError, match=r"pixels|rows"):
+        banded_png.encode_band(pixels, top, height)
 
 
 @pytest.mark.parametrize("first,second", [(b"", b"x"), (b"hello", b"world" * 999), (bytes(range(256)) * 300, b"")])

@@ -22,6 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from reportlab import rl_config
 from reportlab.lib.pagesizes import A4
@@ -80,7 +81,8 @@ class ContactSheet:
 
     The captions are drawn up front; each frame is pasted into its cell when it is added, and each row of cells is
     encoded (``banded_png``) as soon as its frames are all in, so that ``png()`` after the last frame encodes one row.
-    Safe to add frames from several threads."""
+    The sheet is a numpy array (``pixels``) that the row encodings read in place. Safe to add frames from several
+    threads."""
 
     _CAPTION_LINES, _LINE_HEIGHT, _MARGIN = 4, 19, 16
 
@@ -92,12 +94,20 @@ class ContactSheet:
         self.rows = math.ceil(self.count / self.columns)
         self._pitch = CELL + self._CAPTION_LINES * self._LINE_HEIGHT + 12 + self._MARGIN  # one row of cells
         width = self.columns * (CELL + self._MARGIN) + self._MARGIN
-        self.image = Image.new("RGB", (width, self.rows * self._pitch + self._MARGIN), "white")
-        self._draw_captions(captions)
+        paper = Image.new("RGB", (width, self.rows * self._pitch + self._MARGIN), "white")
+        self._draw_captions(paper, captions)
+        self.pixels = np.array(paper)  # (height, width, 3) uint8, written only under the lock
         self._lock = threading.Lock()
         self._missing = [set(self._row_indexes(row)) for row in range(self.rows)]
-        self._versions = [0] * self.rows  # bumped by every paste, so a band encoded before a later paste is dropped
+        # Bumped by every paste before it writes, so that a row encoding that may have read a paste half done (or
+        # finished after one) is dropped: encodings read ``pixels`` without the lock.
+        self._versions = [0] * self.rows
         self._encoded: dict[int, banded_png.EncodedBand] = {}
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return self.pixels.shape[1], self.pixels.shape[0]
 
     def _cell(self, index: int) -> tuple[int, int]:
         """The top-left corner of cell ``index``'s picture."""
@@ -110,11 +120,11 @@ class ContactSheet:
     def row_band(self, row: int) -> tuple[int, int]:
         """(top, height) of the rows of pixels that row of cells ``row`` owns: the margins go to the first and last."""
         top = 0 if row == 0 else self._MARGIN + row * self._pitch
-        bottom = self.image.height if row == self.rows - 1 else self._MARGIN + (row + 1) * self._pitch
+        bottom = self.size[1] if row == self.rows - 1 else self._MARGIN + (row + 1) * self._pitch
         return top, bottom - top
 
-    def _draw_captions(self, captions: Sequence[str]) -> None:
-        draw = ImageDraw.Draw(self.image)
+    def _draw_captions(self, paper: Image.Image, captions: Sequence[str]) -> None:
+        draw = ImageDraw.Draw(paper)
         font = ImageFont.load_default(size=15)
         for index, text in enumerate(captions):
             x, y = self._cell(index)
@@ -123,49 +133,50 @@ class ContactSheet:
                 draw.text((x, y + CELL + 6 + line_no * self._LINE_HEIGHT), line, fill=(20, 20, 20), font=font)
 
     def add(self, index: int, thumbnail: Image.Image) -> Callable[[], None] | None:
-        """Paste cell ``index``'s picture (at most CELL x CELL). If that completes its row of cells, returns the
-        encoding of the row, to be run on any thread (``png`` encodes the rows whose encoding did not run)."""
+        """Paste cell ``index``'s picture (at most CELL x CELL), centred. If that completes its row of cells, returns
+        the encoding of the row, to be run on any thread (``png`` encodes the rows whose encoding did not run)."""
         if not 0 <= index < self.count:
             raise IndexError(f"cell {index} of a sheet of {self.count}")
+        picture = np.asarray(thumbnail.convert("RGB"))
+        height, width = picture.shape[:2]
+        if width > CELL or height > CELL:
+            raise ValueError(f"a {width}x{height} picture does not fit a {CELL}x{CELL} cell")
         row = index // self.columns
         x, y = self._cell(index)
+        left, top = x + (CELL - width) // 2, y + (CELL - height) // 2
         with self._lock:
-            self.image.paste("white", (x, y, x + CELL, y + CELL))  # a replaced picture may have been larger
-            self.image.paste(thumbnail, (x + (CELL - thumbnail.width) // 2, y + (CELL - thumbnail.height) // 2))
-            self._missing[row].discard(index)
             self._versions[row] += 1
+            self.pixels[y : y + CELL, x : x + CELL] = 255  # a replaced picture may have been larger
+            self.pixels[top : top + height, left : left + width] = picture
+            self._missing[row].discard(index)
             self._encoded.pop(row, None)
             if self._missing[row]:
                 return None
-            top, height = self.row_band(row)
-            version, crops = self._versions[row], banded_png.crop_band(self.image, top, height)
+            version = self._versions[row]
+        band_top, band_height = self.row_band(row)
 
         def encode_row() -> None:
-            encoded = banded_png.encode_band(*crops, top)
+            encoded = banded_png.encode_band(self.pixels, band_top, band_height)
             with self._lock:
-                if self._versions[row] == version:
+                if self._versions[row] == version:  # no paste began in the row since: the band is what it shows
                     self._encoded[row] = encoded
 
         return encode_row
 
     def png(self) -> bytes:
         """The sheet as PNG bytes, once every cell has its picture; encodes the rows not yet encoded side by side."""
-        with self._lock:
+        with self._lock:  # held throughout: no paste may change the rows while they are encoded
             missing = sorted(index for row in self._missing for index in row)
             if missing:
                 raise ValueError(f"cells {missing} have no picture yet")
-            done = dict(self._encoded)
-            todo = {
-                row: banded_png.crop_band(self.image, *self.row_band(row))
-                for row in range(self.rows)
-                if row not in done
-            }
-        if todo:
-            with ThreadPoolExecutor(max_workers=min(2, len(todo)), thread_name_prefix="grid-band") as pool:
-                futures = {row: pool.submit(banded_png.encode_band, *crops, self.row_band(row)[0])
-                           for row, crops in todo.items()}  # fmt: skip
-                done.update((row, future.result()) for row, future in futures.items())
-        return banded_png.join_bands(self.image.width, self.image.height, list(done.values()))
+            bands = dict(self._encoded)
+            todo = [row for row in range(self.rows) if row not in bands]
+            if todo:
+                with ThreadPoolExecutor(max_workers=min(2, len(todo)), thread_name_prefix="grid-band") as pool:
+                    futures = {row: pool.submit(banded_png.encode_band, self.pixels, *self.row_band(row))
+                               for row in todo}  # fmt: skip
+                    bands.update((row, future.result()) for row, future in futures.items())
+        return banded_png.join_bands(*self.size, list(bands.values()))
 
 
 # -- the PDF ------------------------------------------------------------------------------------------------------
