@@ -130,6 +130,12 @@ class Orchestrator:
                 plan = self._plan(job)  # writes the plan files
             with documents.StoryboardDocuments(plan.scenes) as built:
                 validation = self._render_all(job, plan, built)
+                # The repetition check seldom changes the PDF's words (a repetitive frame's verdict), so the PDF is
+                # laid out while the validator works, and again only if they did change.
+                words = documents.document_text(
+                    self._store.snapshot(job), self._store.attempts(job), validation.unready_reason
+                )
+                built.lay_out_pdf(words)
                 self._check_repetition(job, plan, validation)
                 files = self._assemble(job, plan, validation, built)
             self._store.update_meta(job, lambda meta: meta.pop("regenerate", None))

@@ -253,6 +253,55 @@ def test_the_documents_refuse_to_be_written_before_every_frame_is_in(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def _counted_layouts(monkeypatch) -> list[tuple[documents.DocumentText, list[documents.PreparedFrame], bytes]]:
+    """Every PDF layout from now on: its words, its frames and the bytes it made."""
+    layouts = []
+    real = documents.storyboard_pdf
+
+    def counted(frames, scenes, text):
+        pdf = real(frames, scenes, text)
+        layouts.append((text, list(frames), pdf))
+        return pdf
+
+    monkeypatch.setattr(documents, "storyboard_pdf", counted)
+    return layouts
+
+
+@pytest.mark.parametrize("words_change", [False, True])
+def test_a_pdf_laid_out_ahead_is_written_if_its_words_stay_the_same_and_laid_out_again_if_not(
+    tmp_path, monkeypatch, words_change
+):
+    layouts = _counted_layouts(monkeypatch)
+    ahead = documents.DocumentText(notes=["seed 1 · pass", "seed 2 · pass"])
+    final = documents.DocumentText(notes=["seed 1 · pass", "seed 2 · repetitive" if words_change else "seed 2 · pass"])
+    with documents.StoryboardDocuments(_scenes(2)) as built:
+        built.add(1, _picture(32, 32, seed=1))
+        built.add(2, _picture(32, 32, seed=2))
+        built.lay_out_pdf(ahead)
+        built.write(tmp_path, final)
+    texts = [text for text, _, _ in layouts]  # in either order: the one laid out ahead may finish last
+    assert len(texts) == (2 if words_change else 1) and ahead in texts and final in texts
+    written = (tmp_path / "storyboard.pdf").read_bytes()
+    assert written == next(pdf for text, _, pdf in layouts if text == final)
+    assert final.notes[1] in pypdf.PdfReader(io.BytesIO(written)).pages[1].extract_text()
+
+
+def test_a_pdf_laid_out_ahead_is_laid_out_again_if_a_frame_was_added_since(tmp_path, monkeypatch):
+    layouts = _counted_layouts(monkeypatch)
+    text = documents.DocumentText(notes=["seed 1", "seed 2"])
+    with documents.StoryboardDocuments(_scenes(2)) as built:
+        built.add(1, _picture(32, 32, seed=1))
+        with pytest.raises(ValueError, match=r"frames \[2\]"):
+            built.lay_out_pdf(text)
+        built.add(2, _picture(32, 32, seed=2))
+        built.lay_out_pdf(text)
+        built.add(2, Image.new("RGB", (32, 32), "red"))
+        built.write(tmp_path, text)
+    assert len(layouts) == 2
+    red = [pdf for _, frames, pdf in layouts if frames[1].thumbnail.getpixel((16, 16)) == (255, 0, 0)]
+    assert (tmp_path / "storyboard.pdf").read_bytes() == red[0]
+
+
 def _written_grid(tmp_path, name: str, additions: list[tuple[int, object]]) -> bytes:
     folder = tmp_path / name
     folder.mkdir()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import grpc
 import httpx
+import pypdf
 import pytest
 from PIL import Image
 
@@ -19,6 +21,7 @@ from services.renderer.server import create_server as create_renderer
 from services.renderer.settings import RendererSettings
 from services.validator.server import create_server as create_validator
 from services.validator.settings import ValidatorSettings
+from storyboard import documents
 from storyboard.v1 import common_pb2, renderer_pb2, storyboards_pb2, storyboards_pb2_grpc
 from tests.support.scripted import BlockingRenderer, serve_renderer
 from tests.support.tcp_proxy import TcpProxy
@@ -176,6 +179,23 @@ def _storyboard_through(services, outputs: Path, validator: str, validator_addre
         server.stop(0)
     assert events[-1].HasField("completed"), events[-1]
     return events[-1].completed.storyboard
+
+
+def test_the_pdf_laid_out_while_the_repetition_check_runs_is_the_one_written(services, tmp_path, monkeypatch):
+    # Its words are worked out before the check; unless a frame repeats another they are the final ones, so one layout
+    # is all a storyboard needs. A second would put reportlab back after the check, where nothing would fail.
+    layouts = []  # the thread of each layout: the one laid out ahead has a thread of its own
+    real = documents.storyboard_pdf
+    monkeypatch.setattr(
+        documents, "storyboard_pdf", lambda *args: layouts.append(threading.current_thread().name) or real(*args)
+    )
+    storyboard = _storyboard_through(services, tmp_path / "outputs", "validator_tiny")
+    assert not any(frame.verdict == common_pb2.VERDICT_REPETITIVE for frame in storyboard.frames)
+    assert len(layouts) == 1 and layouts[0].startswith("documents-pdf"), layouts
+    reader = pypdf.PdfReader(tmp_path / "outputs" / storyboard.id / "storyboard.pdf")
+    words = "\n".join(page.extract_text() for page in reader.pages)
+    for frame in storyboard.frames:
+        assert f"seed {frame.seed} · consistency {frame.score.consistency:.2f}" in words
 
 
 def test_the_validator_is_sent_each_image_once_and_named_by_digest_after(services, tmp_path):

@@ -84,13 +84,17 @@ def join_bands(width: int, height: int, bands: list[EncodedBand]) -> bytes:
     for band in bands:
         checksum = _adler32_combine(checksum, band.adler32, band.length)
     final_block = zlib.compressobj(1, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)  # an empty, last block
-    stream = b"\x78\x01" + b"".join(band.deflated for band in bands) + final_block + struct.pack(">I", checksum)
+    stream = [b"\x78\x01", *(band.deflated for band in bands), final_block, struct.pack(">I", checksum)]
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, filtered rows, no interlace
-    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+    return b"".join([_SIGNATURE, *_chunk(b"IHDR", [header]), *_chunk(b"IDAT", stream), *_chunk(b"IEND", [])])
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+def _chunk(kind: bytes, data: list[bytes]) -> list[bytes]:
+    """A chunk as pieces to join once (the bands are joined into the file, never into a copy of their own)."""
+    crc = zlib.crc32(kind)
+    for piece in data:
+        crc = zlib.crc32(piece, crc)
+    return [struct.pack(">I", sum(map(len, data))), kind, *data, struct.pack(">I", crc)]
 
 
 def _adler32_combine(first: int, second: int, second_length: int) -> int:

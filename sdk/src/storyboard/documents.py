@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -364,9 +364,10 @@ def document_text(
     storyboard: storyboards_pb2.Storyboard,
     attempts: Sequence[outputs.AttemptInfo],
     not_validated_reason: str = "",
-    now: datetime | None = None,
 ) -> DocumentText:
-    """storyboard.pdf's words for a finished storyboard: details on the title page and a note under each frame."""
+    """storyboard.pdf's words for a finished storyboard: details on the title page and a note under each frame. They
+    depend on the storyboard and its attempts alone (the date is its creation's), so that words worked out twice from
+    the same state are the same (``StoryboardDocuments.lay_out_pdf``)."""
     spec, plan = storyboard.spec, storyboard.plan
     backends = sorted({attempt.backend for attempt in attempts if attempt.backend})
     details = [
@@ -385,7 +386,8 @@ def document_text(
         )
     else:
         details.append(f"frames not validated: {not_validated_reason or 'no scores'}")
-    details.append(f"storyboard {storyboard.id} · {(now or datetime.now(UTC)):%Y-%m-%d %H:%M} UTC")
+    created = storyboard.create_time.ToDatetime(tzinfo=UTC) if storyboard.HasField("create_time") else None
+    details.append(f"storyboard {storyboard.id}" + (f" · created {created:%Y-%m-%d %H:%M} UTC" if created else ""))
     notes = []
     for frame in storyboard.frames:
         note = f"seed {frame.seed}"
@@ -396,15 +398,26 @@ def document_text(
     return DocumentText(story=spec.story or plan.story, details=details, notes=notes)
 
 
+@dataclass(frozen=True)
+class _DraftPdf:
+    """A PDF laid out ahead of ``write``, with the words and the frames it was laid out from."""
+
+    text: DocumentText
+    added: dict[int, Future[PreparedFrame]]
+    pdf: Future[bytes]
+
+
 class StoryboardDocuments:
     """Both documents of one storyboard, built while its frames arrive: ``add`` each kept frame when it is in (from any
     thread), then ``write`` once all are.
 
     The work runs on background threads, never the caller's: the contact sheet's captions are drawn once
     ``draw_captions`` is called or the first frame is added, and each added frame is prepared and placed while the
-    caller goes on (validating, streaming, rendering the next frames). Two workers, because Pillow and the deflate
-    release the GIL: a 1024x1024 frame takes ~50 ms to prepare. ``write`` waits for all of it; ``close`` (or leaving
-    the ``with`` block) stops the workers of documents that will never be written."""
+    caller goes on (validating, streaming, rendering the next frames). Two workers, because Pillow, numpy and the
+    deflate release the GIL: a 1024x1024 frame takes ~50 ms to prepare. A PDF laid out ahead (``lay_out_pdf``) has a
+    thread of its own, so that it does not wait behind the contact sheet's rows, which complete at the same moment.
+    ``write`` waits for all of it; ``close`` (or leaving the ``with`` block) stops the workers of documents that will
+    never be written."""
 
     WORKERS = 2
 
@@ -414,11 +427,13 @@ class StoryboardDocuments:
             raise ValueError("a storyboard's documents need at least one frame")
         self._index = {scene.frame: index for index, scene in enumerate(self.scenes)}
         self._pool = ThreadPoolExecutor(max_workers=self.WORKERS, thread_name_prefix="documents")
+        self._layout = ThreadPoolExecutor(max_workers=1, thread_name_prefix="documents-pdf")  # started on first use
         self._sheet: Future[ContactSheet] | None = None
         self._lock = threading.Lock()
         self._added: dict[int, Future[PreparedFrame]] = {}
         self._work: list[Future[PreparedFrame]] = []  # every preparation asked for, replaced ones included
         self._rows: list[Future[None]] = []  # the encoding of each row of the contact sheet as it completes
+        self._draft: _DraftPdf | None = None  # a layout started by ``lay_out_pdf``
 
     def __enter__(self) -> StoryboardDocuments:
         return self
@@ -459,6 +474,22 @@ class StoryboardDocuments:
                 self._rows.append(self._pool.submit(encode_row))
         return prepared
 
+    def lay_out_pdf(self, text: DocumentText) -> None:
+        """Start laying out storyboard.pdf with ``text`` in the background, once every frame is prepared. ``write``
+        keeps that layout if it is given the same text and no frame was added since, and lays the PDF out again
+        otherwise. For a caller that knows the words before its last step: the gateway starts it before the validator
+        checks the kept frames for repetition, which seldom changes a word, so that the layout (10-15 ms of reportlab)
+        runs while the validator works instead of after it."""
+        missing = self.missing()
+        if missing:
+            raise ValueError(f"frames {missing} were not added")
+        with self._lock:
+            added = dict(self._added)
+            self._draft = _DraftPdf(text, added, self._layout.submit(self._pdf, added, text))
+
+    def _pdf(self, added: dict[int, Future[PreparedFrame]], text: DocumentText) -> bytes:
+        return storyboard_pdf([added[scene.frame].result() for scene in self.scenes], self.scenes, text)
+
     def missing(self) -> list[int]:
         """The frame numbers not added yet."""
         with self._lock:
@@ -477,8 +508,12 @@ class StoryboardDocuments:
         frames = [added[scene.frame].result() for scene in self.scenes]
         with self._lock:
             rows = list(self._rows)  # complete: every paste is done
-        grid = self._pool.submit(self._grid_png, rows)  # zlib releases the GIL: the rows encode beside the PDF
-        pdf = storyboard_pdf(frames, self.scenes, text)
+        grid = self._pool.submit(self._grid_png, rows)  # numpy and ISA-L release the GIL: beside the PDF
+        draft = self._draft
+        if draft is not None and draft.text == text and draft.added == added:
+            pdf = draft.pdf.result()
+        else:
+            pdf = storyboard_pdf(frames, self.scenes, text)
         outputs.write_bytes_atomic(folder / outputs.GRID, grid.result())
         outputs.write_bytes_atomic(folder / outputs.PDF, pdf)
         self.close()
@@ -496,3 +531,4 @@ class StoryboardDocuments:
     def close(self) -> None:
         """Stop the workers; work not yet started is dropped."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._layout.shutdown(wait=False, cancel_futures=True)
