@@ -39,6 +39,7 @@ class Version:
     name: str
     root: Path
     gateway: ServiceProcess | None = None
+    client: Client | None = None
     walls: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
 
@@ -62,16 +63,15 @@ def git(*args: str) -> str:
 
 def storyboard(version: Version, options: Options, seed: int) -> None:
     """One storyboard through ``version``'s gateway; its wall time and the gateway's CPU time are recorded."""
-    assert version.gateway is not None
+    assert version.gateway is not None and version.client is not None
     cpu_before = cpu_seconds(version.gateway.pid)
-    with Client(version.gateway.address, timeout=120) as client:
-        started = time.perf_counter()
-        run = client.generate(
-            story=STORY, num_frames=options.frames, num_inference_steps=options.steps, width=options.size,
-            height=options.size, base_seed=seed,
-        )  # fmt: skip
-        final = [event for event in run if isinstance(event, events.Completed | events.Failed)]
-        wall = time.perf_counter() - started
+    started = time.perf_counter()
+    run = version.client.generate(
+        story=STORY, num_frames=options.frames, num_inference_steps=options.steps, width=options.size,
+        height=options.size, base_seed=seed,
+    )  # fmt: skip
+    final = [event for event in run if isinstance(event, events.Completed | events.Failed)]
+    wall = time.perf_counter() - started
     if not final or isinstance(final[-1], events.Failed):
         raise RuntimeError(f"{version.name}: the storyboard did not complete: {final[-1] if final else 'no end'}")
     version.walls.append(wall)
@@ -91,6 +91,7 @@ def compare(revision: str, options: Options, storyboards: int, log=print) -> lis
                     stack.planner.address, renderers, Path(scratch) / f"outputs-{index}", "--max-retries", "0",
                     "--log-level", "WARNING", validator=stack.validator.address, root=version.root,
                 )  # fmt: skip
+                version.client = Client(version.gateway.address, timeout=120)  # connected once, as in the benchmark
             for version in versions:  # warm-up, not recorded
                 storyboard(version, options, seed=1)
                 version.walls.clear()
@@ -101,6 +102,10 @@ def compare(revision: str, options: Options, storyboards: int, log=print) -> lis
                     storyboard(version, options, seed=100 + index)
                 if (index + 1) % 4 == 0:
                     log(f"compare: {index + 1}/{storyboards} storyboards each")
+            for version in versions:
+                if version.client is not None:
+                    version.client.close()
+            stack.close()
     return versions
 
 
