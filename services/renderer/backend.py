@@ -33,6 +33,7 @@ class SceneHints:
     mood: str = ""
     setting: str = ""
     lighting: str = ""
+    characters: tuple[str, ...] = ()  # trigger tokens of the characters in the scene, as the planner named them
 
 
 @dataclass(frozen=True)

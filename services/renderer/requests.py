@@ -23,6 +23,7 @@ FORMAT_NAMES = {
 MAX_ADAPTER_WEIGHT = 10.0
 MAX_ADAPTERS_PER_FRAME = 8
 SCENE_TEXT_FIELDS = ("description", "camera", "mood", "setting", "lighting")
+MAX_CHARACTERS_PER_SCENE, MAX_TRIGGER_TOKEN_CHARS = 16, 200
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,14 @@ def _scene(frame: renderer_pb2.FrameSpec, limits: RenderLimits, field: str) -> S
         name: check_text(getattr(frame.scene, name), limits.max_prompt_chars, f"{field}.scene.{name}")
         for name in SCENE_TEXT_FIELDS
     }
-    return SceneHints(**texts)
+    tokens = frame.scene.trigger_tokens
+    if len(tokens) > MAX_CHARACTERS_PER_SCENE:
+        raise InvalidArgument(f"{field}.scene.trigger_tokens", f"at most {MAX_CHARACTERS_PER_SCENE}, got {len(tokens)}")
+    characters = tuple(
+        check_text(token, MAX_TRIGGER_TOKEN_CHARS, f"{field}.scene.trigger_tokens[{j}]", required=True)
+        for j, token in enumerate(tokens)
+    )
+    return SceneHints(**texts, characters=characters)
 
 
 def _frame_spec(frame: renderer_pb2.FrameSpec, limits: RenderLimits, field: str) -> FrameSpec:

@@ -4,6 +4,7 @@ panel is drawn with (gradients, glows, outlined shapes)."""
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
@@ -68,6 +69,14 @@ GROUNDS: dict[Place, Ground] = {
     Place.INTERIOR: Ground((120, 80, 50), (96, 62, 38), (170, 120, 80)),
 }
 CLOTH: tuple[RGB, ...] = ((52, 84, 140), (140, 52, 48), (70, 110, 80), (120, 84, 46), (92, 64, 120))
+
+
+def character_cloth(character: str) -> RGB:
+    """The colour ``character`` (a trigger token) wears in every panel it is in, whatever the frame's seed: the same
+    character looks the same from frame to frame, as the storyboard promises."""
+    return CLOTH[zlib.crc32(character.encode()) % len(CLOTH)]
+
+
 SKIN: RGB = (222, 176, 138)
 
 
@@ -77,6 +86,11 @@ class Palette:
     ground: Ground
     cloth: RGB
     skin: RGB
+
+    @property
+    def others(self) -> tuple[RGB, ...]:
+        """Clothes for everyone else in a panel: never the character's colour, so that no one is taken for them."""
+        return tuple(color for color in CLOTH if color != self.cloth)
 
     def lit(self, color: RGB) -> RGB:
         """``color`` as the scene's light colours it."""

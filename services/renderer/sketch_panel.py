@@ -27,6 +27,7 @@ from services.renderer.sketch_canvas import (
     WHITE,
     Canvas,
     Palette,
+    character_cloth,
     glow,
     mix,
     rgba,
@@ -83,7 +84,8 @@ def draw_figure_in_scene(canvas: Canvas, *, horizon: float, size: float, yurt_si
     if plan.crowd:
         for k in range(4):
             cx = figure_x + canvas.facing * height * (1.2 + k * 0.45)
-            draw_person(canvas, cx, feet - height * 0.1 * (k % 2), height * 1.05, -canvas.facing, CLOTH[k % len(CLOTH)])
+            cloth = canvas.palette.others[k % len(canvas.palette.others)]
+            draw_person(canvas, cx, feet - height * 0.1 * (k % 2), height * 1.05, -canvas.facing, cloth)
 
 
 def draw_path(canvas: Canvas, horizon: float, toward: float) -> None:
@@ -222,7 +224,8 @@ def shot_pov(canvas: Canvas) -> None:
         draw_door(canvas, (canvas.x(0.35), canvas.y(0.2), canvas.x(0.65), canvas.y(0.85)), 0.3)
     elif plan.crowd:
         for k in range(3):
-            draw_person(canvas, canvas.x(0.3 + k * 0.2), horizon + u * 0.2, u * 0.35, -1 if k else 1, CLOTH[k + 1])
+            cloth = canvas.palette.others[k]
+            draw_person(canvas, canvas.x(0.3 + k * 0.2), horizon + u * 0.2, u * 0.35, -1 if k else 1, cloth)
     if plan.horse:
         draw_pov_horse(canvas)
     else:
@@ -421,12 +424,19 @@ def draw_labels(image: Image.Image, frame: int, camera_label: str, seed: int, sc
 # --- the panel --------------------------------------------------------------------------------------------------------
 
 
+def panel_palette(plan: PanelPlan, rng: random.Random) -> Palette:
+    """The panel's colours: its light's sky, its place's ground, and its character's clothes, which are theirs in
+    every frame (a seeded pick where the frame names no character)."""
+    cloth = character_cloth(plan.character) if plan.character else rng.choice(CLOTH)
+    return Palette(SKIES[plan.light], GROUNDS[plan.place], cloth, SKIN)
+
+
 def draw_panel(plan: PanelPlan, *, frame: int, seed: int, width: int, height: int) -> Image.Image:
     """One storyboard sketch panel, ``width`` x ``height``, for ``plan``; the same arguments give the same pixels."""
     rng = random.Random(seed)
     caption = layout_caption(plan.caption, width, height)
     scene_height = height - caption.band
-    palette = Palette(SKIES[plan.light], GROUNDS[plan.place], rng.choice(CLOTH), SKIN)
+    palette = panel_palette(plan, rng)
     scene = Image.new("RGB", (width, scene_height), palette.sky.bottom)
     canvas = Canvas(scene, width, scene_height, plan, palette, rng, facing=1 if rng.random() < 0.5 else -1)
     SHOTS[plan.shot](canvas)

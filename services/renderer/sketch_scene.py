@@ -142,6 +142,7 @@ class PanelPlan:
     hand: bool = False
     face: bool = False
     crowd: bool = False
+    character: str = ""  # who the panel's figure is (a trigger token); empty when the frame does not say
 
 
 def _has(text: str, word: str) -> bool:
@@ -213,6 +214,7 @@ def plan_panel(spec: FrameSpec) -> PanelPlan:
         hand=_any(everything, ("hand", "finger", "palm")),
         face=_any(everything, ("face", "expression", "eye", "smile", "gaze", "grin", "portrait")),
         crowd=_any(everything, ("villager", "crowd", "people", "merchant", "guest", "children", "audience")),
+        character=scene.characters[0] if scene is not None and scene.characters else "",
     )
 
 

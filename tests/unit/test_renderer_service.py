@@ -21,6 +21,8 @@ from services.renderer.scheduler import AllDone, RenderScheduler
 from services.renderer.server import create_server
 from services.renderer.settings import RendererSettings
 from services.renderer.sketch import SketchBackend
+from services.renderer.sketch_canvas import GROUNDS, SKIES, SKIN, Palette, character_cloth
+from services.renderer.sketch_scene import Light, Place
 from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -199,6 +201,20 @@ def test_seeds_and_cameras_change_the_panel(channel):
     assert panel(1, "wide shot") != panel(1, "close-up")
 
 
+def test_the_character_the_scene_names_wears_its_own_colour_in_every_panel(channel):
+    # In daylight a figure is drawn flat in its clothes' colour as the light tints it: count those pixels.
+    for tokens in (["aldar_kose_man"], ["merchant_man", "aldar_kose_man"]):  # the figure is the first named
+        cloth = character_cloth(tokens[0])
+        worn = Palette(SKIES[Light.DAY], GROUNDS[Place.STEPPE], cloth, SKIN).lit(cloth)
+        for seed, camera in ((1, "wide shot"), (2, "medium shot"), (3, "close-up"), (4, "medium shot")):
+            scene = common_pb2.Scene(
+                description="on the steppe", camera=camera, lighting="midday", trigger_tokens=tokens
+            )
+            data = frames_of(render(channel, request(spec(seed=seed, scene=scene))))[0].image.data
+            pixels = Image.open(io.BytesIO(data)).convert("RGB").getcolors(1 << 20)
+            assert {colour: count for count, colour in pixels}.get(worn, 0) > 100, (tokens, seed, camera)
+
+
 @pytest.mark.parametrize(("width", "height"), [(256, 256), (512, 264), (264, 512), (1024, 576)])
 def test_the_requested_size_is_honoured(channel, width, height):
     frame = frames_of(render(channel, request(spec(width=width, height=height, steps=1))))[0]
@@ -275,6 +291,16 @@ BAD_REQUESTS = [
         request(spec(scene=common_pb2.Scene(description="x" * 2001))),
         INVALID,
         "frames[0].scene.description: is 2001 characters long",
+    ),
+    (
+        request(spec(scene=common_pb2.Scene(trigger_tokens=["aldar_kose_man"] * 17))),
+        INVALID,
+        "frames[0].scene.trigger_tokens: at most 16, got 17",
+    ),
+    (
+        request(spec(scene=common_pb2.Scene(trigger_tokens=["aldar_kose_man", ""]))),
+        INVALID,
+        "frames[0].scene.trigger_tokens[1]: must not be empty",
     ),
     (request(spec(frame=0)), INVALID, "frames[0].frame: must be 1 or more, got 0"),
     (request(spec(frame=3), spec(frame=3)), INVALID, "frames[1].frame: frame 3 is already used by frames[0]"),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from PIL import Image, ImageStat
 
 from services.renderer.backend import FrameSpec, RenderBackend, SceneHints
 from services.renderer.sketch import SketchBackend, sketch_frame
-from services.renderer.sketch_canvas import STAMP
-from services.renderer.sketch_panel import printable
+from services.renderer.sketch_canvas import GROUNDS, SKIES, SKIN, STAMP, Palette, character_cloth
+from services.renderer.sketch_panel import panel_palette, printable
 from services.renderer.sketch_scene import Expression, Light, Place, Shot, caption_from_prompt, plan_panel
 
 
@@ -97,6 +99,31 @@ def test_text_outside_the_embedded_font_is_folded_or_marked():
 
 
 # --- drawing ----------------------------------------------------------------------------------------------------------
+
+
+def test_a_character_wears_the_same_colour_in_every_frame_whatever_the_seed():
+    # The offline demo's frames once dressed Aldar in blue in one frame and brown in the next: the seed chose.
+    scenes = [
+        SceneHints(description="aldar_kose_man at the bazaar", camera="wide shot", characters=("aldar_kose_man",)),
+        SceneHints(description="aldar_kose_man rides away", camera="close-up", characters=("aldar_kose_man",)),
+    ]
+    plans = [plan_panel(frame(scene)) for scene in scenes]
+    assert {plan.character for plan in plans} == {"aldar_kose_man"}
+    worn = {panel_palette(plan, random.Random(seed)).cloth for plan in plans for seed in range(12)}
+    assert worn == {character_cloth("aldar_kose_man")}
+    assert all(character_cloth("aldar_kose_man") not in panel_palette(plan, random.Random(1)).others for plan in plans)
+    nameless = plan_panel(frame(SceneHints(description="a rider on the steppe")))
+    assert len({panel_palette(nameless, random.Random(seed)).cloth for seed in range(12)}) > 1
+
+
+def test_no_one_else_in_a_panel_wears_the_characters_colour():
+    # A POV shot is the character's own view: the villagers in it must not look like them.
+    cloth = character_cloth("aldar_kose_man")
+    worn = Palette(SKIES[Light.DAY], GROUNDS[Place.STEPPE], cloth, SKIN).lit(cloth)
+    scene = SceneHints("the merchant and the villagers", "POV shot", lighting="midday", characters=("aldar_kose_man",))
+    for seed in range(1, 6):
+        colours = {colour for _, colour in sketch_frame(frame(scene, seed=seed)).getcolors(1 << 20)}
+        assert worn not in colours
 
 
 def test_the_backend_implements_the_interface():
