@@ -1,6 +1,7 @@
 """A Renderer whose cost per frame is fixed and known: a real ``storyboard.v1.Renderer`` gRPC server (built with
 ``storyboard_common.server.build_server``: health, reflection, the shared interceptor) that spends ``--frame-seconds``
-per frame, split over the frame's steps with a progress event after each, and returns a real encoded image.
+per frame, split over the frame's steps with a progress event after each (thinned to the request's
+``progress_interval_seconds``, as the renderer service thins them), and returns a real encoded image.
 
 It models one GPU: frames are drawn one at a time, first come first served, however many calls are open (a GPU
 renderer queues frames the same way). The time is spent sleeping, not computing, so that eight replicas on a 2-core
@@ -43,6 +44,7 @@ from bench.natural_image import natural_image  # noqa: E402
 from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc  # noqa: E402
 from storyboard_common.errors import InvalidArgument  # noqa: E402
 from storyboard_common.images import PNG_LEVEL, encode  # noqa: E402
+from storyboard_common.progress import ProgressThrottle  # noqa: E402
 from storyboard_common.server import Registration, build_server, run_service  # noqa: E402
 from storyboard_common.settings import ServiceSettings  # noqa: E402
 
@@ -88,7 +90,7 @@ def frame_variant(spec: renderer_pb2.FrameSpec) -> int:
 
 
 class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
-    """Render: ``frame_seconds`` per frame (one frame at a time), a progress event per step, a real image."""
+    """Render: ``frame_seconds`` per frame (one frame at a time), progress as the request asks, a real image."""
 
     def __init__(
         self,
@@ -163,15 +165,17 @@ class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
                 started, started_at = time.perf_counter(), time.time()
                 waited = started - queued
                 steps = max(1, spec.steps)
+                throttle = ProgressThrottle(request.progress_interval_seconds)  # as the renderer service thins them
                 for step in range(1, steps + 1):
                     # Each step ends on a fixed schedule from the frame's start, as a GPU's steps do: the time a
                     # progress message takes to send, or a late wake-up on a busy CPU, does not stretch the frame.
                     time.sleep(max(0.0, started + step * self.frame_seconds / steps - time.perf_counter()))
                     if not context.is_active():
                         return
-                    yield renderer_pb2.RenderEvent(
-                        progress=renderer_pb2.FrameProgress(frame=spec.frame, step=step, total_steps=steps)
-                    )
+                    if throttle.passes(step, steps):
+                        yield renderer_pb2.RenderEvent(
+                            progress=renderer_pb2.FrameProgress(frame=spec.frame, step=step, total_steps=steps)
+                        )
             finally:
                 self._slot.release()
             data, mime, encode_seconds = self._encoded_frame(spec.width, spec.height, frame_variant(spec))

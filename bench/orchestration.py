@@ -323,8 +323,9 @@ loopback, the SDK's `Client.generate` as the client. Median of {options.rounds} 
 for every R and the original's way run one after another, and each stage is measured directly in the same round.
 
 **Renderer: `bench/fixed_cost_renderer.py`**, not the tiny diffusers pipeline. A replica spends a fixed
-{options.frame_seconds:g} s per frame ({options.steps} progress events, 25 ms apart like SDXL steps on a fast GPU),
-one frame at a time like a GPU, and returns a real PNG, a different picture for each frame of a storyboard (so the
+{options.frame_seconds:g} s per frame ({options.steps} steps, 25 ms apart like SDXL's on a fast GPU, reported as the
+gateway asks: the first, the last and one per 0.1 s), one frame at a time like a GPU, and returns a real PNG, a
+different picture for each frame of a storyboard (so the
 validator embeds each and finds no repetition, as with real frames). It sleeps rather than computes: on this 2-core
 machine CPU-bound replicas cannot run side by side (8 of them would share 2 cores and R = 8 would measure the cores,
 not the orchestration), and the tiny SDXL pipeline takes 10-40 s per frame at the gateway's smallest size (256x256;

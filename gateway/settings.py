@@ -66,7 +66,8 @@ class GatewaySettings(ServiceSettings):
         ge=0,
         le=60,
         description="least time between two progress events of one frame (its first and last steps always go out); "
-        "0 sends every step. Each event is stored and streamed, so per-step events cost CPU that fast steps feel",
+        "0 sends every step. Replicas are asked to send no more. Each event is stored and streamed, so per-step events "
+        "cost CPU that fast steps feel",
     )
 
     auth: Literal["auto", "required", "optional"] = Field(

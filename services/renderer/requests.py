@@ -24,6 +24,7 @@ MAX_ADAPTER_WEIGHT = 10.0
 MAX_ADAPTERS_PER_FRAME = 8
 SCENE_TEXT_FIELDS = ("description", "camera", "mood", "setting", "lighting")
 MAX_CHARACTERS_PER_SCENE, MAX_TRIGGER_TOKEN_CHARS = 16, 200
+MAX_PROGRESS_INTERVAL = 60.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class RenderJob:
     frames: list[FrameSpec]
     image_format: str
     quality: int
+    progress_interval: float = 0.0  # least seconds between two progress messages of a frame; 0: every step
 
 
 def _check_steps(steps: int, limits: RenderLimits, field: str) -> int:
@@ -146,4 +148,5 @@ def parse_render_request(
         first_index_of[spec.frame] = i
         frames.append(spec)
     _require_adapters(frames, catalog, backend_applies_adapters)
-    return RenderJob(frames, image_format, request.quality or default_quality)
+    interval = check_range(request.progress_interval_seconds, 0, MAX_PROGRESS_INTERVAL, "progress_interval_seconds")
+    return RenderJob(frames, image_format, request.quality or default_quality, interval)

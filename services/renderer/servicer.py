@@ -16,6 +16,7 @@ from services.renderer.settings import RenderLimits
 from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
 from storyboard_common import images
 from storyboard_common.errors import Unavailable
+from storyboard_common.progress import ProgressThrottle
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
     def _events(
         self, ticket: RenderTicket, job: RenderJob, context: grpc.ServicerContext
     ) -> Iterator[renderer_pb2.RenderEvent]:
+        throttles: dict[int, ProgressThrottle] = {}  # by frame number
         while True:
             event = ticket.next_event(POLL_SECONDS)
             if event is None:
@@ -78,8 +80,10 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
                     raise Unavailable("the renderer is shutting down; retry on another replica")
                 continue
             if isinstance(event, StepDone):
-                progress = renderer_pb2.FrameProgress(frame=event.frame, step=event.step, total_steps=event.total)
-                yield renderer_pb2.RenderEvent(progress=progress)
+                throttle = throttles.setdefault(event.frame, ProgressThrottle(job.progress_interval))
+                if throttle.passes(event.step, event.total):
+                    progress = renderer_pb2.FrameProgress(frame=event.frame, step=event.step, total_steps=event.total)
+                    yield renderer_pb2.RenderEvent(progress=progress)
             elif isinstance(event, FrameDone):
                 yield renderer_pb2.RenderEvent(frame=self._rendered_frame(event, job))
             elif isinstance(event, RenderFailed):

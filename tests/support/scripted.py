@@ -76,6 +76,7 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
         self.log = log
         self.adapters = list(adapters)
         self.renders: list[tuple[int, int]] = []  # (frame, seed) of each finished render
+        self.progress_intervals: list[float] = []  # what each call asked for; every step is reported regardless
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
 
@@ -88,6 +89,8 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
             handle.write(line + "\n")
 
     def Render(self, request: renderer_pb2.RenderRequest, context: grpc.ServicerContext) -> Iterator[Any]:
+        with self._lock:
+            self.progress_intervals.append(request.progress_interval_seconds)
         for spec in request.frames:
             self._record("start", spec)
             steps = max(1, spec.steps)

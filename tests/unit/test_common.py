@@ -14,6 +14,7 @@ from storyboard.v1 import planner_pb2, planner_pb2_grpc
 from storyboard_common.channels import open_channel, target_for
 from storyboard_common.errors import InvalidArgument, NotFound, ResourceExhausted
 from storyboard_common.logs import request_id
+from storyboard_common.progress import ProgressThrottle
 from storyboard_common.server import Registration, build_server
 from storyboard_common.settings import ServiceSettings, load_settings
 
@@ -188,3 +189,19 @@ def test_healthcheck_probe_exits_zero_only_when_serving(served, capsys):
     server.ready.wait(5)
     assert healthcheck.main([f"127.0.0.1:{port}", "storyboard.v1.Planner"]) == 0
     assert "SERVING" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "interval,expected",
+    [(0.0, list(range(1, 21))), (1.0, [1, 5, 9, 13, 17, 20]), (3600.0, [1, 20])],
+    ids=["every step", "one a second", "first and last"],
+)
+def test_progress_is_thinned_to_one_step_per_interval_but_keeps_the_first_and_last(interval, expected):
+    now = [0.0]
+    throttle = ProgressThrottle(interval, clock=lambda: now[0])
+    passed = []
+    for step in range(1, 21):
+        now[0] = step * 0.25  # a step every quarter second
+        if throttle.passes(step, 20):
+            passed.append(step)
+    assert passed == expected

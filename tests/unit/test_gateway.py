@@ -12,7 +12,6 @@ import pypdf
 import pytest
 from PIL import Image
 
-from gateway.orchestrator import _ProgressThrottle
 from gateway.server import create_server as create_gateway
 from gateway.settings import GatewaySettings
 from services.planner.server import create_server as create_planner
@@ -22,7 +21,7 @@ from services.renderer.settings import RendererSettings
 from services.validator.server import create_server as create_validator
 from services.validator.settings import ValidatorSettings
 from storyboard import documents
-from storyboard.v1 import common_pb2, renderer_pb2, storyboards_pb2, storyboards_pb2_grpc
+from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
 from tests.support.scripted import BlockingRenderer, serve_renderer
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.tiny_clip import build_tiny_clip
@@ -356,12 +355,3 @@ def test_unknown_characters_are_refused_at_the_edge(gateway):
         stub.Create(storyboards_pb2.CreateRequest(spec=_spec(characters=["Nobody"])), timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details().startswith("spec.characters[0]: unknown character 'Nobody'")
-
-
-@pytest.mark.parametrize(
-    "interval,expected", [(0.0, [1, 2, 3, 4, 5, 6]), (3600.0, [1, 6])], ids=["every step", "first and last"]
-)
-def test_progress_events_are_throttled_per_render_but_keep_the_first_and_last_steps(interval, expected):
-    throttle = _ProgressThrottle(interval)
-    steps = [renderer_pb2.FrameProgress(frame=1, step=n, total_steps=6) for n in range(1, 7)]
-    assert [p.step for p in steps if throttle.passes(p)] == expected

@@ -171,6 +171,20 @@ def test_when_every_attempt_is_weak_the_best_one_is_kept(stacks):
     assert report["consistency"]["frames_below_threshold"] == [3] and report["retries"] == 2
 
 
+def test_replicas_are_asked_for_the_progress_interval_and_one_that_ignores_it_is_thinned_by_the_gateway(stacks):
+    # The scripted renderer reports all 20 steps of a frame, 10 ms apart, whatever it is asked.
+    renderer = ScriptedRenderer(delay=0.2)
+    stack = stacks(renderer=renderer, progress_interval_seconds=0.4)
+    events = stack.generate(num_frames=6, num_inference_steps=20)
+    assert renderer.progress_intervals and set(renderer.progress_intervals) == {0.4}
+    steps: dict[int, list[int]] = {}
+    for progress in _of(events, "frame_progress"):
+        steps.setdefault(progress.frame, []).append(progress.step)
+    assert sorted(steps) == list(range(1, 7))
+    for reported in steps.values():  # the first and last, and at most one per 0.2 s (half the interval) between
+        assert reported[0] == 1 and reported[-1] == 20 and len(reported) <= 5, reported
+
+
 # -- regeneration ---------------------------------------------------------------------------------------------------
 
 

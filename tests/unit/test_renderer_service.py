@@ -201,6 +201,15 @@ def test_seeds_and_cameras_change_the_panel(channel):
     assert panel(1, "wide shot") != panel(1, "close-up")
 
 
+@pytest.mark.parametrize(("interval", "expected"), [(0.0, list(range(1, 9))), (60.0, [1, 8])])
+def test_progress_is_reported_at_most_once_per_interval_asked_but_always_first_and_last(channel, interval, expected):
+    frames = [spec(frame=1, steps=8), spec(frame=2, steps=8)]
+    events = render(channel, request(*frames, progress_interval_seconds=interval))
+    for number in (1, 2):
+        assert [e.progress.step for e in events if e.HasField("progress") and e.progress.frame == number] == expected
+    assert len(frames_of(events)) == 2
+
+
 def test_the_character_the_scene_names_wears_its_own_colour_in_every_panel(channel):
     # In daylight a figure is drawn flat in its clothes' colour as the light tints it: count those pixels.
     for tokens in (["aldar_kose_man"], ["merchant_man", "aldar_kose_man"]):  # the figure is the first named
@@ -302,6 +311,9 @@ BAD_REQUESTS = [
         INVALID,
         "frames[0].scene.trigger_tokens[1]: must not be empty",
     ),
+    (request(spec(), progress_interval_seconds=-1), INVALID, "progress_interval_seconds: must be between 0 and 60"),
+    (request(spec(), progress_interval_seconds=61), INVALID, "progress_interval_seconds: must be between 0 and 60"),
+    (request(spec(), progress_interval_seconds=float("nan")), INVALID, "progress_interval_seconds"),
     (request(spec(frame=0)), INVALID, "frames[0].frame: must be 1 or more, got 0"),
     (request(spec(frame=3), spec(frame=3)), INVALID, "frames[1].frame: frame 3 is already used by frames[0]"),
     (request(spec(), quality=101), INVALID, "quality: must be between 0 and 100"),

@@ -34,14 +34,16 @@ class FrameSpec(_message.Message):
     def __init__(self, frame: _Optional[int] = ..., prompt: _Optional[str] = ..., prompt_2: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., scene: _Optional[_Union[_common_pb2.Scene, _Mapping]] = ...) -> None: ...
 
 class RenderRequest(_message.Message):
-    __slots__ = ("frames", "format", "quality")
+    __slots__ = ("frames", "format", "quality", "progress_interval_seconds")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     frames: _containers.RepeatedCompositeFieldContainer[FrameSpec]
     format: _common_pb2.ImageFormat
     quality: int
-    def __init__(self, frames: _Optional[_Iterable[_Union[FrameSpec, _Mapping]]] = ..., format: _Optional[_Union[_common_pb2.ImageFormat, str]] = ..., quality: _Optional[int] = ...) -> None: ...
+    progress_interval_seconds: float
+    def __init__(self, frames: _Optional[_Iterable[_Union[FrameSpec, _Mapping]]] = ..., format: _Optional[_Union[_common_pb2.ImageFormat, str]] = ..., quality: _Optional[int] = ..., progress_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class FrameProgress(_message.Message):
     __slots__ = ("frame", "step", "total_steps")
