@@ -112,7 +112,8 @@ def run(rounds: int = ROUNDS) -> Section:
 `bench/documents_bench.py`. What the documents leave for after the last of {FRAMES} frames is in: the contact
 sheet's last row of frames, filtered and deflated (``storyboard.banded_png``; the other rows were encoded as they
 completed), and the PDF's layout (``documents.storyboard_pdf``: reportlab, mostly Python; the frames' JPEGs were
-made as they arrived). The row is encoded with ISA-L, the contact sheet's deflate, and with the stdlib's zlib at its
+made as they arrived; the gateway lays it out while the validator checks the kept frames for repetition). The row is
+encoded with ISA-L, the contact sheet's deflate, and with the stdlib's zlib at its
 fastest setting for such rows (level 1, run-length strategy; the encoder's before), the two alternating on the same
 row; medians of {rounds}. "sheet MB" is the whole contact sheet's PNG with that deflate. Frames are
 `bench.natural_image` pictures, a different one per frame.

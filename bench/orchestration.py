@@ -334,12 +334,12 @@ its VAE only halves the resolution, so attention runs over 16k tokens), not a fe
 ideal(R) = plan + ceil({frames}/R) x frame + one validation. The overhead (wall - ideal) is split by the replicas'
 own log of when each frame started and when it was handed to gRPC: "before frames" is request -> the first frame
 starts on a replica, less the plan; "after frames" is the last frame handed to gRPC -> Completed at the client, less
-one validation (it holds the last frames' way to the gateway and the client, their validation and the repetition check
-over all kept frames, the documents' last row and layout, frames.json and report.json); "between" is the rest, frames
-that start later on their replicas than the ideal's back-to-back schedule. "Gateway CPU" is the CPU time the gateway
-process used for the storyboard and "stack CPU" that of every process (the gateway, planner, validator, the R replicas
-and the client), both from /proc; this machine has {os.cpu_count()} cores. "vs original" is the original's way's wall
-time over the stack's.
+one validation (it holds the last frames' way to the gateway and the client, their validation, the repetition check
+over all kept frames with the PDF laid out meanwhile, the contact sheet's last row, frames.json and report.json);
+"between" is the rest, frames that start later on their replicas than the ideal's back-to-back schedule. "Gateway
+CPU" is the CPU time the gateway process used for the storyboard and "stack CPU" that of every process (the gateway,
+planner, validator, the R replicas and the client), both from /proc; this machine has {os.cpu_count()} cores. "vs
+original" is the original's way's wall time over the stack's.
 """
     if ratios[worst] <= 1.05:
         conclusion = "Target wall / ideal <= 1.05: **met at every R**."
@@ -352,8 +352,8 @@ time over the stack's.
             f"Most of the overhead comes after the last frame ({min(afters):.0f}-{max(afters):.0f} ms, the most at "
             f"R = {max(ratios, key=lambda c: split[c][2])}, where the most frames finish together) and it does not "
             f"shrink with the ideal, so its share grows with R; before the first frame it is {min(befores):.0f}-"
-            f"{max(befores):.0f} ms. After the last frames come their validation, keeping, the repetition check, the "
-            "documents' last row and layout and the JSON files, on this machine's "
+            f"{max(befores):.0f} ms. After the last frames come their validation, keeping, the repetition check (the "
+            "PDF is laid out meanwhile), the contact sheet's last row and the JSON files, on this machine's "
             f"{os.cpu_count()} cores, which the gateway, the validator, the client and every replica share. The stack "
             f"used {median(m.stack_cpu[busiest]) * 1000:.0f} ms of CPU for a storyboard of "
             f"{median(m.wall[busiest]) * 1000:.0f} ms at R = {busiest}, most of it in the moments frames arrive. On "
