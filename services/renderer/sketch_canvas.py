@@ -69,15 +69,13 @@ GROUNDS: dict[Place, Ground] = {
     Place.INTERIOR: Ground((120, 80, 50), (96, 62, 38), (170, 120, 80)),
 }
 CLOTH: tuple[RGB, ...] = ((52, 84, 140), (140, 52, 48), (70, 110, 80), (120, 84, 46), (92, 64, 120))
+SKIN: RGB = (222, 176, 138)
 
 
 def character_cloth(character: str) -> RGB:
     """The colour ``character`` (a trigger token) wears in every panel it is in, whatever the frame's seed: the same
     character looks the same from frame to frame, as the storyboard promises."""
     return CLOTH[zlib.crc32(character.encode()) % len(CLOTH)]
-
-
-SKIN: RGB = (222, 176, 138)
 
 
 @dataclass(frozen=True)
