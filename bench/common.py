@@ -8,7 +8,8 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,13 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str = 
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def timed(work: Callable[[], object]) -> float:
+    """Seconds ``work()`` took."""
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
 
 
 def median(values: Sequence[float]) -> float:

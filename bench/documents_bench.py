@@ -13,7 +13,6 @@ row of rendered frames.
 from __future__ import annotations
 
 import sys
-import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.common import Section, median, ms, ratio, table  # noqa: E402
+from bench.common import Section, median, ms, ratio, table, timed  # noqa: E402
 from bench.natural_image import natural_image  # noqa: E402
 from storyboard import banded_png, documents  # noqa: E402
 from storyboard.v1 import common_pb2  # noqa: E402
@@ -53,16 +52,10 @@ def _scenes() -> list[common_pb2.Scene]:
             mood="tense",
             setting="the bazaar",
             lighting="noon",
-            description="Aldar Kose hands the merchant the pot while the crowd watches and the water starts to boil",
+            description=DESCRIPTION,
         )
         for n in range(1, FRAMES + 1)
     ]
-
-
-def _timed(work: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
 
 
 def measure(size: int, rounds: int) -> dict[str, Any]:
@@ -77,8 +70,8 @@ def measure(size: int, rounds: int) -> dict[str, Any]:
     seconds["pdf"] = []
     for _ in range(rounds):
         for name, deflater in DEFLATERS.items():
-            seconds[name].append(_timed(lambda d=deflater: banded_png.encode_band(sheet.pixels, *rows[-1], d)))
-        seconds["pdf"].append(_timed(lambda: documents.storyboard_pdf(prepared, scenes, text)))
+            seconds[name].append(timed(lambda d=deflater: banded_png.encode_band(sheet.pixels, *rows[-1], d)))
+        seconds["pdf"].append(timed(lambda: documents.storyboard_pdf(prepared, scenes, text)))
     sizes = {
         name: len(
             banded_png.join_bands(

@@ -37,7 +37,7 @@ if str(REPO) not in sys.path:
 
 import grpc  # noqa: E402
 
-from bench.common import Section, median, ms, ratio, table  # noqa: E402
+from bench.common import Section, median, ms, ratio, table, timed  # noqa: E402
 from storyboard import Client, events  # noqa: E402
 from storyboard.v1 import (  # noqa: E402
     common_pb2,
@@ -194,12 +194,6 @@ class Direct:
             ),
             timeout=60,
         )
-
-
-def timed(work) -> float:  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
 
 
 def stage_costs(direct: Direct, seed: int, into: Measurements) -> None:
