@@ -4,27 +4,35 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from storyboard import banded_png
 from storyboard_common.errors import InvalidArgument
 
 MIME_TYPES = {"PNG": "image/png", "WEBP": "image/webp", "JPEG": "image/jpeg"}
-# zlib level of PNG frames: 0 stores the pixels uncompressed. bench/transport.py measures a 1024x1024 frame from
-# renderer to client at ~12% of a one-second GPU frame stored, against ~23% at level 1 (encoding dominates; the
-# extra ~1 MB a frame costs ~8 ms on a 1 Gb/s link). The renderer's --png-level trades the other way.
+# Level of PNG frames: 0 stores the pixels, the cheapest way from renderer to client on a LAN (bench/transport.py
+# measures a 1024x1024 frame), at ~1 MB more per frame than level 1 (~8 ms on a 1 Gb/s link). The renderer's
+# --png-level trades the other way.
 PNG_LEVEL = 0
+ISAL_LEVELS = 3  # PNG levels 1-3 deflate with ISA-L, 4-9 with zlib through Pillow (see encode)
 EXTENSIONS = {"image/png": ".png", "image/webp": ".webp", "image/jpeg": ".jpg"}
 
 
 def encode(image: Image.Image, fmt: str = "PNG", quality: int = 0, png_level: int = PNG_LEVEL) -> tuple[bytes, str]:
-    """The image encoded as ``fmt`` (PNG at zlib level ``png_level``, WEBP or JPEG) and its media type; quality 0
-    means the format's default."""
+    """The image, as RGB, encoded as ``fmt`` (PNG, WEBP or JPEG) and its media type; quality 0 means the format's
+    default. PNG levels: 0 stores the rows unfiltered, the fastest to write and to decode (a 1024x1024 frame: ~3 ms
+    and ~2 ms, where Pillow's encoder takes ~60 ms and leaves ~25 ms of decoding); 1-3 deflate them with ISA-L
+    (``storyboard.banded_png``; a third smaller for photographs, far more for flat drawings, in ~14 ms); 4-9 are
+    zlib's through Pillow, the smallest and the slowest."""
     fmt = fmt.upper()
+    if fmt == "PNG" and png_level <= ISAL_LEVELS:
+        return banded_png.png(np.asarray(rgb(image)), png_level), MIME_TYPES[fmt]
     buffer = io.BytesIO()
     if fmt == "PNG":
-        image.save(buffer, format="PNG", compress_level=png_level)
+        rgb(image).save(buffer, format="PNG", compress_level=png_level)
     elif fmt in ("WEBP", "JPEG"):
-        image.convert("RGB").save(buffer, format=fmt, quality=quality or 90)
+        rgb(image).save(buffer, format=fmt, quality=quality or 90)
     else:
         raise ValueError(f"unknown image format {fmt}")
     return buffer.getvalue(), MIME_TYPES[fmt]
@@ -41,3 +49,8 @@ def decode(data: bytes, field: str, max_pixels: int = 4096 * 4096) -> Image.Imag
             return opened.convert("RGB")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise InvalidArgument(field, f"is not a decodable image ({type(error).__name__})") from None
+
+
+def rgb(image: Image.Image) -> Image.Image:
+    """``image`` in RGB mode; itself when it is already."""
+    return image if image.mode == "RGB" else image.convert("RGB")

@@ -169,9 +169,10 @@ class RendererSettings(ServiceSettings):
         None,
         ge=0,
         le=9,
-        description="zlib level of PNG frames; default: the backend's. diffusers stores them (0): the fastest to the "
-        "client on a LAN for photographic frames (bench/RESULTS.md, transport), where 1 makes them ~30% smaller for "
-        "~5% of a one-second frame. sketch uses 1: its flat panels shrink ~20x",
+        description="PNG level of frames: 0 stores them, 1-3 deflate them with ISA-L, 4-9 with zlib (the smallest, "
+        "the slowest); default: the backend's. diffusers stores them (0): the fastest to the client on a LAN for "
+        "photographic frames (bench/RESULTS.md, transport), where 1 makes them ~30% smaller. sketch uses 1: its "
+        "flat panels shrink ~20x",
     )
     metrics_port: int = Field(
         0,

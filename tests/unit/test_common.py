@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import struct
 import threading
+import zlib
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from PIL import Image
 from pydantic_settings import SettingsConfigDict
 
 from storyboard.v1 import planner_pb2, planner_pb2_grpc
+from storyboard_common import images
 from storyboard_common.channels import open_channel, target_for
 from storyboard_common.errors import InvalidArgument, NotFound, ResourceExhausted
 from storyboard_common.logs import request_id
@@ -205,3 +209,46 @@ def test_progress_is_thinned_to_one_step_per_interval_but_keeps_the_first_and_la
         if throttle.passes(step, 20):
             passed.append(step)
     assert passed == expected
+
+
+# -- frame encoding ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", [0, 1, 3, 4, 9])
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_png_frames_at_every_level_decode_to_the_same_rgb_pixels(level, mode):
+    picture = Image.effect_noise((48, 40), 60).convert(mode)
+    data, mime_type = images.encode(picture, "PNG", png_level=level)
+    assert mime_type == "image/png"
+    decoded = images.decode(data, "frame")
+    assert (decoded.mode, decoded.tobytes()) == ("RGB", picture.convert("RGB").tobytes())
+
+
+def test_a_stored_png_frame_is_its_raw_rows_unfiltered_and_level_1_shrinks_a_flat_one():
+    flat = Image.new("RGB", (256, 256), (40, 90, 160))
+    stored, _ = images.encode(flat, "PNG", png_level=0)
+    deflated, _ = images.encode(flat, "PNG", png_level=1)
+    raw_rows = 256 * (1 + 256 * 3)
+    assert raw_rows < len(stored) < raw_rows + 1000
+    assert _row_filters(stored) == {0}  # nothing for a reader to undo: Pillow's encoder would use Paeth throughout
+    assert len(deflated) * 50 < raw_rows
+
+
+def _row_filters(png: bytes) -> set[int]:
+    """The filter bytes that start the rows of an RGB PNG."""
+    width = struct.unpack(">I", png[16:20])[0]
+    idat, offset = b"", 8
+    while offset < len(png):
+        (length,) = struct.unpack(">I", png[offset : offset + 4])
+        if png[offset + 4 : offset + 8] == b"IDAT":
+            idat += png[offset + 8 : offset + 8 + length]
+        offset += 12 + length
+    rows = zlib.decompress(idat)
+    return set(rows[:: 1 + 3 * width])
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "JPEG"])
+def test_lossy_frames_are_rgb_whatever_the_mode(fmt):
+    data, mime_type = images.encode(Image.new("RGBA", (32, 32), (10, 20, 30, 128)), fmt)
+    assert mime_type == f"image/{fmt.lower()}"
+    assert images.decode(data, "frame").size == (32, 32)

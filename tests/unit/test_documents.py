@@ -112,6 +112,34 @@ def test_a_band_of_anything_but_rgb_rows_within_the_image_is_refused(pixels, top
         banded_png.encode_band(pixels, top, height)
 
 
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_a_whole_png_decodes_to_its_pixels_stored_unfiltered_at_0_and_deflated_above(level):
+    image = _picture(67, 41, seed=level)
+    png = banded_png.png(np.asarray(image), level)
+    decoded = Image.open(io.BytesIO(png))
+    assert (decoded.size, decoded.mode, decoded.tobytes()) == (image.size, "RGB", image.tobytes())
+    rows = zlib.decompress(_chunks(png)[b"IDAT"])
+    row = 1 + image.width * 3
+    filters = {rows[y * row] for y in range(image.height)}
+    if level == 0:  # nothing to undo for a reader, and nothing deflated
+        assert filters == {0}
+        assert len(_chunks(png)[b"IDAT"]) >= len(rows)
+    else:
+        assert filters == {0, 2}  # the first row as it is, then Up
+
+
+def test_a_flat_picture_shrinks_at_level_1_and_not_at_0():
+    flat = np.zeros((64, 64, 3), np.uint8)
+    flat[16:48, 16:48] = (200, 30, 30)
+    assert len(banded_png.png(flat, 1)) * 20 < flat.nbytes < len(banded_png.png(flat, 0))
+
+
+@pytest.mark.parametrize("level", [-1, 4, 9])
+def test_a_whole_png_at_a_level_isal_lacks_is_refused(level):
+    with pytest.raises(ValueError, match="level"):
+        banded_png.png(np.zeros((4, 4, 3), np.uint8), level)
+
+
 @pytest.mark.parametrize("first,second", [(b"", b"x"), (b"hello", b"world" * 999), (bytes(range(256)) * 300, b"")])
 def test_adler32_of_joined_pieces_is_combined_from_each_pieces_checksum(first, second):
     combined = banded_png._adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second))

@@ -14,6 +14,10 @@ contact sheet of rendered frames comes out about the size that stdlib zlib's fas
 run-length strategy) makes, and a row's encoding, filtering included, takes a half to a third of the time
 (``bench/documents_bench.py``). The last row's runs after the last frame arrives, so it is waited for.
 
+A whole image is one band (``png``): that is how frames travel, stored or deflated by ISA-L (Pillow's PNG encoder
+filters every row with Paeth, the costliest filter to undo: a 1024x1024 frame takes it ~60 ms to write and its
+readers ~25 ms to decode, against ~3 ms and ~2 ms stored here without filters).
+
 The image is a numpy array, read in place: the filter is one numpy subtraction straight into the buffer that is
 deflated, so a band costs one allocation of its filtered size and no copy of its pixels, and neither numpy nor ISA-L
 holds the GIL meanwhile. (Through Pillow a band took two crops, three ``tobytes`` and a join, ~15 MB of fresh memory
@@ -22,6 +26,7 @@ for a 1616 x 500 band, each page of it faulted in while frames were arriving.)
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from collections.abc import Callable
@@ -47,27 +52,49 @@ class EncodedBand:
     length: int  # bytes of the band's filtered rows
 
 
-def raw_deflate() -> Any:
-    """A compressor of raw deflate data (no zlib header: ``join_bands`` writes it): ISA-L at level 1."""
-    return isal_zlib.compressobj(_LEVEL, isal_zlib.DEFLATED, -15)
+def raw_deflate(level: int = _LEVEL) -> Any:
+    """A compressor of raw deflate data (no zlib header: ``join_bands`` writes it): ISA-L, at level 1 unless told."""
+    return isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)
 
 
-def encode_band(pixels: np.ndarray, top: int, height: int, deflater: Callable[[], Any] = raw_deflate) -> EncodedBand:
+def stored() -> Any:
+    """A compressor that stores deflate data (level 0): rows that would not shrink enough to pay for inflating them."""
+    return zlib.compressobj(0, zlib.DEFLATED, -15)
+
+
+def png(pixels: np.ndarray, level: int = 1) -> bytes:
+    """The PNG file of ``pixels`` (an RGB image as a (rows, columns, 3) uint8 array) in one band. Level 0 stores the
+    rows unfiltered: the fastest to write and to read. Levels 1-3 filter them with Up and deflate them with ISA-L at
+    that level: a photograph shrinks by about a third, flat drawings by 10-40x."""
+    if not 0 <= level <= 3:
+        raise ValueError(f"level must be 0 (stored) or an ISA-L level 1-3, not {level}")
+    deflater = stored if level == 0 else functools.partial(raw_deflate, level)
+    band = encode_band(pixels, 0, pixels.shape[0], deflater, filtered=level > 0)
+    return join_bands(pixels.shape[1], pixels.shape[0], [band])
+
+
+def encode_band(
+    pixels: np.ndarray, top: int, height: int, deflater: Callable[[], Any] = raw_deflate, filtered: bool = True
+) -> EncodedBand:
     """Filter and deflate rows ``top`` to ``top + height`` of ``pixels``, an RGB image as a (rows, columns, 3) uint8
     array; only those rows are read. ``deflater`` makes the compressor (a zlib-style ``compressobj``; the benchmark
-    compares others)."""
+    compares others). ``filtered=False`` leaves every row unfiltered, for rows that are stored: filters only help
+    compression, and undoing them costs readers time."""
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"pixels must be RGB rows (rows, columns, 3) of uint8, not {pixels.dtype} {pixels.shape}")
     if not 0 <= top < top + height <= pixels.shape[0]:
         raise ValueError(f"rows {top}..{top + height - 1} are not within the image's {pixels.shape[0]}")
     band = pixels[top : top + height].reshape(height, -1)  # a view: each row's bytes, as PNG lays them out
-    filtered = np.empty((height, 1 + band.shape[1]), np.uint8)
-    filtered[0, 0], filtered[0, 1:] = _FILTER_NONE, band[0]
-    filtered[1:, 0] = _FILTER_UP
-    np.subtract(band[1:], band[:-1], out=filtered[1:, 1:])  # uint8 wraps around: PNG's difference modulo 256
+    rows = np.empty((height, 1 + band.shape[1]), np.uint8)
+    rows[0, 0], rows[0, 1:] = _FILTER_NONE, band[0]
+    if filtered:
+        rows[1:, 0] = _FILTER_UP
+        np.subtract(band[1:], band[:-1], out=rows[1:, 1:])  # uint8 wraps around: PNG's difference modulo 256
+    else:
+        rows[1:, 0], rows[1:, 1:] = _FILTER_NONE, band[1:]
     deflate = deflater()
-    deflated = deflate.compress(filtered) + deflate.flush(zlib.Z_FULL_FLUSH)  # byte-aligned, no reference onwards
-    return EncodedBand(top, height, deflated, isal_zlib.adler32(filtered), filtered.nbytes)
+    deflated = deflate.compress(rows) + deflate.flush(zlib.Z_FULL_FLUSH)  # byte-aligned, no reference onwards
+    return EncodedBand(top, height, deflated, isal_zlib.adler32(rows), rows.nbytes)
 
 
 def join_bands(width: int, height: int, bands: list[EncodedBand]) -> bytes:
