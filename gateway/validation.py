@@ -82,17 +82,27 @@ class ValidationContext:
         """The kept attempt's image as this run validated it; None for a frame kept by an earlier run."""
         return self._kept.get(frame)
 
-    def request_images(self, pictures: Sequence[Picture]) -> list[common_pb2.Image]:
-        """A request's images: each distinct image's bytes once, unless the validator already has them."""
+    def score_request(
+        self, frames: Sequence[Picture], prompts: Sequence[str], reference: Picture, trigger_tokens: Sequence[str]
+    ) -> tuple[validator_pb2.ScoreRequest, bool]:
+        """The request to score ``frames`` against ``reference``, with each distinct image's bytes once unless the
+        validator already has them, and whether any image is named by its digest alone. Images are added in place:
+        a message passed to a constructor is copied by serializing and parsing it, three copies of every frame's
+        bytes (25 MB a call for 8 frames of 1024x1024)."""
+        request = validator_pb2.ScoreRequest(
+            prompts=prompts, policy=validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES, trigger_tokens=trigger_tokens
+        )
         sent: set[bytes] = set()
-        images = []
-        for picture in pictures:
-            image = common_pb2.Image(mime_type=picture.mime_type, sha256=picture.digest)
-            if not self.names_by_digest or (picture.digest not in self._held and picture.digest not in sent):
-                image.data = picture.read()
-                sent.add(picture.digest)
-            images.append(image)
-        return images
+        named = False
+        for images, pictures in ((request.frames, frames), (request.references, [reference])):
+            for picture in pictures:
+                image = images.add(mime_type=picture.mime_type, sha256=picture.digest)
+                if not self.names_by_digest or (picture.digest not in self._held and picture.digest not in sent):
+                    image.data = picture.read()
+                    sent.add(picture.digest)
+                else:
+                    named = True
+        return request, named
 
     def stop_naming_by_digest(self) -> None:
         """The validator forgot an image: once it has, it is likely to again (a cache too small or switched off,
@@ -147,19 +157,11 @@ class ValidatorCalls:
         by digest, the call is made again with every image's bytes."""
         pictures = [*frames, reference]
         for last_try in (False, True):
-            images = context.request_images(pictures)
-            request = validator_pb2.ScoreRequest(
-                frames=images[: len(frames)],
-                prompts=prompts,
-                references=images[len(frames) :],
-                policy=validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES,
-                trigger_tokens=trigger_tokens,
-            )
+            request, named = context.score_request(frames, prompts, reference, trigger_tokens)
             try:
                 with self._metrics.timed(stage):
                     response = self._stub.Score(request, timeout=self._timeout)
             except grpc.RpcError as error:
-                named = any(not image.data for image in images)
                 if last_try or not named or error.code() != grpc.StatusCode.FAILED_PRECONDITION:
                     raise
                 log.info("the validator no longer holds an image (%s); sending bytes from now on", error.details())
