@@ -43,6 +43,7 @@ if str(REPO) not in sys.path:
 from bench.natural_image import natural_image  # noqa: E402
 from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc  # noqa: E402
 from storyboard_common.errors import InvalidArgument  # noqa: E402
+from storyboard_common.frames import rendered_frame_event  # noqa: E402
 from storyboard_common.images import PNG_LEVEL, encode  # noqa: E402
 from storyboard_common.progress import ProgressThrottle  # noqa: E402
 from storyboard_common.server import Registration, build_server, run_service  # noqa: E402
@@ -182,15 +183,17 @@ class FixedCostRenderer(renderer_pb2_grpc.RendererServicer):
             timings = common_pb2.FrameTimings(
                 queue_seconds=waited, denoise_seconds=self.frame_seconds, encode_seconds=encode_seconds
             )
-            frame = renderer_pb2.RenderedFrame(
+            event = rendered_frame_event(
                 frame=spec.frame,
-                image=common_pb2.Image(data=data, mime_type=mime, width=spec.width, height=spec.height),
                 seed=spec.seed,
+                data=data,
+                mime_type=mime,
+                size=(spec.width, spec.height),
                 timings=timings,
                 backend="fixed-cost",
             )
             self._record(spec, started_at, encode_seconds, len(data))
-            yield renderer_pb2.RenderEvent(frame=frame)
+            yield event
 
     def _record(self, spec: renderer_pb2.FrameSpec, started: float, encode_seconds: float, size: int) -> None:
         if self.log is None:

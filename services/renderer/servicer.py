@@ -16,6 +16,7 @@ from services.renderer.settings import RenderLimits
 from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
 from storyboard_common import images
 from storyboard_common.errors import Unavailable
+from storyboard_common.frames import rendered_frame_event
 from storyboard_common.progress import ProgressThrottle
 
 log = logging.getLogger(__name__)
@@ -85,20 +86,22 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
                     progress = renderer_pb2.FrameProgress(frame=event.frame, step=event.step, total_steps=event.total)
                     yield renderer_pb2.RenderEvent(progress=progress)
             elif isinstance(event, FrameDone):
-                yield renderer_pb2.RenderEvent(frame=self._rendered_frame(event, job))
+                yield self._rendered_frame(event, job)
             elif isinstance(event, RenderFailed):
                 raise event.error
             elif isinstance(event, AllDone):
                 return
 
-    def _rendered_frame(self, done: FrameDone, job: RenderJob) -> renderer_pb2.RenderedFrame:
+    def _rendered_frame(self, done: FrameDone, job: RenderJob) -> renderer_pb2.RenderEvent:
         started = time.perf_counter()
         data, mime_type = images.encode(done.image, job.image_format, job.quality, self._png_level)
         encode_seconds = time.perf_counter() - started
-        return renderer_pb2.RenderedFrame(
+        return rendered_frame_event(
             frame=done.spec.frame,
-            image=common_pb2.Image(data=data, mime_type=mime_type, width=done.image.width, height=done.image.height),
             seed=done.spec.seed,
+            data=data,
+            mime_type=mime_type,
+            size=done.image.size,
             timings=common_pb2.FrameTimings(
                 queue_seconds=done.queue_seconds,
                 denoise_seconds=done.timings.denoise_seconds,

@@ -35,6 +35,7 @@ from storyboard.v1 import (
     validator_pb2_grpc,
 )
 from storyboard_common.errors import FailedPrecondition
+from storyboard_common.frames import rendered_frame_event
 from storyboard_common.images import encode
 from storyboard_common.server import Registration, ServiceServer, build_server, run_service
 from storyboard_common.settings import ServiceSettings
@@ -108,14 +109,14 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
             with self._lock:
                 self.renders.append((spec.frame, spec.seed))
             self._record("done", spec)
-            yield renderer_pb2.RenderEvent(
-                frame=renderer_pb2.RenderedFrame(
-                    frame=spec.frame,
-                    image=common_pb2.Image(data=data, mime_type=mime_type, width=spec.width, height=spec.height),
-                    seed=spec.seed,
-                    timings=common_pb2.FrameTimings(denoise_seconds=self.delay),
-                    backend="scripted",
-                )
+            yield rendered_frame_event(
+                frame=spec.frame,
+                seed=spec.seed,
+                data=data,
+                mime_type=mime_type,
+                size=(spec.width, spec.height),
+                timings=common_pb2.FrameTimings(denoise_seconds=self.delay),
+                backend="scripted",
             )
 
     def Info(self, request: renderer_pb2.RendererInfoRequest, context: grpc.ServicerContext):

@@ -13,10 +13,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 from pydantic_settings import SettingsConfigDict
 
-from storyboard.v1 import planner_pb2, planner_pb2_grpc
+from storyboard.v1 import common_pb2, planner_pb2, planner_pb2_grpc, renderer_pb2
 from storyboard_common import images
 from storyboard_common.channels import open_channel, target_for
 from storyboard_common.errors import InvalidArgument, NotFound, ResourceExhausted
+from storyboard_common.frames import rendered_frame_event
 from storyboard_common.logs import request_id
 from storyboard_common.progress import ProgressThrottle
 from storyboard_common.server import Registration, build_server
@@ -252,3 +253,14 @@ def test_lossy_frames_are_rgb_whatever_the_mode(fmt):
     data, mime_type = images.encode(Image.new("RGBA", (32, 32), (10, 20, 30, 128)), fmt)
     assert mime_type == f"image/{fmt.lower()}"
     assert images.decode(data, "frame").size == (32, 32)
+
+
+def test_a_rendered_frame_event_built_in_place_is_the_message_nested_constructors_make():
+    timings = common_pb2.FrameTimings(queue_seconds=0.5, denoise_seconds=1.5, decode_seconds=0.1, encode_seconds=0.01)
+    seed, data = 2**63 - 1, b"\x89PNG..."
+    event = rendered_frame_event(
+        frame=3, seed=seed, data=data, mime_type="image/png", size=(1024, 768), timings=timings, backend="x"
+    )
+    image = common_pb2.Image(data=data, mime_type="image/png", width=1024, height=768)
+    nested = renderer_pb2.RenderedFrame(frame=3, image=image, seed=seed, timings=timings, backend="x")
+    assert event == renderer_pb2.RenderEvent(frame=nested)
