@@ -15,7 +15,6 @@ MIME_TYPES = {"PNG": "image/png", "WEBP": "image/webp", "JPEG": "image/jpeg"}
 # measures a 1024x1024 frame), at ~1 MB more per frame than level 1 (~8 ms on a 1 Gb/s link). The renderer's
 # --png-level trades the other way.
 PNG_LEVEL = 0
-ISAL_LEVELS = 3  # PNG levels 1-3 deflate with ISA-L, 4-9 with zlib through Pillow (see encode)
 EXTENSIONS = {"image/png": ".png", "image/webp": ".webp", "image/jpeg": ".jpg"}
 
 
@@ -26,7 +25,7 @@ def encode(image: Image.Image, fmt: str = "PNG", quality: int = 0, png_level: in
     (``storyboard.banded_png``; a third smaller for photographs, far more for flat drawings, in ~14 ms); 4-9 are
     zlib's through Pillow, the smallest and the slowest."""
     fmt = fmt.upper()
-    if fmt == "PNG" and png_level <= ISAL_LEVELS:
+    if fmt == "PNG" and png_level <= banded_png.MAX_LEVEL:
         return banded_png.png(np.asarray(rgb(image)), png_level), MIME_TYPES[fmt]
     buffer = io.BytesIO()
     if fmt == "PNG":

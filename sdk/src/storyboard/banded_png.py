@@ -39,6 +39,7 @@ from isal import isal_zlib
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FILTER_NONE, _FILTER_UP = 0, 2  # the byte that starts each filtered row
 _LEVEL = 1
+MAX_LEVEL = 3  # ISA-L's highest deflate level
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,8 @@ def png(pixels: np.ndarray, level: int = 1) -> bytes:
     """The PNG file of ``pixels`` (an RGB image as a (rows, columns, 3) uint8 array) in one band. Level 0 stores the
     rows unfiltered: the fastest to write and to read. Levels 1-3 filter them with Up and deflate them with ISA-L at
     that level: a photograph shrinks by about a third, flat drawings by 10-40x."""
-    if not 0 <= level <= 3:
-        raise ValueError(f"level must be 0 (stored) or an ISA-L level 1-3, not {level}")
+    if not 0 <= level <= MAX_LEVEL:
+        raise ValueError(f"level must be 0 (stored) or an ISA-L level 1-{MAX_LEVEL}, not {level}")
     deflater = stored if level == 0 else functools.partial(raw_deflate, level)
     band = encode_band(pixels, 0, pixels.shape[0], deflater, filtered=level > 0)
     return join_bands(pixels.shape[1], pixels.shape[0], [band])
