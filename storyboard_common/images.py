@@ -45,7 +45,8 @@ def decode(data: bytes, field: str, max_pixels: int = 4096 * 4096) -> Image.Imag
         with Image.open(io.BytesIO(data)) as opened:
             if opened.width * opened.height > max_pixels:
                 raise InvalidArgument(field, f"is {opened.width}x{opened.height}; the limit is {max_pixels} pixels")
-            return opened.convert("RGB")
+            opened.load()
+            return rgb(opened)  # an RGB frame as decoded: a copy of a 1024x1024 one costs ~1.3 ms
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise InvalidArgument(field, f"is not a decodable image ({type(error).__name__})") from None
 
