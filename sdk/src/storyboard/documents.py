@@ -54,7 +54,7 @@ class PreparedFrame:
 
 def prepare_frame(image: Image.Image) -> PreparedFrame:
     """Decode-side work for one frame, done once: its contact-sheet thumbnail and its JPEG for the PDF."""
-    rgb = image.convert("RGB")
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert copies even an RGB image
     thumbnail = rgb.copy()
     thumbnail.thumbnail((CELL, CELL))
     buffer = io.BytesIO()
