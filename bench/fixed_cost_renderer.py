@@ -218,7 +218,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--frame-seconds", type=float, default=0.5, help="time spent on each frame")
     parser.add_argument("--image-format", default="png", choices=["png", "webp", "jpeg"])
-    parser.add_argument("--png-level", type=int, default=PNG_LEVEL, help="PNG compress_level, 0-9")
+    parser.add_argument("--png-level", type=int, default=PNG_LEVEL, help="PNG level 0-9, as images.encode")
     parser.add_argument("--quality", type=int, default=90, help="quality of WebP and JPEG")
     parser.add_argument("--encode-each-frame", action="store_true", help="encode every frame anew")
     parser.add_argument("--warm-size", type=int, action="append", default=[], help="build this size's image first")

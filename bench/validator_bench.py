@@ -35,6 +35,7 @@ from services.validator.scorer import FrameScorer  # noqa: E402
 from services.validator.scoring import ReferencePolicy, Thresholds  # noqa: E402
 from services.validator.settings import ValidatorSettings  # noqa: E402
 from storyboard.v1 import common_pb2, validator_pb2  # noqa: E402
+from storyboard_common.images import encode  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,9 +60,7 @@ def storyboard(count: int, size: int) -> list[bytes]:
         image = Image.fromarray(blocks).resize((size, size), Image.NEAREST)
         x = size * (index + 1) // (count + 2)
         ImageDraw.Draw(image).ellipse([x, size // 3, x + size // 5, size // 3 + size // 3], fill=(240, 220, 200))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", compress_level=1)
-        frames.append(buffer.getvalue())
+        frames.append(encode(image)[0])  # as a renderer sends it
     return frames
 
 

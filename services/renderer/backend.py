@@ -111,7 +111,7 @@ class RenderBackend(Protocol):
     name: str
     #: Whether adapters change the output. When True, requests naming adapters need a configured adapters folder.
     applies_adapters: bool
-    #: zlib level its PNG frames are sent at unless --png-level says otherwise: what suits its pictures.
+    #: PNG level its frames are sent at unless --png-level says otherwise (see images.encode): what suits its pictures.
     png_level: int
 
     def describe(self) -> BackendDescription:
