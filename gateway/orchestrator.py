@@ -697,8 +697,9 @@ def _better(candidate: AttemptInfo, best: AttemptInfo) -> bool:
 
 def _keep_as_png(attempt: Path, frame: Path) -> None:
     """Make ``frame`` (frame_NNN.png) the kept attempt's image as PNG, as the original's were, whatever the renderer
-    sent. A PNG attempt becomes the frame file without a copy (a hard link); any other is deflated by ISA-L (level 1:
-    ~14 ms for a 1024x1024 frame, where zlib's default level took ~300 ms, for a file ~5% larger)."""
+    sent. A PNG attempt becomes the frame file without a copy (a hard link); any other is decoded and deflated by
+    ISA-L at level 1: 20-50 ms for a 1024x1024 frame, where zlib's default level took ~300 ms, for a file ~5% larger
+    (bench/RESULTS.md, transport)."""
     with attempt.open("rb") as handle:
         is_png = handle.read(8) == b"\x89PNG\r\n\x1a\n"
     if is_png:

@@ -20,10 +20,10 @@ EXTENSIONS = {"image/png": ".png", "image/webp": ".webp", "image/jpeg": ".jpg"}
 
 def encode(image: Image.Image, fmt: str = "PNG", quality: int = 0, png_level: int = PNG_LEVEL) -> tuple[bytes, str]:
     """The image, as RGB, encoded as ``fmt`` (PNG, WEBP or JPEG) and its media type; quality 0 means the format's
-    default. PNG levels: 0 stores the rows unfiltered, the fastest to write and to decode (a 1024x1024 frame: ~3 ms
-    and ~2 ms, where Pillow's encoder takes ~60 ms and leaves ~25 ms of decoding); 1-3 deflate them with ISA-L
-    (``storyboard.banded_png``; a third smaller for photographs, far more for flat drawings, in ~14 ms); 4-9 are
-    zlib's through Pillow, the smallest and the slowest."""
+    default. PNG levels: 0 stores the rows unfiltered, the fastest to write and to decode (a 1024x1024 frame in
+    bench/RESULTS.md's transport table: ~10 ms and ~4 ms, where Pillow's encoder took ~60 ms and left ~30 ms of
+    decoding); 1-3 deflate them with ISA-L (``storyboard.banded_png``; a third smaller for photographs, far more for
+    flat drawings, in ~20 ms); 4-9 are zlib's through Pillow, the smallest and the slowest."""
     fmt = fmt.upper()
     if fmt == "PNG" and png_level <= banded_png.MAX_LEVEL:
         return banded_png.png(np.asarray(rgb(image)), png_level), MIME_TYPES[fmt]
