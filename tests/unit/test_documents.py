@@ -307,8 +307,11 @@ def test_a_pdf_laid_out_ahead_is_written_if_its_words_stay_the_same_and_laid_out
         built.add(2, _picture(32, 32, seed=2))
         built.lay_out_pdf(ahead)
         built.write(tmp_path, final)
-    texts = [text for text, _, _ in layouts]  # in either order: the one laid out ahead may finish last
-    assert len(texts) == (2 if words_change else 1) and ahead in texts and final in texts
+    texts = [text for text, _, _ in layouts]
+    if words_change:  # laid out again; the layout ahead may finish last, or be dropped unstarted when the block ends
+        assert texts.count(final) == 1 and all(text in (ahead, final) for text in texts)
+    else:
+        assert texts == [ahead]
     written = (tmp_path / "storyboard.pdf").read_bytes()
     assert written == next(pdf for text, _, pdf in layouts if text == final)
     assert final.notes[1] in pypdf.PdfReader(io.BytesIO(written)).pages[1].extract_text()
@@ -325,8 +328,9 @@ def test_a_pdf_laid_out_ahead_is_laid_out_again_if_a_frame_was_added_since(tmp_p
         built.lay_out_pdf(text)
         built.add(2, Image.new("RGB", (32, 32), "red"))
         built.write(tmp_path, text)
-    assert len(layouts) == 2
+    # Laid out again with the new frame; the layout ahead may have run too, or been dropped unstarted at the end.
     red = [pdf for _, frames, pdf in layouts if frames[1].thumbnail.getpixel((16, 16)) == (255, 0, 0)]
+    assert len(red) == 1 and len(layouts) <= 2
     assert (tmp_path / "storyboard.pdf").read_bytes() == red[0]
 
 

@@ -414,7 +414,7 @@ class StoryboardDocuments:
     The work runs on background threads, never the caller's: the contact sheet's captions are drawn once
     ``draw_captions`` is called or the first frame is added, and each added frame is prepared and placed while the
     caller goes on (validating, streaming, rendering the next frames). Two workers, because Pillow, numpy and the
-    deflate release the GIL: a 1024x1024 frame takes ~50 ms to prepare. A PDF laid out ahead (``lay_out_pdf``) has a
+    deflate release the GIL: a 1024x1024 frame takes ~25 ms to prepare. A PDF laid out ahead (``lay_out_pdf``) has a
     thread of its own, so that it does not wait behind the contact sheet's rows, which complete at the same moment.
     ``write`` waits for all of it; ``close`` (or leaving the ``with`` block) stops the workers of documents that will
     never be written."""
