@@ -249,22 +249,19 @@ class Orchestrator:
             if (job.output_dir / attempt.file).is_file()
         }
         regeneration = job.meta.get("regenerate")
-        # The documents' captions are drawn once the renderer is at work, so that they do not hold up sending the
-        # other frames' render calls.
-        rendering = built.draw_captions
         if regeneration and regeneration["frame"] == scene.frame:
-            kept = self._regenerated_attempt(job, plan, scene, validation, saved, regeneration, rendering)
+            kept = self._regenerated_attempt(job, plan, scene, validation, saved, regeneration, built)
         else:
-            kept = self._best_attempt(job, plan, scene, validation, saved, rendering)
+            kept = self._best_attempt(job, plan, scene, validation, saved, built)
         self._raise_if_cancelled(job)
         frame_path = self._frame_path(job, scene.frame)
         _keep_as_png(job.output_dir / kept.file, frame_path)
         self._keep(job, scene.frame, kept)
         self._metrics.frames.labels("kept").inc()
         validation.keep(scene.frame, kept.file)
-        if scene.frame == 1:
+        if scene.frame == 1 and not validation.has_reference:  # an attempt validated by an earlier run
             validation.set_reference(Picture.of(frame_path.read_bytes(), MIME_TYPES["PNG"]))
-        built.add(scene.frame, frame_path)
+        built.add(scene.frame, job.output_dir / kept.file)  # prepared ahead; the same pixels as frame_path
 
     def _best_attempt(
         self,
@@ -273,7 +270,7 @@ class Orchestrator:
         scene: common_pb2.Scene,
         validation: ValidationContext,
         saved: dict[int, AttemptInfo],
-        rendering: Callable[[], object],
+        built: documents.StoryboardDocuments,
     ) -> AttemptInfo:
         """Attempts until one is consistent enough or the retries are spent; the best is kept. Saved attempts
         (from before a restart) are taken as they are instead of being rendered again."""
@@ -289,13 +286,14 @@ class Orchestrator:
                         job, retry=sb.FrameRetry(frame=scene.frame, attempt=attempt_no, seed=seed, reason=reason)
                     )
                     self._metrics.retries.labels("low_consistency").inc()
-                attempt = self._render_attempt(job, plan, scene, attempt_no, seed, rendering)
+                attempt = self._render_attempt(job, plan, scene, attempt_no, seed, built)
+            self._prepare_ahead(job, attempt, built)
             if not attempt.validated:
                 self._validate_attempt(job, plan, scene, attempt, validation)
             if best is None or _better(attempt, best):
                 best = attempt
-            if attempt.verdict != common_pb2.VERDICT_LOW_CONSISTENCY:
-                break
+            if attempt.verdict != common_pb2.VERDICT_LOW_CONSISTENCY or scene.frame == 1:
+                break  # frame 1 is the reference, measured against itself: its first attempt is the one kept
         assert best is not None
         return best
 
@@ -307,7 +305,7 @@ class Orchestrator:
         validation: ValidationContext,
         saved: dict[int, AttemptInfo],
         regeneration: dict[str, int],
-        rendering: Callable[[], object],
+        built: documents.StoryboardDocuments,
     ) -> AttemptInfo:
         """The one attempt a user asked for, with the seed chosen when they asked; kept whatever it scores."""
         attempt_no, seed = regeneration["attempt"], regeneration["seed"]
@@ -316,10 +314,18 @@ class Orchestrator:
             retry = sb.FrameRetry(frame=scene.frame, attempt=attempt_no, seed=seed, reason="regeneration requested")
             self._store.append(job, retry=retry)
             self._metrics.retries.labels("regenerate").inc()
-            attempt = self._render_attempt(job, plan, scene, attempt_no, seed, rendering)
+            attempt = self._render_attempt(job, plan, scene, attempt_no, seed, built)
+        self._prepare_ahead(job, attempt, built)
         if not attempt.validated:
             self._validate_attempt(job, plan, scene, attempt, validation)
         return attempt
+
+    @staticmethod
+    def _prepare_ahead(job: Job, attempt: AttemptInfo, built: documents.StoryboardDocuments) -> None:
+        """Prepare the attempt for the documents while the validator judges it: most frames keep their first
+        attempt, and the frames that finish together (R replicas finish R at once) are then placed in the documents
+        as soon as they are kept, instead of waiting for their preparations in turn."""
+        built.prepare_ahead(job.output_dir / attempt.file)
 
     def _render_attempt(
         self,
@@ -328,11 +334,13 @@ class Orchestrator:
         scene: common_pb2.Scene,
         attempt_no: int,
         seed: int,
-        rendering: Callable[[], object],
+        built: documents.StoryboardDocuments,
     ) -> AttemptInfo:
         started = time.perf_counter()
         with self._metrics.timed("render"):
-            rendered = self._render(job, plan, scene, attempt_no, seed, rendering)
+            # The documents' captions are drawn once the renderer is at work, so that they do not hold up sending
+            # the other frames' render calls.
+            rendered = self._render(job, plan, scene, attempt_no, seed, built.draw_captions)
         render_seconds = time.perf_counter() - started
         extension = EXTENSIONS.get(rendered.image.mime_type, ".png")
         file = f"attempts/frame_{scene.frame:03d}_attempt_{attempt_no}{extension}"
@@ -383,6 +391,11 @@ class Orchestrator:
         path = job.output_dir / attempt.file
         picture = Picture.of(path.read_bytes(), _MIME_BY_EXTENSION.get(path.suffix, "image/png"))
         validation.validated[attempt.file] = Picture(picture.digest, picture.mime_type, path.read_bytes)
+        if scene.frame == 1:
+            # Frame 1's first attempt is kept whatever it scores (_best_attempt), so it is the reference from now:
+            # the other frames are scored against it without waiting for its own score, and with it when they
+            # arrive together (one call, one batched pass).
+            validation.set_reference(picture)
         started = time.perf_counter()
         score, verdict, reason = self._validate(job, plan, scene, picture, validation)
         attempt.validate_seconds = time.perf_counter() - started

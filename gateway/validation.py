@@ -117,6 +117,10 @@ class ValidationContext:
         self._reference = picture
         self._settled.set()
 
+    @property
+    def has_reference(self) -> bool:
+        return self._reference is not None
+
     def abort(self) -> None:
         self._settled.set()
 

@@ -355,6 +355,40 @@ def test_a_frame_added_again_while_the_first_is_still_being_prepared_is_the_one_
     assert replaced == expected
 
 
+def test_a_file_prepared_ahead_is_not_prepared_again_when_added_and_one_never_added_is_left_out(tmp_path, monkeypatch):
+    files = {}
+    for name, seed in (("first", 1), ("second", 2), ("rejected", 3), ("third", 4)):
+        files[name] = tmp_path / f"{name}.png"
+        _picture(48, 48, seed=seed).save(files[name])
+    expected = _written_grid(tmp_path, "expected", [(1, files["first"]), (2, files["second"]), (3, files["third"])])
+    prepared = []
+    real = documents.prepare_encoded_frame
+    monkeypatch.setattr(documents, "prepare_encoded_frame", lambda data: prepared.append(data) or real(data))
+    folder = tmp_path / "ahead"
+    folder.mkdir()
+    with documents.StoryboardDocuments(_scenes(3)) as built:
+        for name in ("first", "rejected", "second", "third"):  # as attempts arrive, before they are judged
+            built.prepare_ahead(files[name])
+        built.prepare_ahead(files["first"])  # asked twice: prepared once
+        built.add(1, files["first"])
+        built.add(2, files["second"])
+        built.add(3, files["third"])
+        built.write(folder, documents.DocumentText())
+    assert sorted(prepared) == sorted(files[name].read_bytes() for name in ("first", "rejected", "second", "third"))
+    assert (folder / "storyboard_grid.png").read_bytes() == expected
+
+
+def test_a_file_prepared_ahead_that_cannot_be_decoded_is_reported_when_the_documents_are_written(tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    with documents.StoryboardDocuments(_scenes(1)) as built:
+        built.prepare_ahead(broken)
+        built.add(1, broken)
+        with pytest.raises(OSError):  # PIL.UnidentifiedImageError
+            built.write(tmp_path, documents.DocumentText())
+    assert not (tmp_path / "storyboard_grid.png").exists()
+
+
 def test_a_frame_that_cannot_be_decoded_is_reported_when_the_documents_are_written(tmp_path):
     with documents.StoryboardDocuments(_scenes(2)) as built:
         built.add(1, _picture(32, 32, seed=1))

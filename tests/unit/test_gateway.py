@@ -12,6 +12,7 @@ import pypdf
 import pytest
 from PIL import Image
 
+from gateway import orchestrator
 from gateway.server import create_server as create_gateway
 from gateway.settings import GatewaySettings
 from services.planner.server import create_server as create_planner
@@ -167,6 +168,55 @@ def test_with_a_validator_model_frames_are_scored_against_frame_one(services, tm
     assert first and first[0].score.consistency == pytest.approx(1.0, abs=1e-4)
     final = events[-1].completed.storyboard
     assert all(f.verdict != common_pb2.VERDICT_NOT_VALIDATED for f in final.frames)
+
+
+def test_frame_one_is_the_reference_and_in_the_documents_before_it_is_kept(services, tmp_path, monkeypatch):
+    # Frame 1's first attempt is kept whatever it scores, so it is the reference from the moment it arrives and is
+    # prepared for the documents while the validator judges it: here keeping it waits for both, and the other frames
+    # scored against it. Before, they waited for it to be kept, and it was prepared only then.
+    others_scored, frame_one_prepared = threading.Event(), threading.Event()
+    waited = {}
+    real_prepare, real_keep = documents.prepare_encoded_frame, orchestrator._keep_as_png
+
+    def prepare(data: bytes) -> documents.PreparedFrame:
+        prepared = real_prepare(data)
+        if data == first_attempt.get("data"):
+            frame_one_prepared.set()
+        return prepared
+
+    def keep(attempt: Path, frame: Path) -> None:
+        if frame.name == "frame_001.png":
+            waited["scored"], waited["prepared"] = others_scored.wait(20), frame_one_prepared.wait(20)
+        real_keep(attempt, frame)
+
+    first_attempt: dict[str, bytes] = {}
+    real_write = orchestrator.outputs.write_bytes_atomic
+
+    def write(path: Path, data: bytes) -> None:
+        if path.name.startswith("frame_001_attempt_1"):
+            first_attempt["data"] = data
+        real_write(path, data)
+
+    monkeypatch.setattr(documents, "prepare_encoded_frame", prepare)
+    monkeypatch.setattr(orchestrator, "_keep_as_png", keep)
+    monkeypatch.setattr(orchestrator.outputs, "write_bytes_atomic", write)
+    server, port = _gateway(services, tmp_path / "outputs", "validator_tiny")
+    scored: set[int] = set()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stream = storyboards_pb2_grpc.StoryboardsStub(channel).Generate(
+                storyboards_pb2.GenerateRequest(spec=_spec(num_frames=6)), timeout=120
+            )
+            for event in stream:
+                if event.HasField("frame_validated"):
+                    scored.add(event.frame_validated.frame)
+                    if scored >= {2, 3, 4, 5, 6}:
+                        others_scored.set()
+                last = event
+    finally:
+        server.stop(0)
+    assert last.HasField("completed"), last
+    assert waited == {"scored": True, "prepared": True}
 
 
 def _storyboard_through(services, outputs: Path, validator: str, validator_address: str = ""):

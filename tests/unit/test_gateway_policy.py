@@ -171,6 +171,18 @@ def test_when_every_attempt_is_weak_the_best_one_is_kept(stacks):
     assert report["consistency"]["frames_below_threshold"] == [3] and report["retries"] == 2
 
 
+def test_frame_one_is_never_rendered_again_it_is_the_reference(stacks):
+    # Frame 1 is measured against itself, and the other frames are scored against its first attempt as soon as it
+    # arrives: a second attempt would leave them scored against a picture that is not kept.
+    stack = stacks(validator=ScriptedValidator({1: [0.4]}))
+    events = stack.generate()
+    assert events[-1].HasField("completed"), events[-1]
+    assert not _of(events, "retry")
+    frame1 = events[-1].completed.storyboard.frames[0]
+    assert (frame1.attempts, frame1.seed) == (1, frame_seed(42, 1, 1))
+    assert sorted(stack.renderer.renders) == sorted((n, 41 + n) for n in range(1, 7))
+
+
 def test_replicas_are_asked_for_the_progress_interval_and_one_that_ignores_it_is_thinned_by_the_gateway(stacks):
     # The scripted renderer reports all 20 steps of a frame, 10 ms apart, whatever it is asked.
     renderer = ScriptedRenderer(delay=0.2)

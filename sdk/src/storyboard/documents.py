@@ -68,6 +68,10 @@ def prepare_encoded_frame(data: bytes) -> PreparedFrame:
         return prepare_frame(image)
 
 
+def _prepare_file(path: Path) -> PreparedFrame:
+    return prepare_encoded_frame(path.read_bytes())
+
+
 def caption(scene: common_pb2.Scene) -> str:
     """A frame's caption on the contact sheet: number, shot and what happens."""
     return f"{scene.frame}. {scene.camera}: {scene.description}"
@@ -431,6 +435,7 @@ class StoryboardDocuments:
         self._sheet: Future[ContactSheet] | None = None
         self._lock = threading.Lock()
         self._added: dict[int, Future[PreparedFrame]] = {}
+        self._ahead: dict[Path, Future[PreparedFrame]] = {}  # files prepared before they were added (prepare_ahead)
         self._work: list[Future[PreparedFrame]] = []  # every preparation asked for, replaced ones included
         self._rows: list[Future[None]] = []  # the encoding of each row of the contact sheet as it completes
         self._draft: _DraftPdf | None = None  # a layout started by ``lay_out_pdf``
@@ -449,6 +454,15 @@ class StoryboardDocuments:
             if self._sheet is None:
                 self._sheet = self._pool.submit(ContactSheet, [caption(scene) for scene in self.scenes])
 
+    def prepare_ahead(self, image: Path) -> None:
+        """Start preparing an image file that may be added as a frame later, in the background: ``add`` of the same
+        path then places it without preparing it again. For a caller that knows a frame's image before it knows
+        whether it keeps it (the gateway, while the validator judges an attempt); a file never added costs only its
+        preparation. The file must not change once asked for."""
+        with self._lock:
+            if image not in self._ahead:
+                self._ahead[image] = self._pool.submit(_prepare_file, image)
+
     def add(self, frame: int, image: bytes | Path | Image.Image) -> None:
         """Prepare frame number ``frame`` (encoded bytes, an image file or an image) and place it on the contact
         sheet, in the background (a file is read there too). Adding a frame again replaces it."""
@@ -457,15 +471,23 @@ class StoryboardDocuments:
         self.draw_captions()  # queued first: every placement needs the sheet
         with self._lock:
             earlier = self._added.get(frame)
-            self._added[frame] = self._pool.submit(self._prepare_and_place, self._index[frame], image, earlier)
+            ahead = self._ahead.pop(image, None) if isinstance(image, Path) else None
+            self._added[frame] = self._pool.submit(self._prepare_and_place, self._index[frame], image, earlier, ahead)
             self._work.append(self._added[frame])
 
     def _prepare_and_place(
-        self, index: int, image: bytes | Path | Image.Image, earlier: Future[PreparedFrame] | None
+        self,
+        index: int,
+        image: bytes | Path | Image.Image,
+        earlier: Future[PreparedFrame] | None,
+        ahead: Future[PreparedFrame] | None,
     ) -> PreparedFrame:
-        if isinstance(image, Path):
-            image = image.read_bytes()
-        prepared = prepare_encoded_frame(image) if isinstance(image, bytes) else prepare_frame(image)
+        if ahead is not None:
+            prepared = ahead.result()  # submitted first, so running or done
+        elif isinstance(image, Path):
+            prepared = _prepare_file(image)
+        else:
+            prepared = prepare_encoded_frame(image) if isinstance(image, bytes) else prepare_frame(image)
         if earlier is not None:
             wait([earlier])  # submitted first, so running or done: the replacement is pasted last
         encode_row = self._contact_sheet().add(index, prepared.thumbnail)
