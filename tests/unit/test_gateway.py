@@ -176,6 +176,7 @@ def test_frame_one_is_the_reference_and_in_the_documents_before_it_is_kept(servi
     # scored against it. Before, they waited for it to be kept, and it was prepared only then.
     others_scored, frame_one_prepared = threading.Event(), threading.Event()
     waited = {}
+    first_attempt: dict[str, bytes] = {}  # frame 1's first attempt, as the gateway writes it
     real_prepare, real_keep = documents.prepare_encoded_frame, orchestrator._keep_as_png
 
     def prepare(data: bytes) -> documents.PreparedFrame:
@@ -189,7 +190,6 @@ def test_frame_one_is_the_reference_and_in_the_documents_before_it_is_kept(servi
             waited["scored"], waited["prepared"] = others_scored.wait(20), frame_one_prepared.wait(20)
         real_keep(attempt, frame)
 
-    first_attempt: dict[str, bytes] = {}
     real_write = orchestrator.outputs.write_bytes_atomic
 
     def write(path: Path, data: bytes) -> None:
