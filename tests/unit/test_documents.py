@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 import pypdf
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin
 
 from storyboard import banded_png, documents
 from storyboard.v1 import common_pb2
@@ -427,3 +427,34 @@ def test_the_captions_are_drawn_once_asked_for_or_at_the_first_frame_and_only_on
         built.add(1, _picture(32, 32, seed=1))
         built.write(tmp_path, documents.DocumentText())
     assert len(sheets) == 2
+
+
+def test_a_frame_png_is_decoded_in_one_read(monkeypatch):
+    """Pillow hands a decoder 64 KB at a time and gives up the GIL for each piece: beside a busy thread, a 1024x1024
+    frame then waited ~50 times to get it back. A frame's PNG is one IDAT chunk, read in one piece."""
+    reads = []
+    original = PngImagePlugin.PngImageFile.load_read
+
+    def counted(self, size):
+        reads.append(size)
+        return original(self, size)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load_read", counted)
+    picture = _picture(1024, 1024, seed=5)
+    prepared = documents.prepare_encoded_frame(banded_png.png(np.asarray(picture), level=0))
+    assert len(reads) == 1
+    assert (prepared.width, prepared.height) == Image.open(io.BytesIO(prepared.jpeg)).size == (1024, 1024)
+
+
+@pytest.mark.parametrize("memfd", [True, False], ids=["in-memory file", "no in-memory files"])
+def test_the_pdf_jpeg_is_the_same_whether_written_to_an_in_memory_file_or_to_memory(memfd, monkeypatch):
+    """The JPEG goes through an in-memory file where the system has them (so that Pillow encodes it without the GIL),
+    and into a buffer where it does not: the same bytes either way."""
+    picture = _picture(640, 480, seed=6)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=documents.PDF_JPEG_QUALITY)
+    if not memfd:
+        monkeypatch.delattr(documents.os, "memfd_create", raising=False)
+    elif not hasattr(documents.os, "memfd_create"):
+        pytest.skip("this system has no anonymous in-memory files")
+    assert documents.prepare_frame(picture).jpeg == buffer.getvalue()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 import textwrap
 import threading
 from collections.abc import Callable, Sequence
@@ -57,14 +58,30 @@ def prepare_frame(image: Image.Image) -> PreparedFrame:
     rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert copies even an RGB image
     thumbnail = rgb.copy()
     thumbnail.thumbnail((CELL, CELL))
-    buffer = io.BytesIO()
-    rgb.save(buffer, format="JPEG", quality=PDF_JPEG_QUALITY)
-    return PreparedFrame(thumbnail, buffer.getvalue(), rgb.width, rgb.height)
+    return PreparedFrame(thumbnail, _jpeg(rgb), rgb.width, rgb.height)
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    """``image`` as the PDF's JPEG. Pillow holds the GIL while it encodes into memory, but not while it encodes into a
+    file, so where the system has anonymous in-memory files (Linux) the JPEG is written to one: the ~10 ms a
+    1024x1024 frame takes then leaves the gateway's other threads running (receiving frames, streaming them)."""
+    if not hasattr(os, "memfd_create"):
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=PDF_JPEG_QUALITY)
+        return buffer.getvalue()
+    with open(os.memfd_create("storyboard-jpeg", os.MFD_CLOEXEC), "w+b") as file:
+        image.save(file, format="JPEG", quality=PDF_JPEG_QUALITY)
+        file.seek(0)
+        return file.read()
 
 
 def prepare_encoded_frame(data: bytes) -> PreparedFrame:
     """``prepare_frame`` of an encoded image (PNG, WebP or JPEG bytes)."""
     with Image.open(io.BytesIO(data)) as image:
+        # One read: Pillow hands a decoder 64 KB at a time and gives up the GIL for each piece, so a 1024x1024 frame
+        # would wait ~50 times to get it back from the threads that hold it while frames arrive. A frame's PNG is one
+        # IDAT chunk (storyboard.banded_png), inflated here in one call.
+        image.decodermaxblock = max(image.decodermaxblock, len(data))
         return prepare_frame(image)
 
 
