@@ -28,7 +28,7 @@ from gateway.catalog import spec_error
 from gateway.jobs import Job, JobStore
 from gateway.metrics import Metrics
 from gateway.spec import frame_seed
-from gateway.validation import FrameScores, Picture, ValidationContext, ValidatorCalls
+from gateway.validation import FrameScores, Picture, ValidationContext, ValidatorCalls, ValidatorStub
 from storyboard import documents, outputs
 from storyboard.outputs import AttemptInfo
 from storyboard.v1 import (
@@ -75,7 +75,7 @@ class Downstream:
         if validator:
             validator_channel = open_channel(validator, retry_services=("storyboard.v1.Validator",), security=security)
             channels.append(validator_channel)
-            validator_stub = validator_pb2_grpc.ValidatorStub(validator_channel)
+            validator_stub = ValidatorStub(validator_channel)
         return cls(
             planner_pb2_grpc.PlannerStub(planner_channel),
             renderer_pb2_grpc.RendererStub(renderer_channel),
