@@ -446,15 +446,21 @@ def test_a_frame_png_is_decoded_in_one_read(monkeypatch):
     assert (prepared.width, prepared.height) == Image.open(io.BytesIO(prepared.jpeg)).size == (1024, 1024)
 
 
-@pytest.mark.parametrize("memfd", [True, False], ids=["in-memory file", "no in-memory files"])
+def _refused(*_args):
+    raise PermissionError(1, "Operation not permitted")
+
+
+@pytest.mark.parametrize("memfd", ["kept", "missing", "refused"])
 def test_the_pdf_jpeg_is_the_same_whether_written_to_an_in_memory_file_or_to_memory(memfd, monkeypatch):
     """The JPEG goes through an in-memory file where the system has them (so that Pillow encodes it without the GIL),
-    and into a buffer where it does not: the same bytes either way."""
+    and into a buffer where it has none or a sandbox refuses one: the same bytes either way."""
     picture = _picture(640, 480, seed=6)
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=documents.PDF_JPEG_QUALITY)
-    if not memfd:
+    if memfd == "missing":
         monkeypatch.delattr(documents.os, "memfd_create", raising=False)
+    elif memfd == "refused":
+        monkeypatch.setattr(documents.os, "memfd_create", _refused, raising=False)
     elif not hasattr(documents.os, "memfd_create"):
         pytest.skip("this system has no anonymous in-memory files")
     assert documents.prepare_frame(picture).jpeg == buffer.getvalue()

@@ -65,11 +65,13 @@ def _jpeg(image: Image.Image) -> bytes:
     """``image`` as the PDF's JPEG. Pillow holds the GIL while it encodes into memory, but not while it encodes into a
     file, so where the system has anonymous in-memory files (Linux) the JPEG is written to one: the ~10 ms a
     1024x1024 frame takes then leaves the gateway's other threads running (receiving frames, streaming them)."""
-    if not hasattr(os, "memfd_create"):
+    try:
+        descriptor = os.memfd_create("storyboard-jpeg", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # not Linux, or a sandbox that forbids it
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=PDF_JPEG_QUALITY)
         return buffer.getvalue()
-    with open(os.memfd_create("storyboard-jpeg", os.MFD_CLOEXEC), "w+b") as file:
+    with open(descriptor, "w+b") as file:
         image.save(file, format="JPEG", quality=PDF_JPEG_QUALITY)
         file.seek(0)
         return file.read()
