@@ -164,13 +164,13 @@ def test_closing_frame_scores_ends_their_thread():
 def _score_request() -> validator_pb2.ScoreRequest:
     """A request as the gateway makes one: frames with bytes, the reference by digest, every other field set."""
     request = validator_pb2.ScoreRequest(
-        prompts=["frame 2", "frame 3"],
+        prompts=["frame 2", "frame 3", "frame 4"],
         policy=validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES,
         trigger_tokens=["aldar_kose"],
         thresholds=THRESHOLDS,
     )
-    for n in (2, 3):
-        data = bytes(range(256)) * 400 * n  # over 2^14 and 2^21 bytes: two- and three-byte length prefixes
+    for size in (10_000, 300_000, 3_000_000):  # two-, three- and four-byte length prefixes (below 2^14, 2^21, 2^28)
+        data = bytes(range(256)) * (size // 256)
         request.frames.add(mime_type="image/png", sha256=Picture.of(data, "image/png").digest, data=data)
     request.references.add(mime_type="image/png", sha256=b"\x01" * 32)
     return request
@@ -225,4 +225,4 @@ def test_the_validator_stub_sends_score_requests_that_arrive_whole():
     finally:
         server.stop(None)
     assert validator.requests == [_score_request()]
-    assert [score.index for score in response.scores] == [0, 1]
+    assert [score.index for score in response.scores] == [0, 1, 2]
