@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from storyboard import banded_png
+from storyboard.imaging import open_image
 from storyboard_common.errors import InvalidArgument
 
 MIME_TYPES = {"PNG": "image/png", "WEBP": "image/webp", "JPEG": "image/jpeg"}
@@ -42,7 +43,7 @@ def decode(data: bytes, field: str, max_pixels: int = 4096 * 4096) -> Image.Imag
     if not data:
         raise InvalidArgument(field, "is empty")
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        with open_image(data) as opened:
             if opened.width * opened.height > max_pixels:
                 raise InvalidArgument(field, f"is {opened.width}x{opened.height}; the limit is {max_pixels} pixels")
             opened.load()

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, PngImagePlugin
 
 from storyboard import banded_png, documents
 from storyboard.v1 import common_pb2
+from storyboard_common import images
 
 CYRILLIC = "Алдар Көсе продаёт котёл"
 
@@ -429,9 +430,21 @@ def test_the_captions_are_drawn_once_asked_for_or_at_the_first_frame_and_only_on
     assert len(sheets) == 2
 
 
-def test_a_frame_png_is_decoded_in_one_read(monkeypatch):
+def _decoded_by_the_documents(data: bytes) -> tuple[int, int]:
+    prepared = documents.prepare_encoded_frame(data)
+    assert (prepared.width, prepared.height) == Image.open(io.BytesIO(prepared.jpeg)).size
+    return prepared.width, prepared.height
+
+
+def _decoded_by_the_services(data: bytes) -> tuple[int, int]:
+    return images.decode(data, "frame").size  # the validator's decoding
+
+
+@pytest.mark.parametrize("decode", [_decoded_by_the_documents, _decoded_by_the_services], ids=["documents", "services"])
+def test_a_frame_png_is_decoded_in_one_read(decode, monkeypatch):
     """Pillow hands a decoder 64 KB at a time and gives up the GIL for each piece: beside a busy thread, a 1024x1024
-    frame then waited ~50 times to get it back. A frame's PNG is one IDAT chunk, read in one piece."""
+    frame then waited ~50 times to get it back. A frame's PNG is one IDAT chunk, read in one piece
+    (``storyboard.imaging.open_image``)."""
     reads = []
     original = PngImagePlugin.PngImageFile.load_read
 
@@ -441,9 +454,8 @@ def test_a_frame_png_is_decoded_in_one_read(monkeypatch):
 
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load_read", counted)
     picture = _picture(1024, 1024, seed=5)
-    prepared = documents.prepare_encoded_frame(banded_png.png(np.asarray(picture), level=0))
+    assert decode(banded_png.png(np.asarray(picture), level=0)) == (1024, 1024)
     assert len(reads) == 1
-    assert (prepared.width, prepared.height) == Image.open(io.BytesIO(prepared.jpeg)).size == (1024, 1024)
 
 
 def _refused(*_args):

@@ -33,6 +33,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 
 from storyboard import banded_png, outputs
+from storyboard.imaging import open_image
 from storyboard.v1 import common_pb2, storyboards_pb2
 
 # ASCII85 makes streams 25% larger and costs time to encode (~30 ms a frame where reportlab's C accelerator, rl_accel,
@@ -79,11 +80,7 @@ def _jpeg(image: Image.Image) -> bytes:
 
 def prepare_encoded_frame(data: bytes) -> PreparedFrame:
     """``prepare_frame`` of an encoded image (PNG, WebP or JPEG bytes)."""
-    with Image.open(io.BytesIO(data)) as image:
-        # One read: Pillow hands a decoder 64 KB at a time and gives up the GIL for each piece, so a 1024x1024 frame
-        # would wait ~50 times to get it back from the threads that hold it while frames arrive. A frame's PNG is one
-        # IDAT chunk (storyboard.banded_png), inflated here in one call.
-        image.decodermaxblock = max(image.decodermaxblock, len(data))
+    with open_image(data) as image:
         return prepare_frame(image)
 
 
