@@ -144,8 +144,9 @@ class ValidatorStub(validator_pb2_grpc.ValidatorStub):
 
     def __init__(self, channel: grpc.Channel) -> None:
         super().__init__(channel)
+        service = validator_pb2.DESCRIPTOR.services_by_name["Validator"]
         self.Score = channel.unary_unary(
-            "/storyboard.v1.Validator/Score",
+            f"/{service.full_name}/{service.methods_by_name['Score'].name}",
             request_serializer=serialize_in_pieces,
             response_deserializer=validator_pb2.ScoreResponse.FromString,
             _registered_method=True,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -66,13 +66,12 @@ def _jpeg(image: Image.Image) -> bytes:
     """``image`` as the PDF's JPEG. Pillow holds the GIL while it encodes into memory, but not while it encodes into a
     file, so where the system has anonymous in-memory files (Linux) the JPEG is written to one: the ~10 ms a
     1024x1024 frame takes then leaves the gateway's other threads running (receiving frames, streaming them)."""
+    file: IO[bytes]
     try:
-        descriptor = os.memfd_create("storyboard-jpeg", os.MFD_CLOEXEC)
+        file = open(os.memfd_create("storyboard-jpeg", os.MFD_CLOEXEC), "w+b")  # noqa: SIM115 (the with below closes it)
     except (AttributeError, OSError):  # not Linux, or a sandbox that forbids it
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=PDF_JPEG_QUALITY)
-        return buffer.getvalue()
-    with open(descriptor, "w+b") as file:
+        file = io.BytesIO()
+    with file:
         image.save(file, format="JPEG", quality=PDF_JPEG_QUALITY)
         file.seek(0)
         return file.read()
