@@ -76,7 +76,7 @@ reliability: $(STAMP)
 test-all: lint check-protos
 	STORYBOARD_RELIABILITY=all $(VENV)/bin/pytest
 
-# Benchmarks (about 5 minutes): writes bench/RESULTS.md, every speed figure a ratio measured side by side.
+# Benchmarks (about 10 minutes): writes bench/RESULTS.md, every speed figure a ratio measured side by side.
 bench: $(STAMP)
 	$(PY) bench/run.py
 

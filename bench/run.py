@@ -5,7 +5,8 @@ by side in the same run, with the machine, the versions and the date.
     .venv/bin/python bench/run.py --quick        # fewer rounds (a smoke run, a minute or two)
     .venv/bin/python bench/run.py --only transport,planner --output /tmp/RESULTS.md
 
-Sections: orchestration efficiency and time to first frame (bench/orchestration.py), transport per image format
+Sections: orchestration efficiency and time to first frame (bench/orchestration.py; at 256x256 with 0.5 s frames,
+then at SDXL's 1024x1024 with 2 s frames), transport per image format
 (bench/transport.py), the documents' work after the last frame (bench/documents_bench.py), validator batched vs
 pairwise (bench/validator_bench.py), planner latency (bench/planner_bench.py), and the renderer's SDXL GPU
 benchmark (bench/sdxl_bench.py) when a GPU run's results are in bench/results/.
@@ -28,7 +29,8 @@ from bench import documents_bench, orchestration, planner_bench, transport  # no
 from bench.common import Section, machine, table  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
-SECTIONS = ("orchestration", "transport", "documents", "validator", "planner", "sdxl")
+SECTIONS = ("orchestration", "orchestration-real-size", "transport", "documents", "validator", "planner", "sdxl")
+REAL_SIZE = ["--size", "1024", "--frame-seconds", "2"]  # SDXL's frame size, and about its time a frame on a fast GPU
 
 
 def validator_section(quick: bool) -> Section:
@@ -69,6 +71,7 @@ def demoted(markdown: str) -> str:
 def build(only: Sequence[str], quick: bool, log: Callable[[str], None]) -> list[Section]:
     runners: dict[str, Callable[[], Section]] = {
         "orchestration": lambda: orchestration.run(["--rounds", "2" if quick else "6"]),
+        "orchestration-real-size": lambda: orchestration.run(["--rounds", "1" if quick else "3", *REAL_SIZE]),
         "transport": lambda: transport.run(["--frames", "6"]),
         "documents": lambda: documents_bench.run(rounds=5 if quick else documents_bench.ROUNDS),
         "validator": lambda: validator_section(quick),
