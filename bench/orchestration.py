@@ -279,6 +279,47 @@ Median of {rounds} rounds; the columns are those of the table above.
 """
 
 
+def _title_and_method(options: Options) -> tuple[str, str]:
+    """The section's title and how it was measured: in full for the default options, briefly (referring to that
+    section) for another frame size and time."""
+    title = "Orchestration efficiency and time to first frame"
+    if (options.size, options.frame_seconds) != (Options.size, Options.frame_seconds):
+        title += f" at {options.size}x{options.size}, {options.frame_seconds:g} s a frame"
+        megabytes = options.size**2 * 3 / 1e6
+        return title, OTHER_SIZE_METHOD.format(
+            size=options.size, megabytes=megabytes, seconds=options.frame_seconds, rounds=options.rounds
+        )
+    frames, step_ms = options.frames, options.frame_seconds / options.steps * 1000
+    return (
+        title,
+        f"""
+{frames}-frame storyboard, {options.size}x{options.size}, {options.steps} steps, through the whole stack: offline
+planner, validator on a tiny random CLIP, R fixed-cost renderer replicas and the gateway as separate processes on
+loopback, the SDK's `Client.generate` as the client. Median of {options.rounds} rounds; in each round the gateways
+for every R and the original's way run one after another, and each stage is measured directly in the same round.
+
+**Renderer: `bench/fixed_cost_renderer.py`**, not the tiny diffusers pipeline. A replica spends a fixed
+{options.frame_seconds:g} s per frame ({options.steps} steps, {step_ms:g} ms apart like SDXL's on a fast GPU, reported
+as the gateway asks: the first, the last and one per 0.1 s), one frame at a time like a GPU, and returns a real PNG,
+a different picture for each frame of a storyboard (so the
+validator embeds each and finds no repetition, as with real frames). It sleeps rather than computes: on this 2-core
+machine CPU-bound replicas cannot run side by side (8 of them would share 2 cores and R = 8 would measure the cores,
+not the orchestration), and the tiny SDXL pipeline takes 10-40 s per frame at the gateway's smallest size (256x256;
+its VAE only halves the resolution, so attention runs over 16k tokens), not a few hundred ms.
+
+ideal(R) = plan + ceil({frames}/R) x frame + one validation. The overhead (wall - ideal) is split by the replicas'
+own log of when each frame started and when it was handed to gRPC: "before frames" is request -> the first frame
+starts on a replica, less the plan; "after frames" is the last frame handed to gRPC -> Completed at the client, less
+one validation (it holds the last frames' way to the gateway and the client, their validation, the repetition check
+over all kept frames with the PDF laid out meanwhile, the contact sheet's last row, frames.json and report.json);
+"between" is the rest, frames that start later on their replicas than the ideal's back-to-back schedule. "Gateway
+CPU" is the CPU time the gateway process used for the storyboard and "stack CPU" that of every process (the gateway,
+planner, validator, the R replicas and the client), both from /proc; this machine has {os.cpu_count()} cores. "vs
+original" is the original's way's wall time over the stack's.
+""",
+    )
+
+
 def section(m: Measurements, options: Options) -> Section:
     frames = options.frames
     plan, frame, validate = median(m.plan), median(m.frame), median(m.validate)
@@ -318,32 +359,7 @@ def section(m: Measurements, options: Options) -> Section:
     ttff = table(["R", "plan + frame ms", "first frame ms", "ratio"], ttff_rows)
     ratios = {c: median(m.wall[c]) / ideal(m, options, c) for c in options.replicas}
     worst = max(ratios, key=ratios.__getitem__)
-    step_ms = options.frame_seconds / options.steps * 1000
-    method = f"""
-{frames}-frame storyboard, {options.size}x{options.size}, {options.steps} steps, through the whole stack: offline
-planner, validator on a tiny random CLIP, R fixed-cost renderer replicas and the gateway as separate processes on
-loopback, the SDK's `Client.generate` as the client. Median of {options.rounds} rounds; in each round the gateways
-for every R and the original's way run one after another, and each stage is measured directly in the same round.
-
-**Renderer: `bench/fixed_cost_renderer.py`**, not the tiny diffusers pipeline. A replica spends a fixed
-{options.frame_seconds:g} s per frame ({options.steps} steps, {step_ms:g} ms apart like SDXL's on a fast GPU, reported
-as the gateway asks: the first, the last and one per 0.1 s), one frame at a time like a GPU, and returns a real PNG,
-a different picture for each frame of a storyboard (so the
-validator embeds each and finds no repetition, as with real frames). It sleeps rather than computes: on this 2-core
-machine CPU-bound replicas cannot run side by side (8 of them would share 2 cores and R = 8 would measure the cores,
-not the orchestration), and the tiny SDXL pipeline takes 10-40 s per frame at the gateway's smallest size (256x256;
-its VAE only halves the resolution, so attention runs over 16k tokens), not a few hundred ms.
-
-ideal(R) = plan + ceil({frames}/R) x frame + one validation. The overhead (wall - ideal) is split by the replicas'
-own log of when each frame started and when it was handed to gRPC: "before frames" is request -> the first frame
-starts on a replica, less the plan; "after frames" is the last frame handed to gRPC -> Completed at the client, less
-one validation (it holds the last frames' way to the gateway and the client, their validation, the repetition check
-over all kept frames with the PDF laid out meanwhile, the contact sheet's last row, frames.json and report.json);
-"between" is the rest, frames that start later on their replicas than the ideal's back-to-back schedule. "Gateway
-CPU" is the CPU time the gateway process used for the storyboard and "stack CPU" that of every process (the gateway,
-planner, validator, the R replicas and the client), both from /proc; this machine has {os.cpu_count()} cores. "vs
-original" is the original's way's wall time over the stack's.
-"""
+    title, method = _title_and_method(options)
     if ratios[worst] <= 1.05:
         conclusion = "Target wall / ideal <= 1.05: **met at every R**."
     else:
@@ -373,15 +389,6 @@ original" is the original's way's wall time over the stack's.
         f" Time to first frame is within {max(median(m.first_frame[c]) / (plan + frame) for c in ratios):.3f} x plan "
         "+ one frame."
     )
-    title = "Orchestration efficiency and time to first frame"
-    if (options.size, options.frame_seconds) != (Options.size, Options.frame_seconds):
-        title += f" at {options.size}x{options.size}, {options.frame_seconds:g} s a frame"
-        method = OTHER_SIZE_METHOD.format(
-            size=options.size,
-            megabytes=options.size**2 * 3 / 1e6,
-            seconds=options.frame_seconds,
-            rounds=options.rounds,
-        )
     return Section(
         title,
         method,
