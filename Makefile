@@ -12,7 +12,7 @@ DEMO_OUTPUTS ?= outputs
 
 export UV_LINK_MODE := copy
 
-.PHONY: setup demo test test-unit test-integration lint lint-protos protos check-protos up clean help bench bench-compare reliability test-all
+.PHONY: setup demo test test-unit test-integration lint lint-protos protos check-protos up clean help bench bench-compare reliability
 
 help:
 	@echo "make demo   - set up, run the local stack on the embedded defaults, make a storyboard, print its folder"
@@ -20,7 +20,6 @@ help:
 	@echo "make up     - run the local stack until Ctrl-C"
 	@echo "make protos - regenerate the gRPC stubs from protos/"
 	@echo "make reliability - the reliability suite (kills, LLM faults, hostile input, fuzzing, load)"
-	@echo "make test-all - make test plus the slow reliability scenarios"
 	@echo "make bench  - run the benchmarks and write bench/RESULTS.md"
 	@echo "make bench-compare REV=main~1  - this checkout's gateway against REV's, side by side"
 
@@ -62,19 +61,15 @@ test: lint check-protos
 	$(VENV)/bin/pytest
 
 test-unit: $(STAMP)
-	$(VENV)/bin/pytest -m "not integration"
+	$(VENV)/bin/pytest -m "not integration and not reliability"
 
 test-integration: $(STAMP)
 	$(VENV)/bin/pytest -m integration
 
-# The reliability suite: faults and hostile input against real processes, with a summary table (lost must be 0).
-# Its quick tier runs in `make test` too; the slow scenarios run only here and in test-all.
+# The reliability suite alone: faults and hostile input against real processes, with a summary table (lost must be
+# 0). `make test` runs it too.
 reliability: $(STAMP)
 	$(VENV)/bin/pytest -m reliability tests/reliability
-
-# Everything `make test` runs, plus the slow reliability scenarios (process kills, LLM faults, schemathesis, load).
-test-all: lint check-protos
-	STORYBOARD_RELIABILITY=all $(VENV)/bin/pytest
 
 # Benchmarks (about 10 minutes): writes bench/RESULTS.md, every speed figure a ratio measured side by side.
 bench: $(STAMP)

@@ -5,10 +5,9 @@ of the run as a table: runs, completed, refused (a clean 4xx / specific status c
 where the scenario makes one), lost (anything else: a missing or duplicated frame, a partial file, a stuck job, a
 5xx or INTERNAL). Lost must be 0, and each test also asserts it.
 
-Two tiers. The quick one (hostile input, a busy renderer, a crash at every commit: about a minute) runs with every
-plain ``pytest``, so ``make test`` and CI run it. The scenarios marked ``slow`` (process kills, LLM faults,
-schemathesis, load: about four minutes more) run when the suite is asked for: ``make reliability`` (``pytest -m
-reliability tests/reliability``), ``make test-all`` (``STORYBOARD_RELIABILITY=all``), or a path under this folder.
+The whole suite runs with every plain ``pytest``, so ``make test`` and CI run it (about five minutes); ``make
+reliability`` runs it alone. The scenarios marked ``slow`` (process kills, LLM faults, schemathesis, load: tens of
+seconds each) can be left out of a local run with ``pytest -m "not slow"``.
 
 ``STORYBOARD_RELIABILITY_RUNS`` (default 5) sets how often the kill scenarios repeat.
 """
@@ -18,14 +17,11 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import pytest
 
 RUNS = max(1, int(os.environ.get("STORYBOARD_RELIABILITY_RUNS", "5")))
-HERE = Path(__file__).resolve().parent
-FULL = {"requested": False}  # set at collection: whether the whole suite was asked for
 Outcome = Literal["completed", "refused", "lost"]
 
 
@@ -76,28 +72,6 @@ class Tally:
 
 
 TALLY = Tally()
-
-
-def _suite_requested(config: pytest.Config) -> bool:
-    """Whether this run asked for the reliability suite: by marker, by the environment, or by a path in it."""
-    if os.environ.get("STORYBOARD_RELIABILITY") == "all" or "reliability" in (config.option.markexpr or ""):
-        return True
-    for argument in config.args:
-        path = Path(str(argument).split("::", 1)[0]).resolve()
-        if path == HERE or HERE in path.parents:
-            return True
-    return False
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave the slow scenarios out of runs that did not ask for the suite (plain ``pytest``, ``make test``)."""
-    FULL["requested"] = _suite_requested(config)
-    if FULL["requested"]:
-        return
-    slow = [item for item in items if item.get_closest_marker("slow") and HERE in item.path.parents]
-    if slow:
-        config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if item not in slow]
 
 
 @pytest.fixture(scope="session")
