@@ -55,6 +55,7 @@ STORY = (
     "and waits for gold. Aldar rides away across the steppe and laughs at sunset."
 )
 TEMPERATURE = 0.7  # the gateway's default, which it sends to the planner
+TARGET = 1.05  # wall / ideal at most
 
 
 @dataclass
@@ -261,6 +262,15 @@ def ideal(m: Measurements, options: Options, replicas: int) -> float:
     return median(m.plan) + math.ceil(options.frames / replicas) * median(m.frame) + median(m.validate)
 
 
+def shortest_frame(m: Measurements, options: Options, replicas: int) -> float:
+    """The frame time (seconds) from which wall / ideal <= TARGET at R = ``replicas`` if the overhead stays what it
+    was: the overhead is the work the stack does on each frame and storyboard, which a longer wait on the GPU does not
+    add to."""
+    overhead = median(m.wall[replicas]) - ideal(m, options, replicas)
+    least_ideal = overhead / (TARGET - 1)
+    return (least_ideal - median(m.plan) - median(m.validate)) / math.ceil(options.frames / replicas)
+
+
 def overhead_split(m: Measurements, options: Options, replicas: int) -> tuple[float, float, float]:
     """wall - ideal in three parts (seconds): before the first frame starts on a replica (beyond the plan), after
     the last frame left its replica (beyond one validation), and the rest, between (frames starting late on their
@@ -331,7 +341,7 @@ def section(m: Measurements, options: Options) -> Section:
         wall = median(m.wall[count])
         best = ideal(m, options, count)
         rows.append([
-            count, ms(best), ms(wall), ratio(wall / best), "yes" if wall / best <= 1.05 else "**no**",
+            count, ms(best), ms(wall), ratio(wall / best), "yes" if wall / best <= TARGET else "**no**",
             ms(wall - best), *(ms(part) for part in split[count]), ms(median(m.gateway_cpu[count])),
             ms(median(m.stack_cpu[count])), f"{original / wall:.2f}x",
         ])  # fmt: skip
@@ -360,14 +370,15 @@ def section(m: Measurements, options: Options) -> Section:
     ratios = {c: median(m.wall[c]) / ideal(m, options, c) for c in options.replicas}
     worst = max(ratios, key=ratios.__getitem__)
     title, method = _title_and_method(options)
-    if ratios[worst] <= 1.05:
-        conclusion = "Target wall / ideal <= 1.05: **met at every R**."
+    if ratios[worst] <= TARGET:
+        conclusion = f"Target wall / ideal <= {TARGET}: **met at every R**."
     else:
-        missed = ", ".join(f"R = {c}" for c in ratios if ratios[c] > 1.05)
+        missed_counts = [c for c in ratios if ratios[c] > TARGET]
+        missed = ", ".join(f"R = {c}" for c in missed_counts)
         busiest = max(ratios, key=lambda c: median(m.stack_cpu[c]) / median(m.wall[c]))
         befores, afters = [split[c][0] * 1000 for c in ratios], [split[c][2] * 1000 for c in ratios]
         conclusion = (
-            f"Target wall / ideal <= 1.05: **not met** at {missed} (worst {ratios[worst]:.3f} at R = {worst}). "
+            f"Target wall / ideal <= {TARGET}: **not met** at {missed} (worst {ratios[worst]:.3f} at R = {worst}). "
             f"Most of the overhead comes after the last frame ({min(afters):.0f}-{max(afters):.0f} ms, the most at "
             f"R = {max(ratios, key=lambda c: split[c][2])}, where the most frames finish together) and it does not "
             f"shrink with the ideal, so its share grows with R; before the first frame it is {min(befores):.0f}-"
@@ -385,6 +396,11 @@ def section(m: Measurements, options: Options) -> Section:
                 f"and scoring {frames} in one call takes {median(m.validate_all) * 1000:.0f} ms (the original's "
                 "validation, measured above)."
             )
+        holds = ", ".join(f"at R = {c} from frames of {shortest_frame(m, options, c):.2f} s" for c in missed_counts)
+        conclusion += (
+            " The overhead is work on each frame and storyboard, which a longer frame on the GPU does not add to: with"
+            f" this run's overheads the target holds {holds} (this run's frames take {frame:.2f} s)."
+        )
     conclusion += (
         f" Time to first frame is within {max(median(m.first_frame[c]) / (plan + frame) for c in ratios):.3f} x plan "
         "+ one frame."
