@@ -14,6 +14,7 @@ import grpc
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from storyboard_common.errors import status_for
+from storyboard_common.interceptors import wrapped_handler
 
 _STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -89,15 +90,9 @@ class GrpcMetricsInterceptor(grpc.ServerInterceptor):
         if handler is None or not details.method.startswith(self._prefix):
             return handler
         method = details.method.removeprefix(self._prefix)
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, method), handler.request_deserializer, handler.response_serializer
-            )
-        return handler
+        return wrapped_handler(
+            handler, lambda behavior: self._unary(behavior, method), lambda behavior: self._stream(behavior, method)
+        )
 
     def _count(self, method: str, code: str) -> None:
         self._metrics.requests.labels("grpc", method, code).inc()

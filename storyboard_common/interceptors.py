@@ -35,6 +35,25 @@ def _abort(context: grpc.ServicerContext, method: str, error: BaseException) -> 
     context.abort(code, message)
 
 
+Behavior = Callable[[Any, grpc.ServicerContext], Any]
+
+
+def wrapped_handler(
+    handler: grpc.RpcMethodHandler, unary: Callable[[Behavior], Behavior], stream: Callable[[Behavior], Behavior]
+) -> grpc.RpcMethodHandler:
+    """``handler`` with its behaviour wrapped by ``unary`` (unary-unary methods) or ``stream`` (unary-stream), for a
+    server interceptor; client-streaming methods (none in storyboard.v1) are left as they are."""
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+        )
+    return handler
+
+
 class ServiceInterceptor(grpc.ServerInterceptor):
     """Tags each call with a request id (from ``x-request-id`` metadata, else a new one, echoed back in trailing
     metadata) and maps exceptions to specific status codes; INTERNAL is left for bugs, without their details."""
@@ -44,18 +63,12 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = details.method
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, method), handler.request_deserializer, handler.response_serializer
-            )
-        return handler  # client-streaming methods: none in storyboard.v1
+        return wrapped_handler(
+            handler, lambda behavior: self._unary(behavior, method), lambda behavior: self._stream(behavior, method)
+        )
 
     @staticmethod
-    def _unary(behavior: Callable[[Any, grpc.ServicerContext], Any], method: str) -> Callable[..., Any]:
+    def _unary(behavior: Behavior, method: str) -> Behavior:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             token = request_id.set(_incoming_request_id(context))
             context.set_trailing_metadata(((REQUEST_ID_KEY, request_id.get()),))
@@ -69,7 +82,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         return wrapped
 
     @staticmethod
-    def _stream(behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str) -> Callable[..., Any]:
+    def _stream(behavior: Behavior, method: str) -> Behavior:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             rid = _incoming_request_id(context)
             context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
