@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.common import median, ms, percentile, ratio, table  # noqa: E402
-from bench.orchestration import STORY, Options, Stack  # noqa: E402
+from bench.orchestration import STORY, Options, Stack, fresh_seeds  # noqa: E402
 from storyboard import Client, events  # noqa: E402
 from tests.support.processes import ProcessGroup, ServiceProcess, cpu_seconds  # noqa: E402
 
@@ -92,14 +92,15 @@ def compare(revision: str, options: Options, storyboards: int, log=print) -> lis
                     "--log-level", "WARNING", validator=stack.validator.address, root=version.root,
                 )  # fmt: skip
                 version.client = Client(version.gateway.address, timeout=120)  # connected once, as in the benchmark
+            seeds = fresh_seeds()  # frames of their own for every storyboard, as the validator gets in use
             for version in versions:  # warm-up, not recorded
-                storyboard(version, options, seed=1)
+                storyboard(version, options, next(seeds))
                 version.walls.clear()
                 version.cpus.clear()
             for index in range(storyboards):
                 order = versions if index % 4 in (0, 3) else versions[::-1]  # A B B A: neither always goes first
                 for version in order:
-                    storyboard(version, options, seed=100 + index)
+                    storyboard(version, options, next(seeds))
                 if (index + 1) % 4 == 0:
                     log(f"compare: {index + 1}/{storyboards} storyboards each")
             for version in versions:

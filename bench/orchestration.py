@@ -6,29 +6,32 @@ Renderers are ``bench.fixed_cost_renderer`` replicas: a fixed, known time per fr
 replica, as on a GPU), so that R replicas on a 2-core machine run in parallel like R GPUs and what is left over is
 what the stack adds. The planner is the offline one; the validator runs a tiny random CLIP.
 
-Side by side, in every round, in this order: the storyboard through gateways over R = 1, 2, 4, 8 replicas, then the
-original's way (one client calling plan, then every frame in sequence, then one validation). The stage costs are
-measured in the same run by calling each service directly: plan (Planner.Plan), frame (Renderer.Render of one frame
-on an idle replica: the sleep, the progress messages and the image), validation (Validator.Score of one frame
-against frame 1, as the gateway asks) and the original's validation (all frames in one call).
+Side by side, in every round, in this order: the stage costs, measured by calling each service directly (plan:
+Planner.Plan; frame: Renderer.Render of one frame on an idle replica, the sleep, the progress messages and the image;
+validation: Validator.Score of one new frame as frame 1, as the gateway asks), the storyboard through gateways over
+R = 1, 2, 4, 8 replicas, then the original's way (one client calling plan, then every frame in sequence, then one
+validation of all frames, timed as the original's validation). Every storyboard and stage has a base seed of its own
+(``fresh_seeds``), so every frame is a new picture that the validator decodes and embeds, as in use.
 
     ideal(R) = plan + ceil(frames / R) x frame + validation          target: wall / ideal <= 1.05
     time to first frame: request -> first FrameRendered at the client, against plan + frame
 
     .venv/bin/python -m bench.orchestration --rounds 5
+    .venv/bin/python -m bench.orchestration --replicas 4,8 --frame-steps 20,40,80,120   # overhead vs frame time
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,9 +59,17 @@ STORY = (
 )
 TEMPERATURE = 0.7  # the gateway's default, which it sends to the planner
 TARGET = 1.05  # wall / ideal at most
+SEED_SPACING = 16  # more than a storyboard's frames: a first attempt's seed is base + frame - 1
 
 
-@dataclass
+def fresh_seeds(start: int = 100) -> Iterator[int]:
+    """Base seeds whose frames never share a seed. Every storyboard and stage of a run takes one of its own, so that no
+    frame repeats another's picture and the validator embeds each, as it does real frames, instead of finding it in
+    its cache (keyed by the image bytes' hash)."""
+    return itertools.count(start, SEED_SPACING)
+
+
+@dataclass(frozen=True)
 class Options:
     frames: int = 8
     frame_seconds: float = 0.5
@@ -66,6 +77,16 @@ class Options:
     size: int = 256
     rounds: int = 5
     replicas: tuple[int, ...] = (1, 2, 4, 8)
+    original: bool = True  # also run the storyboard the original's way, in every round
+
+    @property
+    def step_seconds(self) -> float:
+        """What a replica spends on each step: a frame's time grows with its steps, as a diffusion model's does."""
+        return self.frame_seconds / self.steps
+
+    def with_steps(self, steps: int) -> Options:
+        """The same replicas asked for frames of ``steps`` steps: longer or shorter frames at the same step cost."""
+        return replace(self, steps=steps, frame_seconds=self.step_seconds * steps)
 
 
 @dataclass
@@ -117,8 +138,8 @@ class Stack:
 
     def _renderer(self, group: ProcessGroup) -> ServiceProcess:
         port = free_port()
-        args = ["-m", "bench.fixed_cost_renderer", "--port", str(port), "--frame-seconds",
-                str(self.options.frame_seconds), "--warm-size", str(self.options.size), "--log",
+        args = ["-m", "bench.fixed_cost_renderer", "--port", str(port), "--step-seconds",
+                str(self.options.step_seconds), "--warm-size", str(self.options.size), "--log",
                 str(self.render_log)]  # fmt: skip
         return group.spawn("fixed-cost-renderer", args, port)
 
@@ -133,8 +154,7 @@ class Run:
     after_last_frame: float  # the last frame handed to gRPC by its replica -> Completed at the client
 
 
-def storyboard_through_gateway(stack: Stack, replicas: int, seed: int) -> Run:
-    options = stack.options
+def storyboard_through_gateway(stack: Stack, options: Options, replicas: int, seed: int) -> Run:
     stack.render_log.write_text("")
     started, started_at = time.perf_counter(), time.time()
     first_frame = 0.0
@@ -198,29 +218,31 @@ class Direct:
 
 
 def stage_costs(direct: Direct, seed: int, into: Measurements) -> None:
-    """Each stage measured on its own, directly, on idle services."""
+    """Each stage measured on its own, directly, on idle services: the validation of a frame not seen before."""
     plan = direct.plan(seed)
     into.plan.append(timed(lambda: direct.plan(seed + 1)))
     scene = plan.scenes[0]
     image = direct.render(plan, scene, seed)
     into.frame.append(timed(lambda: direct.render(plan, scene, seed)))
     into.validate.append(timed(lambda: direct.score([image], [scene.prompt], image.data)))
-    images = [image] * len(plan.scenes)
-    prompts = [s.prompt for s in plan.scenes]
-    into.validate_all.append(timed(lambda: direct.score(images, prompts, image.data)))
 
 
-def the_originals_way(direct: Direct, seed: int) -> float:
-    """Plan, then every frame in sequence, then one validation of all frames: wall seconds."""
+def the_originals_way(direct: Direct, seed: int) -> tuple[float, float]:
+    """Plan, then every frame in sequence, then one validation of all frames: wall seconds, and the validation's."""
     started = time.perf_counter()
     plan = direct.plan(seed)
     images = [direct.render(plan, scene, seed + scene.frame - 1) for scene in plan.scenes]
-    direct.score(images, [s.prompt for s in plan.scenes], images[0].data)
-    return time.perf_counter() - started
+    validation = timed(lambda: direct.score(images, [s.prompt for s in plan.scenes], images[0].data))
+    return time.perf_counter() - started, validation
 
 
-def measure(options: Options, scratch: Path, log=print) -> Measurements:  # type: ignore[no-untyped-def]
-    results = Measurements()
+def measure(
+    options: Options, scratch: Path, log: Callable[[str], None] = print, step_counts: Sequence[int] = ()
+) -> dict[int, Measurements]:
+    """Measurements keyed by steps a frame: of ``options.steps`` alone, or of each of ``step_counts`` (frames as many
+    times longer, at the same cost a step), run side by side in every round."""
+    step_counts = tuple(step_counts) or (options.steps,)
+    results = {steps: Measurements() for steps in step_counts}
     with ProcessGroup(scratch / "logs") as group:
         log("orchestration: starting planner, validator, renderers and gateways")
         stack = Stack(group, scratch, options)
@@ -233,29 +255,40 @@ def measure(options: Options, scratch: Path, log=print) -> Measurements:  # type
             options,
         )
         log("orchestration: warming up every gateway")
+        seeds = fresh_seeds()
         for count in options.replicas:
-            storyboard_through_gateway(stack, count, seed=1)
-        the_originals_way(direct, seed=1)
+            storyboard_through_gateway(stack, options, count, next(seeds))
+        if options.original:
+            the_originals_way(direct, next(seeds))
         for index in range(options.rounds):
-            seed = 100 + index * 10
-            stage_costs(direct, seed, results)
-            for count in options.replicas:
-                processes = [stack.gateways[count], stack.planner, stack.validator, *stack.renderers[:count]]
-                cpu_before, client_before = [cpu_seconds(p.pid) for p in processes], time.process_time()
-                run = storyboard_through_gateway(stack, count, seed)
-                cpu_used = [cpu_seconds(p.pid) - before for p, before in zip(processes, cpu_before, strict=True)]
-                results.gateway_cpu.setdefault(count, []).append(cpu_used[0])
-                results.stack_cpu.setdefault(count, []).append(sum(cpu_used) + time.process_time() - client_before)
-                results.wall.setdefault(count, []).append(run.wall)
-                results.first_frame.setdefault(count, []).append(run.first_frame)
-                results.to_first_render.setdefault(count, []).append(run.to_first_render)
-                results.after_last_frame.setdefault(count, []).append(run.after_last_frame)
-            results.original.append(the_originals_way(direct, seed))
+            for steps in step_counts:
+                one_round(stack, replace(direct, options=options.with_steps(steps)), seeds, results[steps])
             log(f"orchestration: round {index + 1}/{options.rounds} done")
         for channel in channels:
             channel.close()
         stack.close()
     return results
+
+
+def one_round(stack: Stack, direct: Direct, seeds: Iterator[int], into: Measurements) -> None:
+    """Each stage on its own, then the storyboard through every gateway, then (if asked) the original's way."""
+    options = direct.options
+    stage_costs(direct, next(seeds), into)
+    for count in options.replicas:
+        processes = [stack.gateways[count], stack.planner, stack.validator, *stack.renderers[:count]]
+        cpu_before, client_before = [cpu_seconds(p.pid) for p in processes], time.process_time()
+        run = storyboard_through_gateway(stack, options, count, next(seeds))
+        cpu_used = [cpu_seconds(p.pid) - before for p, before in zip(processes, cpu_before, strict=True)]
+        into.gateway_cpu.setdefault(count, []).append(cpu_used[0])
+        into.stack_cpu.setdefault(count, []).append(sum(cpu_used) + time.process_time() - client_before)
+        into.wall.setdefault(count, []).append(run.wall)
+        into.first_frame.setdefault(count, []).append(run.first_frame)
+        into.to_first_render.setdefault(count, []).append(run.to_first_render)
+        into.after_last_frame.setdefault(count, []).append(run.after_last_frame)
+    if options.original:
+        wall, validation = the_originals_way(direct, next(seeds))
+        into.original.append(wall)
+        into.validate_all.append(validation)
 
 
 def ideal(m: Measurements, options: Options, replicas: int) -> float:
@@ -310,9 +343,10 @@ for every R and the original's way run one after another, and each stage is meas
 
 **Renderer: `bench/fixed_cost_renderer.py`**, not the tiny diffusers pipeline. A replica spends a fixed
 {options.frame_seconds:g} s per frame ({options.steps} steps, {step_ms:g} ms apart like SDXL's on a fast GPU, reported
-as the gateway asks: the first, the last and one per 0.1 s), one frame at a time like a GPU, and returns a real PNG,
-a different picture for each frame of a storyboard (so the
-validator embeds each and finds no repetition, as with real frames). It sleeps rather than computes: on this 2-core
+as the gateway asks: the first, the last and one per 0.1 s), one frame at a time like a GPU, then encodes a real PNG,
+a picture of its own for every frame (a different one for each frame of a storyboard, so none is judged a repetition,
+with the frame's seed in its first pixels, so the validator decodes and embeds every frame, as it does real ones,
+rather than finding it in its cache). It sleeps rather than computes: on this 2-core
 machine CPU-bound replicas cannot run side by side (8 of them would share 2 cores and R = 8 would measure the cores,
 not the orchestration), and the tiny SDXL pipeline takes 10-40 s per frame at the gateway's smallest size (256x256;
 its VAE only halves the resolution, so attention runs over 16k tokens), not a few hundred ms.
@@ -358,7 +392,7 @@ def section(m: Measurements, options: Options) -> Section:
             ["plan (offline planner, one Planner.Plan)", ms(plan)],
             [f"frame (one Render on an idle replica, {options.steps} steps, {options.size}x{options.size})", ms(frame)],
             ["fixed cost per frame (the replica's sleep)", ms(options.frame_seconds)],
-            ["validation (one frame against frame 1)", ms(validate)],
+            ["validation (one new frame, scored as frame 1)", ms(validate)],
             [f"the original's validation ({frames} frames in one call)", ms(median(m.validate_all))],
         ],
     )
@@ -398,8 +432,9 @@ def section(m: Measurements, options: Options) -> Section:
             )
         holds = ", ".join(f"at R = {c} from frames of {shortest_frame(m, options, c):.2f} s" for c in missed_counts)
         conclusion += (
-            " The overhead is work on each frame and storyboard, which a longer frame on the GPU does not add to: with"
-            f" this run's overheads the target holds {holds} (this run's frames take {frame:.2f} s)."
+            " The overhead is work on each frame and storyboard, which a longer frame on the GPU need not add to (the "
+            f"section on frame time measures it): with this run's overheads the target would hold {holds} (this "
+            f"run's frames take {frame:.2f} s)."
         )
     conclusion += (
         f" Time to first frame is within {max(median(m.first_frame[c]) / (plan + frame) for c in ratios):.3f} x plan "
@@ -414,21 +449,121 @@ def section(m: Measurements, options: Options) -> Section:
     )  # fmt: skip
 
 
+def met_from(ratios: dict[float, float]) -> float | None:
+    """The shortest frame time (a key of ``ratios``, frame seconds -> wall / ideal) from which the target is met at
+    it and at every longer one measured; None if it is not met at the longest."""
+    shortest = None
+    for seconds in sorted(ratios, reverse=True):
+        if ratios[seconds] > TARGET:
+            break
+        shortest = seconds
+    return shortest
+
+
+FRAME_TIME_METHOD = """
+The first section's stack, started anew ({size}x{size}), with R = {replicas}, asked for frames of {steps} steps: at the
+replicas' {step_ms:g} ms a step, frames of {seconds} s, as more steps, a larger frame or a slower GPU would take.
+In every round each frame time runs in turn, its stages measured directly and then a storyboard through each gateway,
+so the frame times are side by side; median of {rounds} rounds. The columns are those of the first section's table:
+the overhead is wall - ideal, "after frames" its part from the last frame handed to gRPC to Completed. Longer frames
+bring more progress messages (one per 0.1 s), and nothing else more to the stack.
+"""
+
+
+def frame_time_section(measured: dict[int, Measurements], options: Options) -> Section:
+    """Overhead and wall / ideal at each R against the frame time: whether the overhead grows with longer frames, and
+    from which frame time the target holds."""
+    step_counts = sorted(measured)
+    seconds = {steps: median(measured[steps].frame) for steps in step_counts}
+    rows, ratios, overheads = [], {}, {}
+    for count in options.replicas:
+        for steps in step_counts:
+            m, at = measured[steps], options.with_steps(steps)
+            wall, best = median(m.wall[count]), ideal(m, at, count)
+            ratios.setdefault(count, {})[seconds[steps]] = wall / best
+            overheads.setdefault(count, {})[seconds[steps]] = wall - best
+            rows.append([
+                count, ms(seconds[steps]), ms(best), ms(wall), ratio(wall / best),
+                "yes" if wall / best <= TARGET else "**no**", ms(wall - best), ms(overhead_split(m, at, count)[2]),
+                ms(median(m.gateway_cpu[count])),
+            ])  # fmt: skip
+    overview = table(
+        ["R", "frame ms", "ideal ms", "wall ms", "wall / ideal", "<= 1.05", "overhead ms", "after frames ms",
+         "gateway CPU ms"],
+        rows,
+    )  # fmt: skip
+    shortest, longest = seconds[step_counts[0]], seconds[step_counts[-1]]
+    growth = "; ".join(
+        f"R = {c}: {overheads[c][shortest] * 1000:.0f} ms at {shortest:.1f} s, {overheads[c][longest] * 1000:.0f} ms "
+        f"at {longest:.1f} s" for c in options.replicas
+    )  # fmt: skip
+    holds = []
+    for count in options.replicas:
+        first = met_from(ratios[count])
+        holds.append(
+            f"at R = {count} at no frame time measured"
+            if first is None
+            else f"at R = {count} from frames of {first:.1f} s on"
+        )
+    conclusion = (
+        f"The overhead against frame time ({growth}): {_growth_verdict(overheads, shortest, longest)}. The target "
+        f"wall / ideal <= {TARGET} holds {', '.join(holds)}."
+    )
+    method = FRAME_TIME_METHOD.format(
+        size=options.size, replicas=" and ".join(str(c) for c in options.replicas),
+        steps=", ".join(str(s) for s in step_counts), step_ms=options.step_seconds * 1000,
+        seconds=", ".join(f"{options.with_steps(s).frame_seconds:g}" for s in step_counts), rounds=options.rounds,
+    )  # fmt: skip
+    return Section("Orchestration overhead against frame time", method, [overview], conclusion)
+
+
+def _growth_verdict(overheads: dict[int, dict[float, float]], shortest: float, longest: float) -> str:
+    """How the overhead at the longest frames compares with that at the shortest, in words and as a ratio."""
+    changes = [overheads[c][longest] / overheads[c][shortest] for c in overheads if overheads[c][shortest] > 0]
+    if not changes:
+        return "no overhead to compare"
+    low, high = min(changes), max(changes)
+    span = f"{low:.2f}x" if round(low, 2) == round(high, 2) else f"{low:.2f}-{high:.2f}x"
+    return (
+        f"with frames {longest / shortest:.0f} times as long, the overhead is {span} what it is with the shortest, "
+        f"against the {longest / shortest:.0f}x that work growing with the frame time would give"
+    )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=Options.rounds)
     parser.add_argument("--frame-seconds", type=float, default=Options.frame_seconds)
     parser.add_argument("--steps", type=int, default=Options.steps)
     parser.add_argument("--size", type=int, default=Options.size)
+    parser.add_argument("--replicas", type=_counts, default=Options.replicas, help="comma list of replica counts")
+    parser.add_argument(
+        "--frame-steps",
+        type=_counts,
+        default=(),
+        help="comma list of steps a frame, at the same cost a step: the overhead against frame time instead",
+    )
     return parser.parse_args(argv)
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    counts = tuple(int(part) for part in text.split(",") if part.strip())
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"a comma list of positive whole numbers, not {text!r}")
+    return counts
 
 
 def run(argv: Sequence[str] | None = None) -> Section:
     args = parse_args(argv)
-    options = Options(rounds=args.rounds, frame_seconds=args.frame_seconds, steps=args.steps, size=args.size)
+    options = Options(
+        rounds=args.rounds, frame_seconds=args.frame_seconds, steps=args.steps, size=args.size,
+        replicas=args.replicas, original=not args.frame_steps,
+    )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-orchestration-") as scratch:
-        measurements = measure(options, Path(scratch))
-    return section(measurements, options)
+        measured = measure(options, Path(scratch), step_counts=args.frame_steps)
+    if args.frame_steps:
+        return frame_time_section(measured, options)
+    return section(measured[options.steps], options)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ by side in the same run, with the machine, the versions and the date.
     .venv/bin/python bench/run.py --only transport,planner --output /tmp/RESULTS.md
 
 Sections: orchestration efficiency and time to first frame (bench/orchestration.py; at 256x256 with 0.5 s frames,
-then at SDXL's 1024x1024 with 2 s frames), transport per image format
+its overhead against frame time at R = 4 and 8, then at SDXL's 1024x1024 with 2 s frames), transport per image format
 (bench/transport.py), the documents' work after the last frame (bench/documents_bench.py), validator batched vs
 pairwise (bench/validator_bench.py), planner latency (bench/planner_bench.py), and the renderer's SDXL GPU
 benchmark (bench/sdxl_bench.py) when a GPU run's results are in bench/results/.
@@ -29,8 +29,19 @@ from bench import documents_bench, orchestration, planner_bench, transport  # no
 from bench.common import Section, machine, table  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
-SECTIONS = ("orchestration", "orchestration-real-size", "transport", "documents", "validator", "planner", "sdxl")
+SECTIONS = (
+    "orchestration",
+    "orchestration-frame-time",
+    "orchestration-real-size",
+    "transport",
+    "documents",
+    "validator",
+    "planner",
+    "sdxl",
+)
 REAL_SIZE = ["--size", "1024", "--frame-seconds", "2"]  # SDXL's frame size, and about its time a frame on a fast GPU
+# Where the overhead's share is largest, frames of 0.5, 1, 2 and 3 s (25 ms a step): does the overhead grow with them?
+FRAME_TIMES = ["--replicas", "4,8", "--frame-steps", "20,40,80,120"]
 
 
 def validator_section(quick: bool) -> Section:
@@ -71,6 +82,7 @@ def demoted(markdown: str) -> str:
 def build(only: Sequence[str], quick: bool, log: Callable[[str], None]) -> list[Section]:
     runners: dict[str, Callable[[], Section]] = {
         "orchestration": lambda: orchestration.run(["--rounds", "2" if quick else "6"]),
+        "orchestration-frame-time": lambda: orchestration.run(["--rounds", "1" if quick else "3", *FRAME_TIMES]),
         "orchestration-real-size": lambda: orchestration.run(["--rounds", "1" if quick else "3", *REAL_SIZE]),
         "transport": lambda: transport.run(["--frames", "6"]),
         "documents": lambda: documents_bench.run(rounds=5 if quick else documents_bench.ROUNDS),
