@@ -51,6 +51,7 @@ from storyboard.v1 import (  # noqa: E402
     validator_pb2,
     validator_pb2_grpc,
 )
+from storyboard_common.validation import MAX_FRAMES  # noqa: E402
 from tests.support.processes import ProcessGroup, ServiceProcess, cpu_seconds, free_port  # noqa: E402
 
 STORY = (
@@ -59,7 +60,7 @@ STORY = (
 )
 TEMPERATURE = 0.7  # the gateway's default, which it sends to the planner
 TARGET = 1.05  # wall / ideal at most
-SEED_SPACING = 16  # more than a storyboard's frames: a first attempt's seed is base + frame - 1
+SEED_SPACING = MAX_FRAMES  # a storyboard's frames at most: a first attempt's seed is base + frame - 1
 
 
 def fresh_seeds(start: int = 100) -> Iterator[int]:

@@ -1,10 +1,21 @@
-"""The orchestration benchmark's arithmetic, on made-up measurements: only `make bench` runs it on real ones."""
+"""The orchestration benchmark's arithmetic and seeds, on made-up measurements: make bench runs it on real ones."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.orchestration import TARGET, Measurements, Options, frame_time_section, ideal, met_from, shortest_frame
+from bench.orchestration import (
+    TARGET,
+    Measurements,
+    Options,
+    frame_time_section,
+    fresh_seeds,
+    ideal,
+    met_from,
+    shortest_frame,
+)
+from gateway.spec import frame_seed
+from storyboard_common.validation import MAX_FRAMES
 
 
 def _measured(frame: float, overhead: dict[int, float]) -> Measurements:
@@ -71,3 +82,11 @@ def test_the_frame_time_section_shows_whether_the_overhead_grows_and_from_when_t
     assert "the overhead is 1.00-2.00x what it is with the shortest, against the 4x" in section.conclusion
     assert "holds at R = 4 from frames of 2.0 s on, at R = 8 at no frame time measured" in section.conclusion
     assert "frames of 20, 80 steps" in section.method and "frames of 0.5, 2 s" in section.method
+
+
+def test_no_two_storyboards_of_a_run_share_a_frame_seed():
+    """A frame's picture follows from its seed: storyboards sharing seeds would send the validator frames it has
+    embedded before, found in its cache instead of scored."""
+    seeds = fresh_seeds()
+    frames = [frame_seed(next(seeds), frame, 1) for _ in range(50) for frame in range(1, MAX_FRAMES + 1)]
+    assert len(set(frames)) == len(frames)
