@@ -140,7 +140,7 @@ class Job:
 
 
 class JobStore:
-    """Jobs, attempts and events in one SQLite file, with one condition that wakes watchers on every change."""
+    """Jobs, attempts and events in one SQLite file, behind one lock; a change to a job wakes that job's watchers."""
 
     def __init__(self, path: Path, outputs_root: Path) -> None:
         self._outputs_root = outputs_root
@@ -155,7 +155,10 @@ class JobStore:
         if version not in (0, SCHEMA_VERSION):
             raise SystemExit(f"{path}: job store schema {version} is newer than this gateway's ({SCHEMA_VERSION})")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        self._changed = threading.Condition(threading.RLock())
+        self._lock = threading.RLock()
+        # A condition per watched job, on the one lock: an event wakes its own job's watchers only. Waking every
+        # watcher would cost N wake-ups (and their queries) per event with N storyboards streaming.
+        self._watches: dict[str, _Watch] = {}
         self._live: dict[str, Job] = {}  # jobs worked on (or waiting to be) in this process
         self._closed = False
 
@@ -163,11 +166,12 @@ class JobStore:
         return _Transaction(self._db)  # type: ignore[return-value]
 
     def close(self) -> None:
-        with self._changed:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._changed.notify_all()
+            for watch in self._watches.values():
+                watch.condition.notify_all()
             self._db.close()
             self._lock_file.close()
 
@@ -178,7 +182,7 @@ class JobStore:
     ) -> tuple[Job, bool]:
         """A new queued job for ``spec`` with its ``accepted`` event (True), or the job an earlier call of the same
         owner with the same key created (False). ResourceExhausted when the owner has ``max_active`` unfinished."""
-        with self._changed:
+        with self._lock:
             if idempotency_key:
                 row = self._db.execute(
                     "SELECT id FROM jobs WHERE owner = ? AND idempotency_key = ?", (owner, idempotency_key)
@@ -208,7 +212,6 @@ class JobStore:
                 self._append(job, None, accepted=sb.Accepted(storyboard=self._copy(job)))
                 self._save(job)
             self._live[job_id] = job
-            self._changed.notify_all()
             return job, True
 
     def _check_active_limit(self, owner: str, max_active: int) -> None:
@@ -230,7 +233,7 @@ class JobStore:
     def get(self, job_id: str, owner: str | None = None) -> Job:
         """The job with this id; NotFound also when it belongs to another owner (``None``: any owner)."""
         check_job_id(job_id)
-        with self._changed:
+        with self._lock:
             job = self._live.get(job_id) or self._load(job_id)
         if owner is not None and job.owner != owner:
             raise NotFound(f"no storyboard with id {job_id}")
@@ -257,7 +260,7 @@ class JobStore:
 
     def snapshot(self, job: Job) -> sb.Storyboard:
         """A copy of the job's current state, safe to send while the job goes on."""
-        with self._changed:
+        with self._lock:
             return self._copy(job)
 
     @staticmethod
@@ -271,7 +274,7 @@ class JobStore:
         if page_size < 0 or page_size > MAX_PAGE_SIZE:
             raise InvalidArgument("page_size", f"must be between 1 and {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
         size = page_size or DEFAULT_PAGE_SIZE
-        with self._changed:
+        with self._lock:
             query = "SELECT id FROM jobs WHERE owner = ?"
             params: list[object] = [owner]
             if page_token:
@@ -290,7 +293,7 @@ class JobStore:
 
     def unfinished(self) -> list[Job]:
         """The jobs that have not ended, oldest first, made live in this process (to be resumed)."""
-        with self._changed:
+        with self._lock:
             marks = ",".join("?" * len(_ACTIVE_STATES))
             rows = self._db.execute(
                 f"SELECT id FROM jobs WHERE state IN ({marks}) ORDER BY created, rowid", _ACTIVE_STATES
@@ -304,7 +307,7 @@ class JobStore:
 
     def count_live(self, state: int) -> int:
         """How many jobs of this process are in ``state`` (e.g. queued: the queue depth)."""
-        with self._changed:
+        with self._lock:
             return sum(1 for job in self._live.values() if job.storyboard.state == state)
 
     def update(
@@ -319,7 +322,7 @@ class JobStore:
         """Apply ``change`` to the job's state and save it; with ``attempt``, save that attempt in the same step, and
         with an event (``frame_rendered=...``, as for ``append``) log it in the same transaction too: a crash never
         leaves a change saved without the event that tells watchers about it (a resumed job would not send it)."""
-        with self._changed:
+        with self._lock:
             change(job.storyboard)
             job.storyboard.update_time.CopyFrom(_now())
             with self._transaction():
@@ -328,11 +331,11 @@ class JobStore:
                 self._save(job)
                 if attempt is not None:
                     self._save_attempt(job, attempt)
-            self._changed.notify_all()
+            self._wake(job.id)
 
     def update_meta(self, job: Job, change: Callable[[dict[str, Any]], object]) -> None:
         """Apply ``change`` to the job's bookkeeping (stage timings, a pending regeneration) and save it."""
-        with self._changed:
+        with self._lock:
             change(job.meta)
             with self._transaction():
                 self._db.execute("UPDATE jobs SET meta = ? WHERE id = ?", (json.dumps(job.meta), job.id))
@@ -352,7 +355,7 @@ class JobStore:
     def reopen(self, job: Job, change: Callable[[Job], object], max_active: int) -> Job:
         """Put a finished job back to work (a frame regeneration): ``change`` edits it under the lock and the job
         becomes queued again. FailedPrecondition while it runs; ResourceExhausted when its owner is at the limit."""
-        with self._changed:
+        with self._lock:
             current = self._live.get(job.id) or self._load(job.id)
             if not current.finished:
                 raise FailedPrecondition(f"storyboard {job.id} is still being worked on; try again once it has ended")
@@ -367,7 +370,7 @@ class JobStore:
             with self._transaction():
                 self._save(current)
             self._live[current.id] = current
-            self._changed.notify_all()
+            self._wake(current.id)
             return current
 
     # -- attempts -----------------------------------------------------------------------------------------------
@@ -375,12 +378,12 @@ class JobStore:
     def save_attempt(self, job: Job, attempt: AttemptInfo, **event: object) -> None:
         """Insert or replace one attempt (e.g. once it has been validated), and log ``event`` (if given) in the same
         transaction."""
-        with self._changed:
+        with self._lock:
             with self._transaction():
                 self._save_attempt(job, attempt)
                 if event:
                     self._append(job, None, **event)
-            self._changed.notify_all()
+            self._wake(job.id)
 
     def _save_attempt(self, job: Job, a: AttemptInfo) -> None:
         self._db.execute(
@@ -407,7 +410,7 @@ class JobStore:
         """The job's attempts (of one frame, when given), in frame and attempt order."""
         query = "SELECT * FROM attempts WHERE job_id = ?" + (" AND frame = ?" if frame is not None else "")
         params = (job.id,) if frame is None else (job.id, frame)
-        with self._changed:
+        with self._lock:
             rows = self._db.execute(query + " ORDER BY frame, attempt", params).fetchall()
         return [
             AttemptInfo(
@@ -433,10 +436,10 @@ class JobStore:
     def append(self, job: Job, image_file: str | None = None, **event: object) -> sb.StoryboardEvent:
         """Log one event, e.g. ``append(job, plan_ready=sb.PlanReady(plan=plan))``, and wake its watchers.
         ``image_file`` names the file (relative to the job's folder) whose bytes the event carries when sent."""
-        with self._changed:
+        with self._lock:
             with self._transaction():
                 message = self._append(job, image_file, **event)
-            self._changed.notify_all()
+            self._wake(job.id)
             return message
 
     def _append(self, job: Job, image_file: str | None, **event: object) -> sb.StoryboardEvent:
@@ -453,7 +456,7 @@ class JobStore:
     def finish(self, job: Job, state: int, error: str = "", **event: object) -> None:
         """End the job: set its final state and log its final event in one transaction, so that a watcher that
         sees the job finished has also seen its last event."""
-        with self._changed:
+        with self._lock:
             job.storyboard.state = state
             job.storyboard.error = error
             job.storyboard.update_time.CopyFrom(_now())
@@ -461,7 +464,7 @@ class JobStore:
                 self._append(job, None, **event)
                 self._save(job)
             self._live.pop(job.id, None)
-            self._changed.notify_all()
+            self._wake(job.id)
 
     def follow(self, job: Job, after_sequence: int, is_active: Callable[[], bool]) -> Iterator[LoggedEvent]:
         """Events after ``after_sequence``, then each new one as it is logged, until the job has ended and every
@@ -469,44 +472,68 @@ class JobStore:
         if after_sequence < 0:
             raise InvalidArgument("after_sequence", "must not be negative")
         sent = after_sequence
-        while is_active():
-            with self._changed:
-                if self._closed:
-                    return
-                # The state is read before the events: a job seen finished has its final event committed already.
-                row = self._db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
-                finished = row is None or row[0] in TERMINAL_STATES
-                rows = self._db.execute(
-                    "SELECT event, image_file FROM events WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
-                    (job.id, sent, _EVENT_BATCH),
-                ).fetchall()
-                if not rows:
-                    if finished:
+        watch = self._start_watching(job.id)
+        try:
+            while is_active():
+                with self._lock:
+                    if self._closed:
                         return
-                    self._changed.wait(timeout=0.5)
-                    continue
-            for event_bytes, image_file in rows:
-                event = sb.StoryboardEvent.FromString(event_bytes)
-                sent = event.sequence
-                yield LoggedEvent(event, job.output_dir / image_file if image_file else None)
+                    # The state is read before the events: a job seen finished has its final event committed.
+                    row = self._db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
+                    finished = row is None or row[0] in TERMINAL_STATES
+                    rows = self._db.execute(
+                        "SELECT event, image_file FROM events WHERE job_id = ? AND sequence > ? "
+                        "ORDER BY sequence LIMIT ?",
+                        (job.id, sent, _EVENT_BATCH),
+                    ).fetchall()
+                    if not rows:
+                        if finished:
+                            return
+                        watch.condition.wait(timeout=0.5)
+                        continue
+                for event_bytes, image_file in rows:
+                    event = sb.StoryboardEvent.FromString(event_bytes)
+                    sent = event.sequence
+                    yield LoggedEvent(event, job.output_dir / image_file if image_file else None)
+        finally:
+            self._stop_watching(job.id)
+
+    def _start_watching(self, job_id: str) -> _Watch:
+        with self._lock:
+            watch = self._watches.setdefault(job_id, _Watch(threading.Condition(self._lock)))
+            watch.watchers += 1
+            return watch
+
+    def _stop_watching(self, job_id: str) -> None:
+        with self._lock:
+            watch = self._watches[job_id]
+            watch.watchers -= 1
+            if not watch.watchers:
+                del self._watches[job_id]
+
+    def _wake(self, job_id: str) -> None:
+        """Wake the watchers of one job (the caller holds the lock)."""
+        watch = self._watches.get(job_id)
+        if watch is not None:
+            watch.condition.notify_all()
 
     # -- cancelling ---------------------------------------------------------------------------------------------
 
     def add_cancel_hook(self, job: Job, hook: Callable[[], object]) -> None:
         """Run ``hook`` if the job is stopped while it is registered (e.g. to cancel an in-flight render)."""
-        with self._changed:
+        with self._lock:
             job._cancel_hooks.add(hook)
         if job.stopping.is_set():
             hook()
 
     def remove_cancel_hook(self, job: Job, hook: Callable[[], object]) -> None:
-        with self._changed:
+        with self._lock:
             job._cancel_hooks.discard(hook)
 
     def request_cancel(self, job: Job) -> None:
         """A user's cancel: the job ends CANCELLED (unless it already ended). Saved, so it also holds across a
         restart."""
-        with self._changed:
+        with self._lock:
             job.cancel_requested = not job.finished
             with self._transaction():
                 self._db.execute(
@@ -516,7 +543,7 @@ class JobStore:
 
     def suspend_all(self) -> None:
         """On shutdown: stop the work of every live job, leaving them unfinished for the next start to resume."""
-        with self._changed:
+        with self._lock:
             jobs = list(self._live.values())
             for job in jobs:
                 job.suspended = True
@@ -525,11 +552,19 @@ class JobStore:
 
     def stop_work(self, job: Job) -> None:
         """Stop the job's in-flight work now: set its stop flag and run its cancel hooks."""
-        with self._changed:
+        with self._lock:
             job.stopping.set()
             hooks = list(job._cancel_hooks)
         for hook in hooks:
             hook()
+
+
+@dataclass
+class _Watch:
+    """The watchers of one job: the condition they wait on, and how many they are."""
+
+    condition: threading.Condition
+    watchers: int = 0
 
 
 class _Transaction:
