@@ -344,10 +344,10 @@ for every R and the original's way run one after another, and each stage is meas
 
 **Renderer: `bench/fixed_cost_renderer.py`**, not the tiny diffusers pipeline. A replica spends a fixed
 {options.frame_seconds:g} s per frame ({options.steps} steps, {step_ms:g} ms apart like SDXL's on a fast GPU, reported
-as the gateway asks: the first, the last and one per 0.1 s), one frame at a time like a GPU, then encodes a real PNG,
-a picture of its own for every frame (a different one for each frame of a storyboard, so none is judged a repetition,
-with the frame's seed in its first pixels, so the validator decodes and embeds every frame, as it does real ones,
-rather than finding it in its cache). It sleeps rather than computes: on this 2-core
+as the gateway asks: the first, the last and one per 0.1 s), one frame at a time like a GPU, and returns a real PNG,
+a picture of its own for every frame: a different one for each frame of a storyboard, so none is judged a repetition,
+with the frame's seed in a PNG text chunk, so its bytes are new to the validator, which decodes and embeds every frame
+as it does real ones instead of finding it in its cache. It sleeps rather than computes: on this 2-core
 machine CPU-bound replicas cannot run side by side (8 of them would share 2 cores and R = 8 would measure the cores,
 not the orchestration), and the tiny SDXL pipeline takes 10-40 s per frame at the gateway's smallest size (256x256;
 its VAE only halves the resolution, so attention runs over 16k tokens), not a few hundred ms.

@@ -1,5 +1,5 @@
 """The benchmarks' fixed-cost renderer, served over real gRPC: its cost per frame is what the orchestration benchmark's
-ideal assumes, whether given per frame or per step."""
+ideal assumes, whether given per frame or per step, and every frame's bytes are its own."""
 
 from __future__ import annotations
 
