@@ -97,11 +97,17 @@ def with_seed(data: bytes, mime_type: str, seed: int) -> bytes:
     text = b"seed\x00" + str(seed).encode()
     if mime_type == MIME_TYPES["PNG"]:
         chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
-        end = len(data) - 12  # IEND: its length, type and CRC, 12 bytes in all
-        return data[:end] + chunk + data[end:]
+        return _inserted(data, len(data) - 12, chunk)  # before IEND: its length, type and CRC, 12 bytes in all
     if mime_type == MIME_TYPES["JPEG"]:
-        return data[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + data[2:]
+        return _inserted(data, 2, b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text)
     return data
+
+
+def _inserted(data: bytes, at: int, extra: bytes) -> bytes:
+    """``data`` with ``extra`` inserted at ``at``, in one copy: slicing and adding copied a 3 MB frame three times
+    (~7 ms on the replica, on the cores the benchmark shares)."""
+    view = memoryview(data)
+    return b"".join((view[:at], extra, view[at:]))
 
 
 def frame_variant(spec: renderer_pb2.FrameSpec) -> int:
