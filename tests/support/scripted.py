@@ -135,6 +135,9 @@ class ScriptedValidator(validator_pb2_grpc.ValidatorServicer):
         self.consistency = consistency or {}
         self.default = default
         self.calls: list[list[int]] = []  # the frame numbers of each Score call
+        # The frame numbers of each call that named every frame by its digest alone, as the repetition check over
+        # frames already scored does (a call scoring new frames sends their bytes, however they are batched).
+        self.digest_only_calls: list[list[int]] = []
         self._attempts: dict[int, int] = {}
         self._by_image: dict[bytes, float] = {}
         self._held: dict[bytes, bytes] = {}  # every image sent with its bytes, by SHA-256
@@ -162,6 +165,8 @@ class ScriptedValidator(validator_pb2_grpc.ValidatorServicer):
             datas = [self._data(image, f"frames[{index}]") for index, image in enumerate(request.frames)]
             frames = [frame_number_of(data) for data in datas]
             self.calls.append(frames)
+            if not any(image.data for image in request.frames):
+                self.digest_only_calls.append(frames)
             for index, (frame, data) in enumerate(zip(frames, datas, strict=True)):
                 key = hashlib.sha256(data).digest()
                 if key not in self._by_image:  # an image's score is decided the first time it is seen
