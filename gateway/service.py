@@ -140,8 +140,9 @@ class StoryboardService:
             current.meta["regenerate"] = {"frame": frame, "seed": chosen, "attempt": attempt_no}
 
         reopened = self._store.reopen(job, reopen, caller.max_active)
+        accepted = self._store.snapshot(reopened)  # queued: the run may have moved it on by the time it returns
         self._pool.submit(self._orchestrator.run, reopened)
-        return self._store.snapshot(reopened)
+        return accepted
 
     def _refuse_while_closing(self) -> None:
         if self._closing.is_set():

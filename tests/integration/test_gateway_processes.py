@@ -171,8 +171,12 @@ def test_a_renderer_replica_killed_mid_storyboard_loses_no_frame(processes, plan
         def a_replica_mid_render() -> int | None:
             entries = _renders(log)
             done = {(e["pid"], e["frame"]) for e in entries if e["event"] == "done"}
-            busy = [e["pid"] for e in entries if e["event"] == "start" and (e["pid"], e["frame"]) not in done]
-            return busy[0] if busy and done else None  # a replica in the middle of a frame, after some finished
+            busy = [e for e in entries if e["event"] == "start" and (e["pid"], e["frame"]) not in done]
+            if not (busy and done):
+                return None
+            # A replica in the middle of a frame, after some finished: the one that started last, whose frame has
+            # the most of its 0.6 s left (the oldest one's may end between this look and the kill).
+            return max(busy, key=lambda e: e["time"])["pid"]
 
         victim_pid = _wait_for(a_replica_mid_render, what="a replica in the middle of a render")
         victim = next(replica for replica in replicas if replica.pid == victim_pid)

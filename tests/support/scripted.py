@@ -70,12 +70,18 @@ def frame_number_of(data: bytes) -> int:
 
 class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
     """Renders plain panels, taking ``delay`` seconds a frame (spread over its steps, each reported as progress);
-    records every finished render in ``renders`` and, with ``log``, as JSON lines shared by several processes."""
+    records every finished render in ``renders`` and, with ``log``, as JSON lines shared by several processes.
+    Frames numbered ``held_from`` or more wait for ``release`` before their last step, so that a test can stop the
+    gateway while they are in flight however slow the machine is."""
 
-    def __init__(self, delay: float = 0.0, log: Path | None = None, adapters: Sequence[str] = ()) -> None:
+    def __init__(
+        self, delay: float = 0.0, log: Path | None = None, adapters: Sequence[str] = (), held_from: int = 0
+    ) -> None:
         self.delay = delay
         self.log = log
         self.adapters = list(adapters)
+        self.held_from = held_from
+        self.release = threading.Event()
         self.renders: list[tuple[int, int]] = []  # (frame, seed) of each finished render
         self.progress_intervals: list[float] = []  # what each call asked for; every step is reported regardless
         self.cancelled = threading.Event()
@@ -97,6 +103,9 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
             steps = max(1, spec.steps)
             for step in range(1, steps + 1):
                 time.sleep(self.delay / steps)
+                if step == steps and self.held_from and spec.frame >= self.held_from:
+                    while not self.release.wait(0.05) and context.is_active():
+                        pass
                 if not context.is_active():
                     self._record("cancelled", spec)
                     self.cancelled.set()

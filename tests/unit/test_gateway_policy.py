@@ -195,25 +195,33 @@ def test_replicas_are_asked_for_the_progress_interval_and_one_that_ignores_it_is
     for progress in _of(events, "frame_progress"):
         steps.setdefault(progress.frame, []).append(progress.step)
     assert sorted(steps) == list(range(1, 7))
-    for reported in steps.values():  # the first and last, and at most one per 0.2 s (half the interval) between
-        assert reported[0] == 1 and reported[-1] == 20 and len(reported) <= 5, reported
+    frames = json.loads((_folder(events) / "frames.json").read_text())["frames"]
+    for frame, reported in steps.items():
+        # The first and last, and at most one per 0.2 s (half the interval) between, over the time the frame took
+        # (~0.2 s, but longer on a busy machine): against 20 unthinned.
+        seconds = frames[frame - 1]["timings"]["render_seconds"]
+        assert reported[0] == 1 and reported[-1] == 20 and len(reported) <= 2 + seconds / 0.2, (reported, seconds)
 
 
 # -- regeneration ---------------------------------------------------------------------------------------------------
 
 
 def test_regenerate_renders_one_frame_again_with_a_new_seed_and_prompt(stacks):
-    stack = stacks(renderer=ScriptedRenderer(delay=0.05), validator=ScriptedValidator())
+    renderer = ScriptedRenderer(delay=0.05, held_from=2)
+    renderer.release.set()
+    stack = stacks(renderer=renderer, validator=ScriptedValidator())
     created = stack.http.post("/v1/storyboards", json={"spec": SPEC_JSON})
     assert created.status_code == 202
     job_id = created.json()["id"]
     first = stack.sse(job_id)
     assert first[-1][1] == "completed"
 
+    renderer.release.clear()  # the regeneration is held in flight until the second request is answered
     response = stack.http.post(f"/v1/storyboards/{job_id}/frames/2:regenerate", json={"prompt": "a brand new prompt"})
     assert response.status_code == 202 and response.json()["state"] == "STORYBOARD_STATE_QUEUED"
     busy = stack.http.post(f"/v1/storyboards/{job_id}/frames/3:regenerate")
     assert busy.status_code == 400 and busy.json()["error"]["code"] == "FAILED_PRECONDITION"
+    renderer.release.set()
     later = stack.sse(job_id, last_event_id=first[-1][0])
     kinds = [kind for _, kind, _ in later]
     assert kinds[0] == "retry" and kinds[-1] == "completed" and "frame_rendered" in kinds
@@ -261,7 +269,7 @@ def test_bad_regeneration_requests_name_the_field(completed_job, path, body, fie
 
 
 def test_a_gateway_stopped_mid_job_resumes_it_without_rendering_kept_frames_again(stacks):
-    stack = stacks(renderer=ScriptedRenderer(delay=0.3), frames_in_flight=2)
+    stack = stacks(renderer=ScriptedRenderer(delay=0.3, held_from=5), frames_in_flight=2)
     created = stack.stub.Create(
         storyboards_pb2.CreateRequest(spec=storyboards_pb2.StoryboardSpec(**SPEC_JSON), idempotency_key="resume-me"),
         timeout=10,
@@ -272,9 +280,10 @@ def test_a_gateway_stopped_mid_job_resumes_it_without_rendering_kept_frames_agai
         time.sleep(0.02)
     stack.stop_gateway()
     kept_before = sorted(int(p.stem[-3:]) for p in folder.glob("frame_*.png"))
-    assert 2 <= len(kept_before) < 6
+    assert 2 <= len(kept_before) <= 4  # frames 5 and 6 are held in flight
     renders_before = list(stack.renderer.renders)
 
+    stack.renderer.release.set()
     stack.start_gateway()
     again = stack.stub.Create(
         storyboards_pb2.CreateRequest(spec=storyboards_pb2.StoryboardSpec(**SPEC_JSON), idempotency_key="resume-me"),
@@ -534,14 +543,18 @@ def test_metrics_count_requests_stages_frames_retries_and_the_queue(stacks):
     stack = stacks(validator=ScriptedValidator({2: [0.1]}))
     stack.generate()
     stack.http.get("/v1/storyboards")
-    text = stack.http.get("/metrics").text
+    completed = 'storyboard_gateway_storyboards_total{state="completed"} 1.0'
+    # The storyboard is counted just after its Completed event is out, which the client may see first.
+    deadline = time.monotonic() + 10
+    while completed not in (text := stack.http.get("/metrics").text) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert 'storyboard_gateway_requests_total{code="OK",face="grpc",method="Generate"} 1.0' in text
     assert 'storyboard_gateway_requests_total{code="200",face="rest",method="GET /v1/storyboards"} 1.0' in text
     assert 'storyboard_gateway_stage_seconds_count{stage="render"} 7.0' in text
     assert 'storyboard_gateway_stage_seconds_count{stage="plan"} 1.0' in text
     assert 'storyboard_gateway_frames_total{outcome="kept"} 6.0' in text
     assert 'storyboard_gateway_retries_total{reason="low_consistency"} 1.0' in text
-    assert 'storyboard_gateway_storyboards_total{state="completed"} 1.0' in text
+    assert completed in text
     assert "storyboard_gateway_queue_depth 0.0" in text
 
 

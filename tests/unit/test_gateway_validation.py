@@ -103,7 +103,10 @@ def test_a_call_takes_at_most_max_frames_and_never_mixes_references():
         for future in [first, *futures]:
             future.result(timeout=30)
     scores.close()
-    assert calls.frames == [["frame 1"], ["frame 2", "frame 3"], ["frame 4"], ["frame 5"]]
+    # Frames 2-4 join the queue in whichever order their threads get there: which two share a call is not fixed.
+    first_call, two, three, last = calls.frames
+    assert (first_call, len(two), len(three), last) == (["frame 1"], 2, 1, ["frame 5"])
+    assert sorted(two + three) == ["frame 2", "frame 3", "frame 4"]
 
 
 def test_a_failed_call_fails_every_frame_in_it_and_later_calls_go_on():
