@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,14 @@ from gateway.catalog import spec_error
 from gateway.jobs import Job, JobStore
 from gateway.metrics import Metrics
 from gateway.spec import frame_seed
-from gateway.validation import FrameScores, Picture, ValidationContext, ValidatorCalls, ValidatorStub
+from gateway.validation import (
+    FrameScoreAnswer,
+    FrameScores,
+    Picture,
+    ValidationContext,
+    ValidatorCalls,
+    ValidatorStub,
+)
 from storyboard import documents, outputs
 from storyboard.outputs import AttemptInfo
 from storyboard.v1 import (
@@ -286,7 +293,7 @@ class Orchestrator:
                         job, retry=sb.FrameRetry(frame=scene.frame, attempt=attempt_no, seed=seed, reason=reason)
                     )
                     self._metrics.retries.labels("low_consistency").inc()
-                attempt = self._render_attempt(job, plan, scene, attempt_no, seed, built)
+                attempt = self._render_attempt(job, plan, scene, attempt_no, seed, built, validation)
             self._prepare_ahead(job, attempt, built)
             if not attempt.validated:
                 self._validate_attempt(job, plan, scene, attempt, validation)
@@ -314,7 +321,7 @@ class Orchestrator:
             retry = sb.FrameRetry(frame=scene.frame, attempt=attempt_no, seed=seed, reason="regeneration requested")
             self._store.append(job, retry=retry)
             self._metrics.retries.labels("regenerate").inc()
-            attempt = self._render_attempt(job, plan, scene, attempt_no, seed, built)
+            attempt = self._render_attempt(job, plan, scene, attempt_no, seed, built, validation)
         self._prepare_ahead(job, attempt, built)
         if not attempt.validated:
             self._validate_attempt(job, plan, scene, attempt, validation)
@@ -335,6 +342,7 @@ class Orchestrator:
         attempt_no: int,
         seed: int,
         built: documents.StoryboardDocuments,
+        validation: ValidationContext,
     ) -> AttemptInfo:
         started = time.perf_counter()
         with self._metrics.timed("render"):
@@ -344,6 +352,13 @@ class Orchestrator:
         render_seconds = time.perf_counter() - started
         extension = EXTENSIONS.get(rendered.image.mime_type, ".png")
         file = f"attempts/frame_{scene.frame:03d}_attempt_{attempt_no}{extension}"
+        picture = Picture.of(rendered.image.data, _MIME_BY_EXTENSION[extension])
+        if scene.frame == 1:
+            # Frame 1's first attempt is kept whatever it scores (_best_attempt), so it is the reference from now:
+            # the other frames are scored against it without waiting for its own score, and with it when they
+            # arrive together (one call, one batched pass).
+            validation.set_reference(picture)
+        validation.begin(file, picture, scene.prompt)  # scored while it is written and recorded
         outputs.write_bytes_atomic(job.output_dir / file, rendered.image.data)
         attempt = AttemptInfo(
             frame=scene.frame,
@@ -389,15 +404,17 @@ class Orchestrator:
         validation: ValidationContext,
     ) -> None:
         path = job.output_dir / attempt.file
-        picture = Picture.of(path.read_bytes(), _MIME_BY_EXTENSION.get(path.suffix, "image/png"))
+        begun = validation.begun(attempt.file)
+        if begun is not None:
+            picture, pending = begun
+        else:  # an attempt saved by an earlier run, or one that arrived before the reference
+            picture = Picture.of(path.read_bytes(), _MIME_BY_EXTENSION.get(path.suffix, "image/png"))
+            pending = None
+            if scene.frame == 1:
+                validation.set_reference(picture)  # as _render_attempt does for an attempt that arrives
         validation.validated[attempt.file] = Picture(picture.digest, picture.mime_type, path.read_bytes)
-        if scene.frame == 1:
-            # Frame 1's first attempt is kept whatever it scores (_best_attempt), so it is the reference from now:
-            # the other frames are scored against it without waiting for its own score, and with it when they
-            # arrive together (one call, one batched pass).
-            validation.set_reference(picture)
         started = time.perf_counter()
-        score, verdict, reason = self._validate(job, plan, scene, picture, validation)
+        score, verdict, reason = self._validate(job, plan, scene, picture, validation, pending)
         attempt.validate_seconds = time.perf_counter() - started
         attempt.score, attempt.verdict, attempt.reason, attempt.validated = score, verdict, reason, True
         self._store.save_attempt(
@@ -525,15 +542,20 @@ class Orchestrator:
         scene: common_pb2.Scene,
         picture: Picture,
         validation: ValidationContext,
+        pending: Future[FrameScoreAnswer] | None,
     ) -> tuple[common_pb2.FrameScore | None, int, str]:
+        """The attempt's score, verdict and the reason it was not validated; ``pending`` is its score if queued
+        already (``ValidationContext.begin``)."""
         if validation.unready_reason:
             return None, common_pb2.VERDICT_NOT_VALIDATED, validation.unready_reason
-        reference = picture if scene.frame == 1 else validation.wait_for_reference(job)
-        if reference is None:
-            raise Cancelled("storyboard cancelled")
-        assert validation.frame_scores is not None  # set whenever the validator is ready
+        if pending is None:
+            reference = picture if scene.frame == 1 else validation.wait_for_reference(job)
+            if reference is None:
+                raise Cancelled("storyboard cancelled")
+            assert validation.frame_scores is not None  # set whenever the validator is ready
+            pending = validation.frame_scores.submit(picture, scene.prompt, reference)
         try:
-            score, validation.thresholds = validation.frame_scores.score(picture, scene.prompt, reference)
+            score, validation.thresholds = pending.result()
         except grpc.RpcError as error:
             if error.code() not in _VALIDATOR_GONE:
                 raise

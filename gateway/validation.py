@@ -52,6 +52,9 @@ class Picture:
 # Scores frames against a reference in one call: (frames, their prompts, the reference) -> the validator's answer.
 ScoreCall = Callable[[Sequence[Picture], Sequence[str], Picture], validator_pb2.ScoreResponse]
 
+# A frame's score as if scored alone, and the thresholds it was judged by.
+FrameScoreAnswer = tuple[common_pb2.FrameScore, common_pb2.Thresholds]
+
 
 @dataclass
 class ValidationContext:
@@ -70,6 +73,7 @@ class ValidationContext:
     _held: set[bytes] = field(default_factory=set)  # digests of images sent with their bytes in a call that answered
     _reference: Picture | None = None
     _settled: threading.Event = field(default_factory=threading.Event)
+    _begun: dict[str, tuple[Picture, Future[FrameScoreAnswer]]] = field(default_factory=dict)  # by attempt file
 
     def report_notes(self) -> list[str]:
         unvalidated = [f"frames not validated: {self.unready_reason}"] if self.unready_reason else []
@@ -115,6 +119,18 @@ class ValidationContext:
     def remember(self, pictures: Sequence[Picture]) -> None:
         """The validator answered a call with these images: it holds them now (until it forgets)."""
         self._held.update(picture.digest for picture in pictures)
+
+    def begin(self, attempt_file: str, picture: Picture, prompt: str) -> None:
+        """Queue an attempt for its own score as soon as it arrives, if it can be scored yet (the validator is ready
+        and frame 1, the reference, is known); ``begun`` hands the score over. Writing and recording an arrived
+        frame takes longer than a call's wait in the queue when several finish together (R replicas finish R frames
+        at once): queued first, they share a call instead of each waiting for the call before."""
+        if self.frame_scores is not None and self._reference is not None:
+            self._begun[attempt_file] = (picture, self.frame_scores.submit(picture, prompt, self._reference))
+
+    def begun(self, attempt_file: str) -> tuple[Picture, Future[FrameScoreAnswer]] | None:
+        """The image and the pending score of an attempt ``begin`` queued (once), or None."""
+        return self._begun.pop(attempt_file, None)
 
     def set_reference(self, picture: Picture) -> None:
         self._reference = picture
@@ -237,7 +253,7 @@ class _Waiting:
     picture: Picture
     prompt: str
     reference: Picture
-    result: Future[tuple[common_pb2.FrameScore, common_pb2.Thresholds]] = field(default_factory=Future)
+    result: Future[FrameScoreAnswer] = field(default_factory=Future)
 
 
 class FrameScores:
@@ -253,10 +269,12 @@ class FrameScores:
         self._closed = False
         self._thread: threading.Thread | None = None
 
-    def score(
-        self, picture: Picture, prompt: str, reference: Picture
-    ) -> tuple[common_pb2.FrameScore, common_pb2.Thresholds]:
+    def score(self, picture: Picture, prompt: str, reference: Picture) -> FrameScoreAnswer:
         """The frame's score as if scored alone, and the thresholds it was judged by. Raises what the call raised."""
+        return self.submit(picture, prompt, reference).result()
+
+    def submit(self, picture: Picture, prompt: str, reference: Picture) -> Future[FrameScoreAnswer]:
+        """Queue the frame for the next call and return at once; the future holds what ``score`` returns."""
         waiting = _Waiting(picture, prompt, reference)
         with self._changed:
             if self._closed:
@@ -266,7 +284,7 @@ class FrameScores:
                 self._thread = threading.Thread(target=self._serve, name="frame-scores", daemon=True)
                 self._thread.start()
             self._changed.notify()
-        return waiting.result.result()
+        return waiting.result
 
     @property
     def queued(self) -> int:

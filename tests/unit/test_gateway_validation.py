@@ -12,7 +12,14 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from gateway.validation import FrameScores, Picture, ValidatorStub, scored_alone, serialize_in_pieces
+from gateway.validation import (
+    FrameScores,
+    Picture,
+    ValidationContext,
+    ValidatorStub,
+    scored_alone,
+    serialize_in_pieces,
+)
 from storyboard.v1 import common_pb2, storyboards_pb2, validator_pb2, validator_pb2_grpc
 
 THRESHOLDS = common_pb2.Thresholds(consistency=0.7, alignment=0.2, repetition=0.95)
@@ -107,6 +114,36 @@ def test_a_call_takes_at_most_max_frames_and_never_mixes_references():
     first_call, two, three, last = calls.frames
     assert (first_call, len(two), len(three), last) == (["frame 1"], 2, 1, ["frame 5"])
     assert sorted(two + three) == ["frame 2", "frame 3", "frame 4"]
+
+
+def test_an_attempt_begun_on_arrival_is_queued_at_once_against_frame_1_and_handed_over_once():
+    calls = RecordedCalls()
+    context = ValidationContext("", frame_scores=FrameScores(calls))
+    early = _picture("frame 2")
+    context.begin("attempts/frame_002_attempt_1.png", early, "frame 2")
+    assert context.begun("attempts/frame_002_attempt_1.png") is None  # no reference yet: scored once it comes
+    reference = _picture("frame 1")
+    context.set_reference(reference)
+    calls.release.clear()
+    context.begin("attempts/frame_001_attempt_1.png", reference, "frame 1")
+    context.begin("attempts/frame_003_attempt_1.png", _picture("frame 3"), "frame 3")
+    assert calls.entered.wait(30)
+    assert context.frame_scores.queued == 1  # frame 3 waits for the call frame 1 is in, without anyone asking
+    calls.release.set()
+    picture, pending = context.begun("attempts/frame_003_attempt_1.png")
+    assert picture.digest == _picture("frame 3").digest and pending.result(timeout=30)[0].consistency == pytest.approx(
+        0.3
+    )
+    assert context.begun("attempts/frame_003_attempt_1.png") is None  # handed over once
+    context.close()
+    assert calls.frames == [["frame 1"], ["frame 3"]]
+
+
+def test_nothing_is_begun_when_the_validator_cannot_score():
+    context = ValidationContext("the validator is not ready: loading")
+    context.set_reference(_picture("frame 1"))
+    context.begin("attempts/frame_002_attempt_1.png", _picture("frame 2"), "frame 2")
+    assert context.begun("attempts/frame_002_attempt_1.png") is None
 
 
 def test_a_failed_call_fails_every_frame_in_it_and_later_calls_go_on():
