@@ -126,9 +126,9 @@ def test_an_attempt_begun_on_arrival_is_queued_at_once_against_frame_1_and_hande
     context.set_reference(reference)
     calls.release.clear()
     context.begin("attempts/frame_001_attempt_1.png", reference, "frame 1")
+    assert calls.entered.wait(30)  # frame 1's call is in flight (and held)
     context.begin("attempts/frame_003_attempt_1.png", _picture("frame 3"), "frame 3")
-    assert calls.entered.wait(30)
-    assert context.frame_scores.queued == 1  # frame 3 waits for the call frame 1 is in, without anyone asking
+    assert context.frame_scores.queued == 1  # frame 3 waits for the next call, without anyone asking
     calls.release.set()
     picture, pending = context.begun("attempts/frame_003_attempt_1.png")
     assert picture.digest == _picture("frame 3").digest and pending.result(timeout=30)[0].consistency == pytest.approx(
