@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.auth import hash_key
 from storyboard.v1 import storyboards_pb2, storyboards_pb2_grpc
+from tests.support.scripted import read_render_log
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,10 +143,6 @@ def _spec(**fields) -> storyboards_pb2.StoryboardSpec:
     )
 
 
-def _renders(log: Path) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
 def _wait_for(condition: Callable[[], object], timeout: float = 60, what: str = "a condition") -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -169,7 +166,7 @@ def test_a_renderer_replica_killed_mid_storyboard_loses_no_frame(processes, plan
         created = stub.Create(storyboards_pb2.CreateRequest(spec=_spec(num_frames=9)), timeout=10)
 
         def a_replica_mid_render() -> int | None:
-            entries = _renders(log)
+            entries = read_render_log(log)
             done = {(e["pid"], e["frame"]) for e in entries if e["event"] == "done"}
             busy = [e for e in entries if e["event"] == "start" and (e["pid"], e["frame"]) not in done]
             if not (busy and done):
@@ -189,7 +186,7 @@ def test_a_renderer_replica_killed_mid_storyboard_loses_no_frame(processes, plan
     assert sorted(r.frame for r in rendered) == list(range(1, 10))  # every frame present, once
     folder = Path(created.output_dir)
     assert sorted(path.name for path in folder.glob("frame_*.png")) == [f"frame_{n:03d}.png" for n in range(1, 10)]
-    entries = _renders(log)
+    entries = read_render_log(log)
     lost = {e["frame"] for e in entries if e["pid"] == victim_pid and e["event"] == "start"} - {
         e["frame"] for e in entries if e["pid"] == victim_pid and e["event"] == "done"
     }
@@ -217,7 +214,7 @@ def test_a_gateway_killed_mid_job_resumes_it_after_a_restart_without_rendering_k
     gateway.wait(10)
     kept_before = {int(path.stem[-3:]) for path in folder.glob("frame_*.png")}
     assert 3 <= len(kept_before) < 8
-    renders_before = len(_renders(log))
+    renders_before = len(read_render_log(log))
 
     _, grpc_port, _ = _gateway(processes, *arguments)
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
@@ -228,7 +225,7 @@ def test_a_gateway_killed_mid_job_resumes_it_after_a_restart_without_rendering_k
     assert events[-1].HasField("completed"), events[-1]
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     assert [e.sequence for e in tail] == [e.sequence for e in events[10:]]
-    entries = _renders(log)
+    entries = read_render_log(log)
     started_after = {e["frame"] for e in entries[renders_before:] if e["event"] == "start"}
     assert started_after and not started_after & kept_before  # kept frames were not rendered again
     for frame in kept_before:

@@ -8,7 +8,6 @@ The kill point moves from run to run: after 1, 2, ... kept frames.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from storyboard.v1 import storyboards_pb2, storyboards_pb2_grpc
 from tests.reliability.checks import FolderWatcher, is_temporary, storyboard_problems, wait_for, watch_to_end
 from tests.reliability.conftest import RUNS, Tally
 from tests.support.processes import ProcessGroup, ServiceProcess
+from tests.support.scripted import read_render_log
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(120 + 60 * RUNS)]
 SCENARIO = "gateway SIGKILLed and restarted"
@@ -40,10 +40,6 @@ def stack(tmp_path_factory) -> Iterator[dict]:
         yield {"group": group, "gateway": gateway, "log": log}
 
 
-def _renders(log: Path) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
 def test_a_killed_gateway_resumes_every_storyboard_whole(stack, tally: Tally):
     group: ProcessGroup = stack["group"]
     gateway: ServiceProcess = stack["gateway"]
@@ -60,7 +56,7 @@ def test_a_killed_gateway_resumes_every_storyboard_whole(stack, tally: Tally):
             wait_for(lambda: len(list(folder.glob("frame_*.png"))) >= kept_at_kill, 60, f"{kept_at_kill} kept frames")  # noqa: B023
             gateway.kill()
             kept_before = {int(path.stem[-3:]) for path in folder.glob("frame_*.png")}
-            drawn_before = len(_renders(stack["log"]))
+            drawn_before = len(read_render_log(stack["log"]))
             gateway = group.restart(gateway, "storyboard.v1.Storyboards")
             with grpc.insecure_channel(gateway.address) as channel:
                 stub = storyboards_pb2_grpc.StoryboardsStub(channel)
@@ -72,7 +68,8 @@ def test_a_killed_gateway_resumes_every_storyboard_whole(stack, tally: Tally):
             problems.append(f"the folder watcher read only {watcher.reads} files")
         if same.id != created.id:
             problems.append(f"the idempotency key made a second storyboard {same.id}")
-        redrawn = {e["frame"] for e in _renders(stack["log"])[drawn_before:] if e["event"] == "start"} & kept_before
+        drawn_after = read_render_log(stack["log"])[drawn_before:]
+        redrawn = {e["frame"] for e in drawn_after if e["event"] == "start"} & kept_before
         if redrawn:
             problems.append(f"frames kept before the kill were drawn again: {sorted(redrawn)}")
         leftovers = [path.name for path in folder.rglob("*") if is_temporary(path)]

@@ -8,7 +8,6 @@ run has three replicas again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,15 +18,11 @@ from storyboard.v1 import storyboards_pb2, storyboards_pb2_grpc
 from tests.reliability.checks import storyboard_problems, wait_for, watch_to_end
 from tests.reliability.conftest import RUNS, Tally
 from tests.support.processes import ProcessGroup, ServiceProcess
+from tests.support.scripted import read_render_log
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(120 + 40 * RUNS)]
 SCENARIO = "renderer replica SIGKILLed"
 STORY = "Aldar Kose tricks a wealthy merchant at the bazaar, then rides home across the steppe at sunset."
-
-
-def _renders(log: Path, skip: int) -> list[dict]:
-    lines = log.read_text().splitlines() if log.exists() else []
-    return [json.loads(line) for line in lines[skip:]]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +45,7 @@ def test_every_storyboard_completes_with_each_frame_once_when_a_replica_dies_mid
     with grpc.insecure_channel(stack["gateway"].address) as channel:
         stub = storyboards_pb2_grpc.StoryboardsStub(channel)
         for run in range(RUNS):
-            skip = len(_renders(log, 0))
+            skip = len(read_render_log(log))
             frames = 6 + run % 5  # 6 to 10 frames
             spec = storyboards_pb2.StoryboardSpec(
                 story=STORY, num_frames=frames, num_inference_steps=4, width=256, height=256, base_seed=1000 * run
@@ -58,7 +53,7 @@ def test_every_storyboard_completes_with_each_frame_once_when_a_replica_dies_mid
             created = stub.Create(storyboards_pb2.CreateRequest(spec=spec), timeout=10)
 
             def a_replica_mid_frame() -> int | None:
-                entries = _renders(log, skip)  # noqa: B023 - read at once, inside this run
+                entries = read_render_log(log)[skip:]  # noqa: B023 - read at once, inside this run
                 done = {(e["pid"], e["frame"]) for e in entries if e["event"] == "done"}
                 busy = [e["pid"] for e in entries if e["event"] == "start" and (e["pid"], e["frame"]) not in done]
                 return busy[0] if busy and done else None
@@ -68,7 +63,7 @@ def test_every_storyboard_completes_with_each_frame_once_when_a_replica_dies_mid
             replicas[index].kill()
             events = watch_to_end(stub, created.id, timeout=90)
             problems = storyboard_problems(events, Path(created.output_dir))
-            entries = _renders(log, skip)
+            entries = read_render_log(log)[skip:]
             lost = {e["frame"] for e in entries if e["pid"] == victim_pid and e["event"] == "start"} - {
                 e["frame"] for e in entries if e["pid"] == victim_pid and e["event"] == "done"
             }

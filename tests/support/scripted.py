@@ -62,6 +62,15 @@ class BlockingRenderer(renderer_pb2_grpc.RendererServicer):
         return renderer_pb2.RendererInfo(backend="blocking-test")
 
 
+def read_render_log(log: Path) -> list[dict[str, Any]]:
+    """The records of a scripted renderers' log, oldest first. A line another process is appending may be read half
+    written; it is left for the next read."""
+    if not log.exists():
+        return []
+    text = log.read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
+
+
 def frame_number_of(data: bytes) -> int:
     """The frame number a scripted renderer painted into an image."""
     with Image.open(io.BytesIO(data)) as image:
