@@ -131,9 +131,8 @@ def test_an_attempt_begun_on_arrival_is_queued_at_once_against_frame_1_and_hande
     assert context.frame_scores.queued == 1  # frame 3 waits for the next call, without anyone asking
     calls.release.set()
     picture, pending = context.begun("attempts/frame_003_attempt_1.png")
-    assert picture.digest == _picture("frame 3").digest and pending.result(timeout=30)[0].consistency == pytest.approx(
-        0.3
-    )
+    assert picture.digest == _picture("frame 3").digest
+    assert pending.result(timeout=30)[0].consistency == pytest.approx(0.3)
     assert context.begun("attempts/frame_003_attempt_1.png") is None  # handed over once
     context.close()
     assert calls.frames == [["frame 1"], ["frame 3"]]
