@@ -257,7 +257,7 @@ class _Waiting:
 
 
 class FrameScores:
-    """Scores frames one by one for their own validation, as ``score`` is called from the frames' threads; frames
+    """Scores frames one by one for their own validation, as frames ``submit`` them (from their own threads); frames
     that ask while a call is in flight go together in the next call (at most ``max_frames``, 0 for no limit). The
     calls are made on a thread of this object's own, started on the first frame and stopped by ``close``."""
 
@@ -269,12 +269,9 @@ class FrameScores:
         self._closed = False
         self._thread: threading.Thread | None = None
 
-    def score(self, picture: Picture, prompt: str, reference: Picture) -> FrameScoreAnswer:
-        """The frame's score as if scored alone, and the thresholds it was judged by. Raises what the call raised."""
-        return self.submit(picture, prompt, reference).result()
-
     def submit(self, picture: Picture, prompt: str, reference: Picture) -> Future[FrameScoreAnswer]:
-        """Queue the frame for the next call and return at once; the future holds what ``score`` returns."""
+        """Queue the frame for the next call and return at once. The future holds the frame's score as if scored
+        alone and the thresholds it was judged by, or raises what the call raised."""
         waiting = _Waiting(picture, prompt, reference)
         with self._changed:
             if self._closed:

@@ -58,9 +58,14 @@ class RecordedCalls:
         return validator_pb2.ScoreResponse(scores=scores, thresholds=THRESHOLDS)
 
 
+def _score(scores: FrameScores, picture: Picture, prompt: str, reference: Picture):
+    """A frame's score, waited for as a frame's thread waits for it."""
+    return scores.submit(picture, prompt, reference).result()
+
+
 def _score_side_by_side(scores: FrameScores, numbers: list[int], reference: Picture) -> dict[int, object]:
     with ThreadPoolExecutor(len(numbers)) as pool:
-        futures = {n: pool.submit(scores.score, _picture(f"frame {n}"), f"frame {n}", reference) for n in numbers}
+        futures = {n: pool.submit(_score, scores, _picture(f"frame {n}"), f"frame {n}", reference) for n in numbers}
         return {n: future.result(timeout=30) for n, future in futures.items()}
 
 
@@ -70,7 +75,7 @@ def test_frames_that_ask_while_a_call_is_in_flight_share_the_next_call_and_get_t
     reference = _picture("frame 1")
     calls.release.clear()
     with ThreadPoolExecutor(1) as first:
-        alone = first.submit(scores.score, reference, "frame 1", reference)
+        alone = first.submit(_score, scores, reference, "frame 1", reference)
         assert calls.entered.wait(30)
         results: dict[int, object] = {}
         waiting = threading.Thread(target=lambda: results.update(_score_side_by_side(scores, [2, 3, 4, 5], reference)))
@@ -98,12 +103,12 @@ def test_a_call_takes_at_most_max_frames_and_never_mixes_references():
     calls.release.clear()
     one, other = _picture("frame 1"), _picture("another frame 1")
     with ThreadPoolExecutor(6) as pool:
-        first = pool.submit(scores.score, one, "frame 1", one)
+        first = pool.submit(_score, scores, one, "frame 1", one)
         assert calls.entered.wait(30)
-        futures = [pool.submit(scores.score, _picture(f"frame {n}"), f"frame {n}", one) for n in (2, 3, 4)]
+        futures = [pool.submit(_score, scores, _picture(f"frame {n}"), f"frame {n}", one) for n in (2, 3, 4)]
         while scores.queued < 3:
             threading.Event().wait(0.01)
-        futures.append(pool.submit(scores.score, _picture("frame 5"), "frame 5", other))
+        futures.append(pool.submit(_score, scores, _picture("frame 5"), "frame 5", other))
         while scores.queued < 4:
             threading.Event().wait(0.01)
         calls.release.set()
@@ -151,12 +156,12 @@ def test_a_failed_call_fails_every_frame_in_it_and_later_calls_go_on():
     reference = _picture("frame 1")
     calls.error = grpc.RpcError("the validator went away")
     with pytest.raises(grpc.RpcError):
-        scores.score(reference, "frame 1", reference)
+        _score(scores, reference, "frame 1", reference)
     calls.error = None
-    assert scores.score(_picture("frame 2"), "frame 2", reference)[0].consistency == pytest.approx(0.2)
+    assert _score(scores, _picture("frame 2"), "frame 2", reference)[0].consistency == pytest.approx(0.2)
     scores.close()
     with pytest.raises(RuntimeError, match="closed"):
-        scores.score(_picture("frame 3"), "frame 3", reference)
+        _score(scores, _picture("frame 3"), "frame 3", reference)
 
 
 @pytest.mark.parametrize(
@@ -183,7 +188,7 @@ def test_a_validator_answering_the_wrong_number_of_scores_fails_those_frames_ins
     scores = FrameScores(short)
     reference = _picture("frame 1")
     with pytest.raises(Exception, match="answered 0 scores for 1 frames"):
-        scores.score(reference, "frame 1", reference)
+        _score(scores, reference, "frame 1", reference)
     scores.close()
 
 
@@ -191,7 +196,7 @@ def test_closing_frame_scores_ends_their_thread():
     before = {thread for thread in threading.enumerate() if thread.name == "frame-scores"}
     scores = FrameScores(RecordedCalls())
     reference = _picture("frame 1")
-    scores.score(reference, "frame 1", reference)
+    _score(scores, reference, "frame 1", reference)
     started = {thread for thread in threading.enumerate() if thread.name == "frame-scores"} - before
     assert len(started) == 1
     scores.close()
