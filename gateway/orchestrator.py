@@ -48,7 +48,7 @@ from storyboard.v1 import (
 )
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common import images
-from storyboard_common.channels import ChannelSecurity, open_channel
+from storyboard_common.channels import ChannelSecurity, connect_every_replica, open_channel
 from storyboard_common.errors import Cancelled, ServiceError, status_for
 from storyboard_common.images import EXTENSIONS, MIME_TYPES
 from storyboard_common.progress import ProgressThrottle
@@ -59,6 +59,9 @@ _VALIDATOR_GONE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDE
 # A renderer that refuses a frame as busy (RESOURCE_EXHAUSTED before the frame started) is asked again after a
 # jittered, doubling wait, at most this many times and never past the frame's deadline.
 BUSY_BACKOFF_FIRST, BUSY_BACKOFF_MAX, MAX_BUSY_WAITS = 0.2, 5.0, 60
+# A render lost while its replica was at work is sent again without counting against the retries; a frame that
+# takes this many replicas down with it (out of memory, say) fails instead of taking every replica down in turn.
+MAX_LOST_AT_WORK = 5
 KEPT_PNG_LEVEL = 1  # frame_NNN.png made from a WebP or JPEG frame: ISA-L's fastest deflate (see _keep_as_png)
 
 
@@ -69,7 +72,7 @@ class Downstream:
     planner: planner_pb2_grpc.PlannerStub
     renderer: renderer_pb2_grpc.RendererStub
     validator: validator_pb2_grpc.ValidatorStub | None
-    channels: list[grpc.Channel]
+    channels: list[grpc.Channel]  # planner, renderers, then the validator's if any
 
     @classmethod
     def connect(
@@ -89,6 +92,11 @@ class Downstream:
             validator_stub,
             channels,
         )
+
+    def connect_renderers(self, addresses: str, security: ChannelSecurity | None = None) -> int:
+        """Connect to every renderer replica before the first frame, so that frames are spread over all of them from
+        the first storyboard on; returns how many replicas accepted a connection."""
+        return connect_every_replica(self.channels[1], addresses, security)
 
     def close(self) -> None:
         for channel in self.channels:
@@ -439,7 +447,7 @@ class Orchestrator:
         request = renderer_pb2.RenderRequest(
             frames=[self._frame_spec(job, plan, scene, seed)], progress_interval_seconds=interval
         )
-        unavailable_left = self._policy.render_unavailable_retries
+        unavailable_left, lost_at_work = self._policy.render_unavailable_retries, 0
         busy_waits, busy_until = 0, time.monotonic() + self._policy.frame_timeout
         while True:
             call = self._downstream.renderer.Render(request, timeout=self._policy.frame_timeout)
@@ -469,11 +477,18 @@ class Orchestrator:
             except grpc.RpcError as error:
                 self._raise_if_cancelled(job)
                 code = error.code()
+                if code == grpc.StatusCode.UNAVAILABLE and started and lost_at_work < MAX_LOST_AT_WORK:
+                    # The replica was at work on the frame when it went away (stopped, scaled down, restarted):
+                    # not the frame's fault, so it is sent again without spending the frame's retries. The frame
+                    # is a pure function of its spec; round_robin picks a replica that is still there.
+                    lost_at_work += 1
+                    log.warning("render of frame %d lost its replica while at work; sending it again", scene.frame)
+                    self._metrics.retries.labels("replica_lost").inc()
+                    continue
                 if code == grpc.StatusCode.UNAVAILABLE and unavailable_left > 0:
-                    # The replica went away mid-stream; the frame is a pure function of its spec, so send it again
-                    # and let round_robin pick another replica.
+                    # No replica took the frame up: send it again, a few times, to whichever replica answers.
                     unavailable_left -= 1
-                    log.warning("render of frame %d lost its replica; sending it again", scene.frame)
+                    log.warning("render of frame %d found no replica; sending it again", scene.frame)
                     self._metrics.retries.labels("replica_lost").inc()
                     continue
                 busy = code == grpc.StatusCode.RESOURCE_EXHAUSTED and not started

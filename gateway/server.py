@@ -72,7 +72,7 @@ def create_server(settings: GatewaySettings) -> tuple[ServiceServer, int]:
         rest = RestBridge(app, settings.host, settings.http_port)
         server.endpoints["http"] = rest.port
         server.closers.append(rest.stop)
-    server.warm_up = lambda: _warm_up(settings, security, rest, service, server.stopping)
+    server.warm_up = lambda: _warm_up(settings, security, rest, service, downstream, server.stopping)
     return server, port
 
 
@@ -81,14 +81,16 @@ def _warm_up(
     security: ChannelSecurity | None,
     rest: RestBridge | None,
     service: StoryboardService,
+    downstream: Downstream,
     stopping: threading.Event,
 ) -> None:
-    """Serve REST at once (``/readyz`` says 503 until ready); ready once the planner and a renderer are SERVING;
-    then resume what a previous run left unfinished."""
+    """Serve REST at once (``/readyz`` says 503 until ready); ready once the planner and a renderer are SERVING and
+    every renderer replica that is up has been connected to; then resume what a previous run left unfinished."""
     if rest is not None:
         rest.start()
     for name, address in (("storyboard.v1.Planner", settings.planner), ("storyboard.v1.Renderer", settings.renderers)):
         _wait_serving(name, address, security, stopping)
+    log.info("connected to %d renderer replicas", downstream.connect_renderers(settings.renderers, security))
     if resumed := service.resume_unfinished():
         log.info("resumed %d unfinished storyboards", resumed)
 

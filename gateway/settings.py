@@ -54,7 +54,11 @@ class GatewaySettings(ServiceSettings):
     )
     max_retries: int = Field(2, ge=0, le=10, description="re-renders of a frame whose consistency is too low")
     render_unavailable_retries: int = Field(
-        3, ge=0, le=20, description="times a render that lost its replica (UNAVAILABLE) is sent again"
+        3,
+        ge=0,
+        le=20,
+        description="times a render that no replica took up (UNAVAILABLE before it began) is sent again; a render "
+        "whose replica went away while at work on it is sent again without counting",
     )
     max_running: int = Field(8, ge=1, le=1024, description="storyboards worked on at once; others wait queued")
     frames_in_flight: int = Field(8, ge=1, le=256, description="render calls in flight per storyboard")

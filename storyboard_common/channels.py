@@ -4,13 +4,18 @@ ids, and TLS or mutual TLS when configured."""
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from storyboard_common.interceptors import RequestIdClientInterceptor
-from storyboard_common.server import MAX_MESSAGE_BYTES
+from storyboard_common.server import GRPC_FOREVER_MS, MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,9 @@ def open_channel(
         ("grpc.enable_retries", 1),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        # An idle channel drops its connections, and the calls that wake it all go to the first replica to answer
+        # again (see connect_every_replica): a service's channels stay connected instead.
+        ("grpc.client_idle_timeout_ms", GRPC_FOREVER_MS),
     ]
     return grpc.intercept_channel(_raw_channel(addresses, security, options), RequestIdClientInterceptor())
 
@@ -98,3 +106,54 @@ def open_channel(
 def open_probe_channel(addresses: str, security: ChannelSecurity | None = None) -> grpc.Channel:
     """A plain channel (no interceptors, default policy) for health probes, with the same security."""
     return _raw_channel(addresses, security, [])
+
+
+def replica_addresses(addresses: str) -> list[str]:
+    """The address of every replica ``addresses`` names now: the items of a list, or what a DNS name resolves to
+    (an empty list when it resolves to nothing yet)."""
+    target = target_for(addresses)
+    if target.startswith(("ipv4:", "ipv6:")):
+        return target.split(":", 1)[1].split(",")
+    if not target.startswith("dns:"):
+        return [target]
+    name = target.removeprefix("dns:")
+    name = name.split("/", 3)[-1] if name.startswith("//") else name  # dns:[//authority/]host:port
+    host, _, port = name.rpartition(":")
+    try:
+        found = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError):
+        return []
+    return sorted(
+        {f"[{info[4][0]}]:{port}" if info[0] == socket.AF_INET6 else f"{info[4][0]}:{port}" for info in found}
+    )
+
+
+def connect_every_replica(
+    channel: grpc.Channel, addresses: str, security: ChannelSecurity | None = None, timeout: float = 5.0
+) -> int:
+    """Connect ``channel`` and wait until every replica behind ``addresses`` accepts a connection (or ``timeout``
+    passes); returns how many did.
+
+    A channel connects on its first call, and round_robin sends the calls made while it connects to the first replica
+    that answers: a storyboard's first frames would all land there. Connected before the first call, the channel
+    spreads them over every replica from the start.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        return 0
+    probes = [(address, open_probe_channel(address, security)) for address in replica_addresses(addresses)]
+    connected = 0
+    try:
+        waits = [(address, grpc.channel_ready_future(probe)) for address, probe in probes]
+        for address, ready in waits:
+            try:
+                ready.result(timeout=max(0.0, deadline - time.monotonic()))
+                connected += 1
+            except grpc.FutureTimeoutError:
+                log.info("replica %s does not accept connections yet; it gets calls once it does", address)
+    finally:
+        for _, probe in probes:
+            probe.close()
+    return connected

@@ -25,6 +25,7 @@ from storyboard_common.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a 2048² PNG frame is well under this
+GRPC_FOREVER_MS = 2**31 - 1  # gRPC reads durations in milliseconds as a C int; its largest means "no limit"
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def build_server(
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
-        ("grpc.max_connection_age_grace_ms", int(max(settings.grace_seconds, 1) * 1000)),
+        ("grpc.max_connection_age_grace_ms", _age_grace_ms(settings.max_connection_age_grace_seconds)),
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.server(
@@ -130,6 +131,11 @@ def build_server(
     service = ServiceServer(name, server, port, health_servicer, names, warm_up, list(closers))
     service._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
     return service, port
+
+
+def _age_grace_ms(seconds: float | None) -> int:
+    """gRPC's grace for calls on an aged connection: the setting, or gRPC's own "forever" (its largest value)."""
+    return GRPC_FOREVER_MS if seconds is None else min(GRPC_FOREVER_MS, int(seconds * 1000))
 
 
 def run_service(

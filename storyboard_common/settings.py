@@ -38,6 +38,12 @@ class ServiceSettings(BaseSettings):
     max_connection_age_seconds: float = Field(
         300.0, gt=0, description="clients reconnect after this long, so that new replicas behind a DNS name are found"
     )
+    max_connection_age_grace_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="how long calls still open on an aged connection may go on before they are cut; unset: until "
+        "they end (each is bounded by its own deadline), so that ageing never cuts a long render or a Watch stream",
+    )
     serve_tls_cert: Path | None = Field(
         None, description="serve TLS with this certificate chain (PEM); with --serve-tls-key; none: plaintext"
     )

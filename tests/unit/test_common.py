@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 import threading
 import zlib
@@ -15,7 +16,7 @@ from pydantic_settings import SettingsConfigDict
 
 from storyboard.v1 import common_pb2, planner_pb2, planner_pb2_grpc, renderer_pb2
 from storyboard_common import images
-from storyboard_common.channels import open_channel, target_for
+from storyboard_common.channels import connect_every_replica, open_channel, replica_addresses, target_for
 from storyboard_common.errors import InvalidArgument, NotFound, ResourceExhausted
 from storyboard_common.frames import rendered_frame_event
 from storyboard_common.logs import request_id
@@ -182,6 +183,31 @@ def test_bad_settings_fail_fast_naming_flag_and_variable(capsys):
 )
 def test_targets_for_one_address_a_list_or_a_dns_name(addresses, target):
     assert target_for(addresses) == target
+
+
+@pytest.mark.parametrize(
+    ("addresses", "replicas"),
+    [
+        ("127.0.0.1:1", ["127.0.0.1:1"]),
+        ("127.0.0.1:1, 127.0.0.1:2", ["127.0.0.1:1", "127.0.0.1:2"]),
+        ("dns:///127.0.0.1:50053", ["127.0.0.1:50053"]),
+        ("dns://8.8.8.8/127.0.0.1:50053", ["127.0.0.1:50053"]),
+        ("dns:///[::1]:50053", ["[::1]:50053"]),
+        ("dns:///no-such-host.invalid:50053", []),
+    ],
+)
+def test_the_replicas_behind_an_address_list_or_a_dns_name(addresses, replicas):
+    assert replica_addresses(addresses) == replicas
+
+
+def test_every_replica_is_connected_before_the_first_call_and_a_missing_one_does_not_block(served):
+    server = served[0]
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        missing = f"127.0.0.1:{closed.getsockname()[1]}"
+        addresses = f"127.0.0.1:{server.port},{missing}"
+        with open_channel(addresses) as channel:
+            assert connect_every_replica(channel, addresses, timeout=2) == 1
 
 
 def test_healthcheck_probe_exits_zero_only_when_serving(served, capsys):

@@ -26,6 +26,7 @@ from services.planner.server import create_server as create_planner
 from services.planner.settings import PlannerSettings
 from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
 from storyboard_common.errors import Unauthenticated
+from storyboard_common.settings import ServiceSettings
 from tests.support.scripted import BlockingRenderer, ScriptedRenderer, ScriptedValidator, serve
 
 STORY = "Aldar Kose tricks a wealthy merchant by selling him a magical pot at the bazaar, then rides home at sunset"
@@ -45,11 +46,16 @@ def planner():
 class Stack:
     """A gateway on in-process services, with gRPC and REST clients; stops everything it started."""
 
-    def __init__(self, planner: str, outputs: Path, renderer=None, validator=None, **settings) -> None:
-        self.renderer = renderer or ScriptedRenderer()
+    def __init__(
+        self, planner: str, outputs: Path, renderer=None, validator=None, renderer_settings=None, **settings
+    ) -> None:
+        """``renderer``: one servicer or a list of replicas (default: one ScriptedRenderer), each served with
+        ``renderer_settings``."""
+        self.renderers = renderer if isinstance(renderer, list) else [renderer or ScriptedRenderer()]
+        self.renderer = self.renderers[0]
         self.validator = validator
-        self._servers = [serve(self.renderer)[0]]
-        renderer_port = self._servers[0].port
+        self._servers = [serve(replica, renderer_settings)[0] for replica in self.renderers]
+        renderer_addresses = ",".join(f"127.0.0.1:{server.port}" for server in self._servers)
         validator_address = ""
         if validator is not None:
             server, port = serve(validator)
@@ -60,7 +66,7 @@ class Stack:
             port=0,
             http_port=0,
             planner=planner,
-            renderers=f"127.0.0.1:{renderer_port}",
+            renderers=renderer_addresses,
             validator=validator_address,
             outputs=outputs,
             **settings,
@@ -201,6 +207,59 @@ def test_replicas_are_asked_for_the_progress_interval_and_one_that_ignores_it_is
         # (~0.2 s, but longer on a busy machine): against 20 unthinned.
         seconds = frames[frame - 1]["timings"]["render_seconds"]
         assert reported[0] == 1 and reported[-1] == 20 and len(reported) <= 2 + seconds / 0.2, (reported, seconds)
+
+
+# -- replicas -------------------------------------------------------------------------------------------------------
+
+
+class LosesTheFirstCalls(ScriptedRenderer):
+    """Goes away (UNAVAILABLE) after the first step of its first ``losses`` calls, as a replica that is stopped or
+    restarted while at work on a frame."""
+
+    def __init__(self, losses: int, **options) -> None:
+        super().__init__(**options)
+        self.losses = losses
+
+    def Render(self, request, context):
+        for event in super().Render(request, context):
+            yield event
+            with self._lock:
+                lose, self.losses = self.losses > 0, self.losses - 1
+            if lose:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the replica is going away")
+
+
+def test_a_render_longer_than_the_replicas_connection_age_is_never_cut(stacks):
+    # The replica ends connections a second after they open; each frame takes four. Calls already open on an aged
+    # connection go on until they end, so every frame is rendered once, on its first call.
+    aged_quickly = ServiceSettings(port=0, max_connection_age_seconds=1, grace_seconds=0)
+    stack = stacks(renderer=ScriptedRenderer(delay=4), renderer_settings=aged_quickly, render_unavailable_retries=0)
+    events = stack.generate()
+    assert events[-1].HasField("completed"), events[-1]
+    assert sorted(stack.renderer.renders) == sorted((n, 41 + n) for n in range(1, 7))
+
+
+def test_renders_lost_while_at_work_are_sent_again_without_spending_the_retries(stacks):
+    # Eight losses on the way, where no retry is allowed for a render that no replica took up.
+    stack = stacks(renderer=LosesTheFirstCalls(losses=8), render_unavailable_retries=0)
+    events = stack.generate()
+    assert events[-1].HasField("completed"), events[-1]
+    assert not _of(events, "retry")  # losses are not attempts: every frame keeps its first seed
+    assert sorted(stack.renderer.renders) == sorted((n, 41 + n) for n in range(1, 7))
+
+
+def test_a_frame_that_takes_every_replica_down_fails_the_storyboard_instead_of_looping(stacks):
+    stack = stacks(renderer=LosesTheFirstCalls(losses=1000), render_unavailable_retries=0)
+    events = stack.generate()
+    assert events[-1].HasField("failed") and events[-1].failed.code == "UNAVAILABLE", events[-1]
+
+
+def test_the_first_storyboard_after_start_is_spread_evenly_over_the_replicas(stacks):
+    replicas = [ScriptedRenderer(delay=0.3) for _ in range(3)]
+    stack = stacks(renderer=replicas)
+    events = stack.generate()  # at once: the gateway has just said it is ready
+    assert events[-1].HasField("completed"), events[-1]
+    assert [len(replica.renders) for replica in replicas] == [2, 2, 2]
 
 
 # -- regeneration ---------------------------------------------------------------------------------------------------
