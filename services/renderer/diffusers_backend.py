@@ -2,18 +2,22 @@
 
 One pipeline call renders a whole compatible batch (same size, steps, guidance and adapters). Each frame's starting
 noise comes from its own CPU ``torch.Generator`` seeded with the frame's seed, so it does not depend on the other
-frames of its batch (nor on the GPU: CPU generators draw the same noise everywhere). Prompts are encoded
-one frame at a time and latents are decoded one frame at a time (``--vae-slicing``, the default), so the text
-encoders and the VAE see the same shapes whether a frame is batched or alone. The UNet does see the batch: its
-matrix kernels may sum in another order for another batch size, so a batched frame can differ from the same frame
-rendered alone by floating-point rounding (on this project's CPU tests: at most one or two levels of 255 in a few
-pixels; exactly equal most of the time). The same request rendered the same way is bit-for-bit the same.
+frames of its batch (nor on the GPU: CPU generators draw the same noise everywhere). Prompts are encoded one frame at a
+time and latents are decoded one frame at a time (``--vae-slicing``, the default), so the text encoders and the VAE see
+the same shapes whether a frame is batched or alone. The UNet does see the batch: its matrix kernels may sum in another
+order for another batch size, so a batched frame can differ from the same frame rendered alone by floating-point
+rounding (a level of 255 in a few pixels). A frame asked for as ``deterministic`` is therefore always rendered alone
+(``FrameSpec.batch_key``): the same request then gives the same bits on the same device and software, whatever else
+the renderer is doing.
 
 Progress comes from ``callback_on_step_end``, which also checks whether anyone still wants the batch and, if not,
 sets ``pipe._interrupt`` so the loop stops at the next step; the unfinished latents are then dropped without being
-decoded. The pipeline returns latents (``output_type="latent"``) and this module decodes them, so it can time
-denoising and decoding apart, check every frame for NaN/inf (fp16 overflow: the frame is refused as
-FAILED_PRECONDITION with what to change, not sent as a black picture), and send each frame as soon as it is decoded.
+decoded. A step, or a decode, can itself take minutes (a large frame on a CPU, a big batch on a small GPU), so the
+same check also runs before each block of the UNet and of the VAE's decoder, and stops the batch there.
+
+The pipeline returns latents (``output_type="latent"``) and this module decodes them, so it can time denoising and
+decoding apart, check every frame for NaN/inf (fp16 overflow: the frame is refused as FAILED_PRECONDITION with what to
+change, not sent as a black picture), and send each frame as soon as it is decoded.
 
 Out of device memory is RESOURCE_EXHAUSTED: the batch's tensors are dropped, the allocator's cache is emptied, and
 the service goes on serving the next batch.
@@ -55,6 +59,33 @@ BLACK_LEVEL = 2  # a frame whose every channel stays at or below this (of 255) i
 LATENTS_NOT_FINITE = "NaN/inf in its denoised latents"
 PIXELS_NOT_FINITE = "NaN/inf in its decoded pixels"
 ALL_BLACK = "it is all black"
+
+
+class _Stopped(Exception):
+    """Raised inside the UNet or the VAE when nobody wants the batch any more, to leave a step or a decode early."""
+
+
+@contextmanager
+def _stopping_between_blocks(modules: Sequence[Any], should_stop: StopCheck) -> Iterator[None]:
+    """While the ``with`` body runs, each of ``modules`` raises ``_Stopped`` before it runs once ``should_stop()``."""
+
+    def check(_module: Any, _inputs: Any) -> None:
+        if should_stop():
+            raise _Stopped
+
+    handles = [module.register_forward_pre_hook(check) for module in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _blocks(pipe: Any) -> list[Any]:
+    """The UNet's and the VAE decoder's blocks: where a step or a decode can stop early."""
+    unet, decoder = pipe.unet, pipe.vae.decoder
+    blocks = [*unet.down_blocks, unet.mid_block, *unet.up_blocks, decoder.mid_block, *decoder.up_blocks]
+    return [block for block in blocks if block is not None]
 
 
 class NonFiniteFrame(FailedPrecondition):
@@ -247,13 +278,23 @@ class DiffusersBackend:
     def _render(
         self, frames: Sequence[FrameSpec], on_step: StepCallback, should_stop: StopCheck
     ) -> Iterator[FrameResult]:
-        import torch
 
         if self.pipeline is None or self.adapters is None:
             raise Unavailable("the diffusers backend has not loaded its model yet")
         if should_stop():
             return
         self.adapters.activate(frames[0].adapters)  # a batch shares its adapters (FrameSpec.batch_key)
+        try:
+            with _stopping_between_blocks(_blocks(self.pipeline), should_stop):
+                yield from self._denoise_and_decode(frames, on_step, should_stop)
+        except _Stopped:
+            return  # nobody wants the rest of the batch; its unfinished frames are dropped
+
+    def _denoise_and_decode(
+        self, frames: Sequence[FrameSpec], on_step: StepCallback, should_stop: StopCheck
+    ) -> Iterator[FrameResult]:
+        import torch
+
         started = time.perf_counter()
         with torch.inference_mode():
             latents = self._denoise(frames, on_step, should_stop)

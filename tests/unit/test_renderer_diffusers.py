@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from services.renderer.__main__ import main
+from services.renderer.backend import FrameSpec
 from services.renderer.backends import create_backend
 from services.renderer.diffusers_backend import DiffusersBackend
 from services.renderer.metrics import RendererMetrics
@@ -444,6 +445,44 @@ def test_a_full_queue_is_resource_exhausted(small):
     running.cancel()
     assert len(frames_of(list(waiting))) == 2
     assert sample(s.metrics, "storyboard_renderer_rejected_requests_total", reason="queue_full") == 1
+@pytest.mark.parametrize(
+    ("stop_in", "blocks_left_to_run"),
+    [("unet", lambda pipe: pipe.unet.up_blocks[-1]), ("vae", lambda pipe: pipe.vae.decoder.up_blocks[-1])],
+)
+def test_a_batch_nobody_wants_stops_inside_a_step_or_a_decode_not_after_it(served, stop_in, blocks_left_to_run):
+    # A step (or a decode) of a large frame can take minutes on a CPU: a cancel must not wait for it to end. The
+    # cancel comes while the first block of the UNet's second step (or of the VAE's decoder) runs.
+    pipe = served.backend.pipeline
+    first_block = pipe.unet.down_blocks[0] if stop_in == "unet" else pipe.vae.decoder.mid_block
+    calls = {"first": 0, "last": 0}
+    wanted = threading.Event()
+    wanted.set()
+
+    def first_block_runs(_module, _inputs, _output):
+        calls["first"] += 1
+        if stop_in == "vae" or calls["first"] == 2:
+            wanted.clear()
+
+    def last_block_runs(_module, _inputs, _output):
+        calls["last"] += 1
+
+    hooks = [
+        first_block.register_forward_hook(first_block_runs),
+        blocks_left_to_run(pipe).register_forward_hook(last_block_runs),
+    ]
+    try:
+        frames = [FrameSpec(frame=1, prompt="a yurt", seed=1, width=TINY_SIZE, height=TINY_SIZE, steps=5,
+                            guidance_scale=1.0)]  # fmt: skip
+        results = list(served.backend.render(frames, lambda *_: None, lambda: not wanted.is_set()))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert results == []
+    # The UNet's last block ran in the first step only; the decoder's last block never ran.
+    assert calls["last"] == (1 if stop_in == "unet" else 0)
+    assert len(png(served.channel, spec())) == 1  # and the renderer goes on serving
+
+
     assert len(png(s.channel, spec())) == 1  # room again
 
 
