@@ -528,6 +528,7 @@ class Orchestrator:
             guidance_scale=spec.guidance_scale,
             adapters=adapters,
             scene=scene,
+            deterministic=spec.deterministic,
         )
 
     def _validation_context(self, plan: common_pb2.Plan) -> ValidationContext:

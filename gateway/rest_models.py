@@ -79,6 +79,11 @@ class StoryboardSpecIn(_Request):
         json_schema_extra={"maxItems": MAX_NAMES},
     )
     temperature: float | None = _documented(0.0, 1.0, description="planner sampling temperature, default 0.7")
+    deterministic: bool = Field(
+        False,
+        description="render every frame alone, never batched, so that the same request gives the same pixels on the "
+        "same kind of device with the same software (a batched frame can differ by rounding)",
+    )
 
 
 class CreateBody(_Request):
@@ -124,6 +129,7 @@ class StoryboardSpec(_Response):
     characters: list[str] | None = None
     adapters: list[AdapterRef] | None = None
     temperature: float | None = None
+    deterministic: bool | None = None
 
 
 class Scene(_Response):

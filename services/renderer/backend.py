@@ -51,11 +51,13 @@ class FrameSpec:
     negative_prompt: str = ""
     adapters: tuple[AdapterWeight, ...] = ()
     scene: SceneHints | None = None
+    deterministic: bool = False  # rendered alone, so that no batch-mate can move its pixels by rounding
 
     @property
     def batch_key(self) -> tuple[object, ...]:
-        """Frames with equal keys can share one pipeline call (prompts, negatives and seeds may differ per frame)."""
-        return (self.width, self.height, self.steps, self.guidance_scale, self.adapters)
+        """Frames with equal keys can share one pipeline call (prompts, negatives and seeds may differ per frame);
+        a deterministic frame shares none (see ``RenderScheduler``)."""
+        return (self.width, self.height, self.steps, self.guidance_scale, self.adapters, self.deterministic)
 
 
 @dataclass(frozen=True)

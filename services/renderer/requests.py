@@ -92,6 +92,7 @@ def _frame_spec(frame: renderer_pb2.FrameSpec, limits: RenderLimits, field: str)
         guidance_scale=check_range(guidance, 0.0, limits.max_guidance_scale, f"{field}.guidance_scale"),
         adapters=_adapters(frame, field),
         scene=_scene(frame, limits, field),
+        deterministic=frame.deterministic,
     )
 
 

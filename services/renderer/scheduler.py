@@ -5,6 +5,8 @@ One worker thread owns the backend, so a GPU backend never sees two pipeline cal
 on their own ticket's event queue, and encode images in parallel with the next batch. Frames from different requests
 with equal ``FrameSpec.batch_key`` may share a batch; a batch is stopped only when every request in it is gone.
 
+A frame asked for as ``deterministic`` is always rendered alone: a batch-mate could move its pixels by rounding.
+
 Dynamic batching (as Triton's ``max_queue_delay``): when the oldest waiting frame's batch is not full, the worker waits
 up to ``batch_window`` seconds *counted from when that frame arrived* for compatible frames of other requests, then
 renders what it has. An idle renderer so adds at most the window to a lone frame; a busy one adds nothing, because
@@ -223,10 +225,10 @@ class RenderScheduler:
                 if self._closing:
                     return None
                 first = self._pending[0]
-                batch = [job for job in self._pending if job.spec.batch_key == first.spec.batch_key]
-                batch = batch[: self.max_batch_size]
+                size = 1 if first.spec.deterministic else self.max_batch_size
+                batch = [job for job in self._pending if job.spec.batch_key == first.spec.batch_key][:size]
                 wait = first.enqueued_at + self.batch_window - self._clock()
-                if len(batch) >= self.max_batch_size or wait <= 0:
+                if len(batch) >= size or wait <= 0:
                     break
                 # New frames, a release or closing wake this early; the loop then looks again from the start.
                 self._lock.wait(wait)

@@ -229,6 +229,30 @@ class LosesTheFirstCalls(ScriptedRenderer):
                 context.abort(grpc.StatusCode.UNAVAILABLE, "the replica is going away")
 
 
+class RecordsRequests(ScriptedRenderer):
+    """Keeps every FrameSpec it is sent."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.specs: list = []
+
+    def Render(self, request, context):
+        with self._lock:
+            self.specs.extend(request.frames)
+        yield from super().Render(request, context)
+
+
+def test_a_deterministic_storyboard_asks_the_renderers_for_frames_rendered_alone(stacks):
+    renderer = RecordsRequests()
+    stack = stacks(renderer=renderer)
+    created = stack.http.post("/v1/storyboards", json={"spec": {**SPEC_JSON, "deterministic": True}})
+    assert created.status_code == 202 and created.json()["spec"]["deterministic"] is True
+    assert stack.sse(created.json()["id"])[-1][1] == "completed"
+    assert len(renderer.specs) == 6 and all(spec.deterministic for spec in renderer.specs)
+    stack.generate()  # not asked for: frames may be batched
+    assert len(renderer.specs) == 12 and not any(spec.deterministic for spec in renderer.specs[6:])
+
+
 def test_a_render_longer_than_the_replicas_connection_age_is_never_cut(stacks):
     # The replica ends connections a second after they open; each frame takes four. Calls already open on an aged
     # connection go on until they end, so every frame is rendered once, on its first call.

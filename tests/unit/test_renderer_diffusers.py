@@ -361,6 +361,18 @@ def test_a_batched_frame_equals_the_same_frame_rendered_alone(served):
     assert len(set(together)) == 4
 
 
+def test_deterministic_frames_are_rendered_alone_and_equal_the_frame_alone_bit_for_bit(served):
+    frames = [spec(n, seed=10 + n, deterministic=True) for n in range(1, 5)]
+    batches_before = sample(served.metrics, "storyboard_renderer_batch_size_count")
+    sizes_before = sample(served.metrics, "storyboard_renderer_batch_size_sum")
+    together = png(served.channel, *frames)
+    assert sample(served.metrics, "storyboard_renderer_batch_size_count") == batches_before + 4  # a call each
+    assert sample(served.metrics, "storyboard_renderer_batch_size_sum") == sizes_before + 4
+    alone = [png(served.channel, frame)[0] for frame in frames]
+    assert together == alone
+    assert alone[0] == png(served.channel, spec(1, seed=11))[0]  # alone, the flag changes nothing but batching
+
+
 def test_frames_of_different_concurrent_requests_share_a_batch(served):
     stub = renderer_pb2_grpc.RendererStub(served.channel)
     busy = stub.Render(request(spec(1, steps=150)), timeout=TIMEOUT)
@@ -432,19 +444,6 @@ def test_a_client_that_cancels_stops_the_denoising_loop_and_frees_the_request(se
     assert len(png(served.channel, spec())) == 1
 
 
-def test_a_full_queue_is_resource_exhausted(small):
-    s = small
-    stub = renderer_pb2_grpc.RendererStub(s.channel)
-    running = stub.Render(request(spec(1, steps=150)), timeout=TIMEOUT)
-    next(running)
-    waiting = stub.Render(request(spec(1), spec(2)), timeout=TIMEOUT)
-    eventually(lambda: info(s.channel).queue_depth == 2, "the second request is queued")
-    error = rpc_error(lambda: render(s.channel, request(spec(1))))
-    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "queue is full" in error.details()
-    running.cancel()
-    assert len(frames_of(list(waiting))) == 2
-    assert sample(s.metrics, "storyboard_renderer_rejected_requests_total", reason="queue_full") == 1
 @pytest.mark.parametrize(
     ("stop_in", "blocks_left_to_run"),
     [("unet", lambda pipe: pipe.unet.up_blocks[-1]), ("vae", lambda pipe: pipe.vae.decoder.up_blocks[-1])],
@@ -483,6 +482,19 @@ def test_a_batch_nobody_wants_stops_inside_a_step_or_a_decode_not_after_it(serve
     assert len(png(served.channel, spec())) == 1  # and the renderer goes on serving
 
 
+def test_a_full_queue_is_resource_exhausted(small):
+    s = small
+    stub = renderer_pb2_grpc.RendererStub(s.channel)
+    running = stub.Render(request(spec(1, steps=150)), timeout=TIMEOUT)
+    next(running)
+    waiting = stub.Render(request(spec(1), spec(2)), timeout=TIMEOUT)
+    eventually(lambda: info(s.channel).queue_depth == 2, "the second request is queued")
+    error = rpc_error(lambda: render(s.channel, request(spec(1))))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "queue is full" in error.details()
+    running.cancel()
+    assert len(frames_of(list(waiting))) == 2
+    assert sample(s.metrics, "storyboard_renderer_rejected_requests_total", reason="queue_full") == 1
     assert len(png(s.channel, spec())) == 1  # room again
 
 

@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--base-seed", type=_bounded(int, 0, 2**63 - 1), default=42, help="base seed (42)")
     generate.add_argument("--num-inference-steps", type=_bounded(int, 1, 150), default=40, help="steps (40)")
     generate.add_argument("--guidance-scale", type=_bounded(float, 0, 30), default=7.5, help="guidance (7.5)")
+    generate.add_argument(
+        "--deterministic", action="store_true", help="render each frame alone, never batched: same run, same pixels"
+    )
     generate.add_argument("--api-key", help="OpenAI API key for the local stack's planner [default: $OPENAI_API_KEY]")
     _add_gateway_options(generate)
     _add_stack_options(generate)
@@ -285,6 +288,7 @@ def _generate_spec(args: argparse.Namespace, story: str, adapter: str | None) ->
         story=story, num_frames=args.num_frames, base_seed=args.base_seed,
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
         characters=args.character, adapters={adapter: 1.0} if adapter else None,
+        deterministic=args.deterministic or None,
     )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FrameSpec(_message.Message):
-    __slots__ = ("frame", "prompt", "prompt_2", "negative_prompt", "seed", "width", "height", "steps", "guidance_scale", "adapters", "scene")
+    __slots__ = ("frame", "prompt", "prompt_2", "negative_prompt", "seed", "width", "height", "steps", "guidance_scale", "adapters", "scene", "deterministic")
     FRAME_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_2_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class FrameSpec(_message.Message):
     GUIDANCE_SCALE_FIELD_NUMBER: _ClassVar[int]
     ADAPTERS_FIELD_NUMBER: _ClassVar[int]
     SCENE_FIELD_NUMBER: _ClassVar[int]
+    DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
     frame: int
     prompt: str
     prompt_2: str
@@ -31,7 +32,8 @@ class FrameSpec(_message.Message):
     guidance_scale: float
     adapters: _containers.RepeatedCompositeFieldContainer[_common_pb2.AdapterRef]
     scene: _common_pb2.Scene
-    def __init__(self, frame: _Optional[int] = ..., prompt: _Optional[str] = ..., prompt_2: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., scene: _Optional[_Union[_common_pb2.Scene, _Mapping]] = ...) -> None: ...
+    deterministic: bool
+    def __init__(self, frame: _Optional[int] = ..., prompt: _Optional[str] = ..., prompt_2: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., scene: _Optional[_Union[_common_pb2.Scene, _Mapping]] = ..., deterministic: _Optional[bool] = ...) -> None: ...
 
 class RenderRequest(_message.Message):
     __slots__ = ("frames", "format", "quality", "progress_interval_seconds")

@@ -31,7 +31,7 @@ STORYBOARD_STATE_FAILED: StoryboardState
 STORYBOARD_STATE_CANCELLED: StoryboardState
 
 class StoryboardSpec(_message.Message):
-    __slots__ = ("story", "num_frames", "base_seed", "num_inference_steps", "guidance_scale", "width", "height", "characters", "adapters", "temperature")
+    __slots__ = ("story", "num_frames", "base_seed", "num_inference_steps", "guidance_scale", "width", "height", "characters", "adapters", "temperature", "deterministic")
     STORY_FIELD_NUMBER: _ClassVar[int]
     NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     BASE_SEED_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class StoryboardSpec(_message.Message):
     CHARACTERS_FIELD_NUMBER: _ClassVar[int]
     ADAPTERS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
     story: str
     num_frames: int
     base_seed: int
@@ -52,7 +53,8 @@ class StoryboardSpec(_message.Message):
     characters: _containers.RepeatedScalarFieldContainer[str]
     adapters: _containers.RepeatedCompositeFieldContainer[_common_pb2.AdapterRef]
     temperature: float
-    def __init__(self, story: _Optional[str] = ..., num_frames: _Optional[int] = ..., base_seed: _Optional[int] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., characters: _Optional[_Iterable[str]] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., temperature: _Optional[float] = ...) -> None: ...
+    deterministic: bool
+    def __init__(self, story: _Optional[str] = ..., num_frames: _Optional[int] = ..., base_seed: _Optional[int] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., characters: _Optional[_Iterable[str]] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., temperature: _Optional[float] = ..., deterministic: _Optional[bool] = ...) -> None: ...
 
 class FrameResult(_message.Message):
     __slots__ = ("frame", "seed", "attempts", "seeds_tried", "score", "rendered", "verdict", "file_name")
