@@ -18,7 +18,7 @@ from services.planner.prompts import PromptBuilder
 from services.planner.rules import check_plan
 from services.planner.shots import canonical_shot
 from services.planner.story import analyse_story
-from services.planner.text import find_phrases, has_phrase, similarity
+from services.planner.text import find_phrases, has_phrase, phrase_pattern, similarity
 from storyboard_common.errors import InvalidArgument
 
 REGISTRY_TOML = """
@@ -137,7 +137,8 @@ def test_every_rule_holds_on_the_finished_plan(
     for scene in scenes:
         assert counter.count(scene.prompt) <= CLIP_WINDOW, scene.prompt
         for token in scene.trigger_tokens:
-            assert has_phrase(scene.prompt, token), (token, scene.prompt)
+            assert mentions(scene.prompt, token) == 1, (token, scene.prompt)
+        assert leading_triggers(scene.prompt, len(scene.trigger_tokens)) == set(scene.trigger_tokens), scene.prompt
         if mentioned:
             assert set(scene.trigger_tokens) & mentioned, scene
         assert scene.setting and scene.lighting and scene.mood and scene.camera and scene.description
@@ -154,6 +155,25 @@ def test_every_rule_holds_on_the_finished_plan(
         assert not (same_shot and similarity(before.description, after.description) >= 0.8)
     assert plan.negative_prompt and counter.count(plan.negative_prompt) <= CLIP_WINDOW
     assert plan.planner == "offline"
+
+
+def test_each_prompt_of_the_aldar_kose_story_leads_with_its_trigger_once(planner: StoryPlanner) -> None:
+    plan = planner.plan(StoryRequest("Aldar Kose tricks a wealthy merchant by selling him a magical pot"))
+    for scene in plan.scenes:
+        assert scene.trigger_tokens == ["aldar_kose_man"]
+        assert scene.prompt.startswith("aldar_kose_man") and mentions(scene.prompt, "aldar_kose_man") == 1, scene
+    seen_from_afar = [scene for scene in plan.scenes if "small in the distance" in scene.description]
+    assert seen_from_afar and seen_from_afar[0].prompt.startswith("aldar_kose_man small in the distance, ")
+    assert "aldar_kose_man small in the distance" in seen_from_afar[0].description  # the plan keeps its wording
+
+
+def mentions(text: str, token: str) -> int:
+    return len(phrase_pattern(token).findall(text))
+
+
+def leading_triggers(prompt: str, count: int) -> set[str]:
+    """The trigger tokens (one-word ones, as these tests' are) that start the prompt's first ``count`` clauses."""
+    return {clause.split()[0].removesuffix("'s") for clause in prompt.split(", ")[:count]}
 
 
 def test_the_plan_is_deterministic(planner: StoryPlanner) -> None:

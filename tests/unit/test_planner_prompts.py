@@ -6,7 +6,7 @@ from __future__ import annotations
 from services.planner.characters import Character
 from services.planner.clip_tokens import CLIP_WINDOW, bundled_vocab_path, shared_counter
 from services.planner.drafts import SceneDraft
-from services.planner.prompts import DEFAULT_QUALITY_TAGS, PromptBuilder
+from services.planner.prompts import DEFAULT_QUALITY_TAGS, PromptBuilder, lead_with_triggers
 from services.planner.text import has_phrase
 
 ALDAR = Character("Aldar Kose", "aldar_kose_man", "aldar_kose", descriptors=("kazakh folk trickster",))
@@ -51,7 +51,44 @@ def test_a_short_prompt_keeps_every_part_in_order() -> None:
 def test_triggers_come_first_even_when_the_description_names_them_later() -> None:
     builder = PromptBuilder(shared_counter())
     built = builder.build(scene("the steppe seen from afar, mira_girl small in the distance"), [MIRA, ALDAR])
-    assert built.prompt.startswith("mira_girl, aldar_kose_man, the steppe seen from afar")
+    assert built.prompt.startswith("aldar_kose_man, mira_girl small in the distance, the steppe seen from afar")
+    assert built.prompt.count("mira_girl") == 1
+
+
+def test_a_clause_that_starts_with_a_trigger_is_moved_to_the_front() -> None:
+    action = "the busy bazaar seen from afar, aldar_kose_man small in the distance"
+    assert lead_with_triggers(action, [ALDAR]) == "aldar_kose_man small in the distance, the busy bazaar seen from afar"
+
+
+def test_a_later_mention_of_a_fronted_trigger_is_by_name() -> None:
+    assert lead_with_triggers("the merchant greets aldar_kose_man at the gate", [ALDAR]) == (
+        "aldar_kose_man, the merchant greets Aldar Kose at the gate"
+    )
+    assert lead_with_triggers("aldar_kose_man runs, aldar_kose_man laughs", [ALDAR]) == (
+        "aldar_kose_man runs, Aldar Kose laughs"
+    )
+
+
+def test_a_possessive_mention_is_by_name_too() -> None:
+    assert lead_with_triggers("the merchant grabs aldar_kose_man's magical pot", [ALDAR]) == (
+        "aldar_kose_man, the merchant grabs Aldar Kose's magical pot"
+    )
+
+
+def test_two_characters_each_lead_once() -> None:
+    action = "the yurt at dusk, mira_girl waves at aldar_kose_man, aldar_kose_man smiles at mira_girl"
+    assert lead_with_triggers(action, [ALDAR, MIRA]) == (
+        "mira_girl waves at Aldar Kose, aldar_kose_man smiles at Mira, the yurt at dusk"
+    )
+    assert lead_with_triggers("the merchant bows to mira_girl", [ALDAR, MIRA]) == (
+        "aldar_kose_man, mira_girl, the merchant bows to Mira"
+    )
+
+
+def test_an_action_that_starts_with_its_trigger_is_untouched() -> None:
+    for action in ["aldar_kose_man riding the brown horse, 1,000 coins in his bag", "aldar_kose_man's face, sly"]:
+        assert lead_with_triggers(action, [ALDAR]) == action
+        assert PromptBuilder(shared_counter()).build(scene(action), [ALDAR]).prompt.startswith(action)
 
 
 def test_what_the_action_already_says_is_not_repeated() -> None:
@@ -87,6 +124,26 @@ def test_an_action_too_long_for_the_window_is_shortened_but_keeps_its_trigger() 
     assert counter.count(built.prompt) <= CLIP_WINDOW
     assert has_phrase(built.prompt, "aldar_kose_man") and has_phrase(built.prompt, "mira_girl")
     assert built.warning
+
+
+def test_a_shortened_action_still_leads_with_each_trigger_once() -> None:
+    counter = shared_counter()
+    builder = PromptBuilder(counter)
+    deeds = " and then ".join(f"does thing number {n} near the old well with mira_girl" for n in range(12))
+    action = f"the old well at noon, aldar_kose_man {deeds}, mira_girl waves"
+    built = builder.build(scene(action), [ALDAR, MIRA])
+    assert counter.count(built.prompt) <= CLIP_WINDOW and built.warning
+    assert built.prompt.startswith("mira_girl, aldar_kose_man does thing number 0 near the old well with Mira")
+    assert built.prompt.count("aldar_kose_man") == built.prompt.count("mira_girl") == 1
+
+
+def test_triggers_crowding_the_window_are_kept_whole_and_once() -> None:
+    counter = shared_counter()
+    crowd = [Character(f"Guest {n}", f"guest_{n}_of_the_long_named_wedding_party") for n in range(6)]
+    action = "the wedding feast, " + " and ".join(f"{c.trigger_token} dances" for c in crowd)
+    built = PromptBuilder(counter).build(scene(action), crowd)
+    assert built.prompt.startswith(", ".join(c.trigger_token for c in crowd))
+    assert all(built.prompt.count(c.trigger_token) == 1 for c in crowd)
 
 
 def test_the_negative_prompt_fits_the_window() -> None:
