@@ -145,7 +145,7 @@ class Orchestrator:
                 self._refresh_plan_files(job, plan)
             else:
                 plan = self._plan(job)  # writes the plan files
-            with documents.StoryboardDocuments(plan.scenes) as built:
+            with documents.StoryboardDocuments(plan.scenes, plan.characters) as built:
                 validation = self._render_all(job, plan, built)
                 # The repetition check seldom changes the PDF's words (a repetitive frame's verdict), so the PDF is
                 # laid out while the validator works, and again only if they did change.

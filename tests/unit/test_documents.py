@@ -16,11 +16,14 @@ import pypdf
 import pytest
 from PIL import Image, ImageDraw, PngImagePlugin
 
-from storyboard import banded_png, documents
-from storyboard.v1 import common_pb2
+from storyboard import banded_png, documents, outputs
+from storyboard.results import StoryboardResult
+from storyboard.v1 import common_pb2, storyboards_pb2
 from storyboard_common import images
 
 CYRILLIC = "Алдар Көсе продаёт котёл"
+ALDAR = common_pb2.CharacterRef(name="Aldar Kose", trigger_token="aldar_kose_man", adapter="aldar_kose")
+MIRA = common_pb2.CharacterRef(name="Mira", trigger_token="mira_girl")
 
 
 def _picture(width: int, height: int, seed: int) -> Image.Image:
@@ -271,6 +274,88 @@ def test_the_pdf_text_keeps_non_latin_scripts_where_a_unicode_font_is_installed(
     assert CYRILLIC in reader.pages[0].extract_text()
 
 
+# -- what people read names the characters, not their trigger tokens ----------------------------------------------
+
+
+def _token_scenes(count: int) -> list[common_pb2.Scene]:
+    descriptions = [
+        "aldar_kose_man standing with the wealthy merchant, facing the camera",
+        "the busy bazaar seen from afar, aldar_kose_man small in the distance",
+        "aldar_kose_man's hands with the magical pot",
+        "mira_girl laughs at Aldar_Kose_Man's trick",
+    ]
+    return [
+        common_pb2.Scene(frame=n, camera="medium shot", mood="playful", description=descriptions[(n - 1) % 4],
+                         setting="busy bazaar", lighting="natural daylight", prompt=descriptions[(n - 1) % 4],
+                         trigger_tokens=["aldar_kose_man"])
+        for n in range(1, count + 1)
+    ]  # fmt: skip
+
+
+def test_reader_text_names_each_character_where_its_trigger_token_stands():
+    assert documents.reader_text("aldar_kose_man's hands; mira_girl waves", [ALDAR, MIRA]) == (
+        "Aldar Kose's hands; Mira waves"
+    )
+    assert documents.reader_text("ALDAR_KOSE_MAN rides, aldar_kose_manor stands", [ALDAR]) == (
+        "Aldar Kose rides, aldar_kose_manor stands"  # whole words only
+    )
+    assert documents.reader_text("aldar_kose_man rides", []) == "aldar_kose_man rides"
+
+
+def test_the_contact_sheet_captions_name_the_characters(tmp_path, monkeypatch):
+    assert documents.caption(_token_scenes(3)[2], [ALDAR]) == "3. medium shot: Aldar Kose's hands with the magical pot"
+    sheets = []
+    real = documents.ContactSheet
+    monkeypatch.setattr(documents, "ContactSheet", lambda captions: sheets.append(captions) or real(captions))
+    with documents.StoryboardDocuments(_token_scenes(4), [ALDAR, MIRA]) as built:
+        for n in range(1, 5):
+            built.add(n, _picture(32, 32, seed=n))
+        built.write(tmp_path, documents.DocumentText())
+    [captions] = sheets
+    assert captions[1] == "2. medium shot: the busy bazaar seen from afar, Aldar Kose small in the distance"
+    assert captions[3] == "4. medium shot: Mira laughs at Aldar Kose's trick"
+    assert not any("_" in text for text in captions)
+
+
+def _pdf_words(folder) -> str:
+    reader = pypdf.PdfReader(folder / outputs.PDF)
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+def test_the_pdf_names_the_characters_on_the_overview_and_the_frame_pages(tmp_path):
+    scenes = _token_scenes(4)
+    frames = [documents.prepare_frame(_picture(128, 96, seed=scene.frame)) for scene in scenes]
+    pdf = documents.storyboard_pdf(frames, scenes, documents.DocumentText(), [ALDAR, MIRA])
+    words = "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+    assert "Aldar Kose's hands with the magical pot" in words and "Mira laughs at Aldar Kose's trick" in words
+    assert "aldar_kose_man" not in words.lower() and "mira_girl" not in words
+    assert scenes[2].description == "aldar_kose_man's hands with the magical pot"  # the plan itself keeps its tokens
+    with documents.StoryboardDocuments(scenes, [ALDAR, MIRA]) as built:
+        for scene in scenes:
+            built.add(scene.frame, _picture(64, 48, seed=scene.frame))
+        built.lay_out_pdf(documents.DocumentText())  # the layout started ahead names them too
+        built.write(tmp_path, documents.DocumentText())
+    assert "Aldar Kose small in the distance" in _pdf_words(tmp_path)
+    assert "aldar_kose_man" not in _pdf_words(tmp_path).lower()
+
+
+def test_a_client_saved_storyboard_names_the_characters_where_people_read_and_keeps_the_tokens_in_the_plan(tmp_path):
+    plan = common_pb2.Plan(story="Aldar Kose sells a pot", scenes=_token_scenes(2), characters=[ALDAR])
+    final = storyboards_pb2.Storyboard(
+        id="sb-1", plan=plan, frames=[storyboards_pb2.FrameResult(frame=n, seed=n) for n in (1, 2)]
+    )
+    result = StoryboardResult(plan=plan, final=final)
+    for n in (1, 2):
+        buffer = io.BytesIO()
+        _picture(32, 32, seed=n).save(buffer, format="PNG")
+        result.attempts[(n, n)] = buffer.getvalue()
+    written = result.save(tmp_path)
+    assert outputs.PDF in written and outputs.GRID in written
+    words = _pdf_words(tmp_path)
+    assert "Aldar Kose small in the distance" in words and "aldar_kose_man" not in words.lower()
+    assert "aldar_kose_man small in the distance" in (tmp_path / "scene_breakdown.json").read_text()
+
+
 def test_the_documents_refuse_to_be_written_before_every_frame_is_in(tmp_path):
     built = documents.StoryboardDocuments(_scenes(3))
     built.add(2, _picture(32, 32, seed=2))
@@ -287,8 +372,8 @@ def _counted_layouts(monkeypatch) -> list[tuple[documents.DocumentText, list[doc
     layouts = []
     real = documents.storyboard_pdf
 
-    def counted(frames, scenes, text):
-        pdf = real(frames, scenes, text)
+    def counted(frames, scenes, text, characters=()):
+        pdf = real(frames, scenes, text, characters)
         layouts.append((text, list(frames), pdf))
         return pdf
 

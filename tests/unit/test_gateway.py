@@ -230,6 +230,32 @@ def _storyboard_through(services, outputs: Path, validator: str, validator_addre
     return events[-1].completed.storyboard
 
 
+def test_the_documents_name_the_characters_and_the_plan_files_keep_their_tokens(services, tmp_path, monkeypatch):
+    # The plan's descriptions carry the LoRAs' trigger tokens; the contact sheet and the PDF are read by people.
+    captions = []
+    real_sheet = documents.ContactSheet
+    monkeypatch.setattr(documents, "ContactSheet", lambda texts: captions.extend(texts) or real_sheet(texts))
+    registry = Path(__file__).resolve().parents[2] / "examples" / "characters.toml"
+    planner, planner_port = _start(create_planner, PlannerSettings(port=0, characters_file=registry))
+    try:
+        assert planner.ready.wait(60), planner.not_ready_reason
+        with_registry = {**services, "planner": f"127.0.0.1:{planner_port}"}
+        server, port = _gateway(with_registry, tmp_path / "outputs", "validator_none")
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                events = _generate(storyboards_pb2_grpc.StoryboardsStub(channel), num_frames=6)
+        finally:
+            server.stop(0)
+    finally:
+        planner.stop(0)
+    folder = Path(events[-1].completed.storyboard.output_dir)
+    assert "aldar_kose_man" in json.loads((folder / "scene_breakdown.json").read_text())["scenes"][0]["description"]
+    assert len(captions) == 6 and any("Aldar Kose" in caption for caption in captions)
+    assert not any("aldar_kose_man" in caption for caption in captions), captions
+    words = "\n".join(page.extract_text() for page in pypdf.PdfReader(folder / "storyboard.pdf").pages)
+    assert "Aldar Kose" in words and "aldar_kose_man" not in words
+
+
 def test_the_pdf_laid_out_while_the_repetition_check_runs_is_the_one_written(services, tmp_path, monkeypatch):
     # Its words are worked out before the check; unless a frame repeats another they are the final ones, so one layout
     # is all a storyboard needs. A second would put reportlab back after the check, where nothing would fail.

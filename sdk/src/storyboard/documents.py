@@ -5,6 +5,9 @@ Both are built from frames prepared one at a time (``prepare_frame``: decoded on
 encoded once as the JPEG the PDF embeds), so that a caller who prepares each frame as it arrives, as the gateway does,
 is left with only the layout and the writing once the last frame is in. The PDF embeds each frame's JPEG as it is
 (no re-encoding) and draws the title page's overview from the same images, so every frame is stored in it once.
+
+Both are read by people, so a scene's words name its characters (``reader_text``): the plan's descriptions carry the
+trigger tokens the LoRAs were trained on ("aldar_kose_man"), which scene_breakdown.json and the prompts keep.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import hashlib
 import io
 import math
 import os
+import re
 import textwrap
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -87,9 +91,37 @@ def _prepare_file(path: Path) -> PreparedFrame:
     return prepare_encoded_frame(path.read_bytes())
 
 
-def caption(scene: common_pb2.Scene) -> str:
-    """A frame's caption on the contact sheet: number, shot and what happens."""
-    return f"{scene.frame}. {scene.camera}: {scene.description}"
+CharacterRefs = Sequence[common_pb2.CharacterRef]
+
+
+def reader_text(text: str, characters: CharacterRefs) -> str:
+    """``text`` with each character's trigger token (a whole word, any case) replaced by its name, for people to read:
+    "aldar_kose_man's pot" -> "Aldar Kose's pot"."""
+    for character in characters:
+        if character.trigger_token and character.name:
+            text = _token_pattern(character.trigger_token).sub(lambda _match, name=character.name: name, text)
+    return text
+
+
+@lru_cache(maxsize=1024)
+def _token_pattern(token: str) -> re.Pattern[str]:
+    words = r"\s+".join(re.escape(word) for word in token.split())
+    return re.compile(rf"(?<!\w){words}(?!\w)", re.IGNORECASE)
+
+
+def reader_scene(scene: common_pb2.Scene, characters: CharacterRefs) -> common_pb2.Scene:
+    """A copy of ``scene`` whose words the documents print (description, setting, lighting) are ``reader_text``."""
+    copy = common_pb2.Scene()
+    copy.CopyFrom(scene)
+    copy.description = reader_text(scene.description, characters)
+    copy.setting = reader_text(scene.setting, characters)
+    copy.lighting = reader_text(scene.lighting, characters)
+    return copy
+
+
+def caption(scene: common_pb2.Scene, characters: CharacterRefs = ()) -> str:
+    """A frame's caption on the contact sheet: number, shot and what happens, naming the ``characters``."""
+    return f"{scene.frame}. {scene.camera}: {reader_text(scene.description, characters)}"
 
 
 # -- the contact sheet --------------------------------------------------------------------------------------------
@@ -354,13 +386,17 @@ def _end_page(writer: _Writer) -> None:
 
 
 def storyboard_pdf(
-    frames: Sequence[PreparedFrame], scenes: Sequence[common_pb2.Scene], text: DocumentText = DocumentText()
+    frames: Sequence[PreparedFrame],
+    scenes: Sequence[common_pb2.Scene],
+    text: DocumentText = DocumentText(),
+    characters: CharacterRefs = (),
 ) -> bytes:
     """The storyboard as a printable A4 PDF: a title page (title, story, details and an overview of every frame), then
-    two frames a page, each with its shot, description, setting and note. The text is real text (selectable and
-    searchable); each frame's image is stored once."""
+    two frames a page, each with its shot, description, setting and note, naming the ``characters``. The text is real
+    text (selectable and searchable); each frame's image is stored once."""
     if not frames or len(frames) != len(scenes):
         raise ValueError("a storyboard PDF needs one scene per frame, and at least one frame")
+    scenes = [reader_scene(scene, characters) for scene in scenes]
     buffer = io.BytesIO()
     canvas = Canvas(buffer, pagesize=A4, pageCompression=1)
     canvas.setTitle(text.title)
@@ -440,8 +476,10 @@ class StoryboardDocuments:
 
     WORKERS = 2
 
-    def __init__(self, scenes: Sequence[common_pb2.Scene]) -> None:
+    def __init__(self, scenes: Sequence[common_pb2.Scene], characters: CharacterRefs = ()) -> None:
+        """``characters`` are the plan's: the documents name them where the scenes carry their trigger tokens."""
         self.scenes = list(scenes)
+        self.characters = list(characters)
         if not self.scenes:
             raise ValueError("a storyboard's documents need at least one frame")
         self._index = {scene.frame: index for index, scene in enumerate(self.scenes)}
@@ -467,7 +505,8 @@ class StoryboardDocuments:
         starts it once that is done, not while it competes with it; the first ``add`` starts it otherwise."""
         with self._lock:
             if self._sheet is None:
-                self._sheet = self._pool.submit(ContactSheet, [caption(scene) for scene in self.scenes])
+                captions = [caption(scene, self.characters) for scene in self.scenes]
+                self._sheet = self._pool.submit(ContactSheet, captions)
 
     def prepare_ahead(self, image: Path) -> None:
         """Start preparing an image file that may be added as a frame later, in the background: ``add`` of the same
@@ -525,7 +564,8 @@ class StoryboardDocuments:
             self._draft = _DraftPdf(text, added, self._layout.submit(self._pdf, added, text))
 
     def _pdf(self, added: dict[int, Future[PreparedFrame]], text: DocumentText) -> bytes:
-        return storyboard_pdf([added[scene.frame].result() for scene in self.scenes], self.scenes, text)
+        frames = [added[scene.frame].result() for scene in self.scenes]
+        return storyboard_pdf(frames, self.scenes, text, self.characters)
 
     def missing(self) -> list[int]:
         """The frame numbers not added yet."""
@@ -550,7 +590,7 @@ class StoryboardDocuments:
         if draft is not None and draft.text == text and draft.added == added:
             pdf = draft.pdf.result()
         else:
-            pdf = storyboard_pdf(frames, self.scenes, text)
+            pdf = storyboard_pdf(frames, self.scenes, text, self.characters)
         outputs.write_bytes_atomic(folder / outputs.GRID, grid.result())
         outputs.write_bytes_atomic(folder / outputs.PDF, pdf)
         self.close()

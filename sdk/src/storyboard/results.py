@@ -73,7 +73,7 @@ class StoryboardResult:
         if self.final is None or not frames or len(frames) != len(plan.scenes):
             return written
         attempts = list(self.history.values())
-        with documents.StoryboardDocuments(plan.scenes) as built:
+        with documents.StoryboardDocuments(plan.scenes, plan.characters) as built:
             for number, data in frames.items():
                 built.add(number, data)
             written.append(outputs.write_frames_metadata(folder, plan, self.final.frames, attempts))
