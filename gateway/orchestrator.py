@@ -155,13 +155,13 @@ class Orchestrator:
                 built.lay_out_pdf(words)
                 self._check_repetition(job, plan, validation)
                 files = self._assemble(job, plan, validation, built)
+            self._count_end(job, "completed")
             self._store.update_meta(job, lambda meta: meta.pop("regenerate", None))
             snapshot = self._store.snapshot(job)
             snapshot.state = sb.STORYBOARD_STATE_COMPLETED
             self._store.finish(
                 job, sb.STORYBOARD_STATE_COMPLETED, completed=sb.Completed(storyboard=snapshot, files=files)
             )
-            self._metrics.storyboards.labels("completed").inc()
         except Exception as error:
             self._fail(job, error)
 
@@ -527,7 +527,7 @@ class Orchestrator:
             steps=spec.num_inference_steps,
             guidance_scale=spec.guidance_scale,
             adapters=adapters,
-            scene=scene,
+            scene=documents.reader_scene(scene, plan.characters),  # a sketch panel's caption is read by people
             deterministic=spec.deterministic,
         )
 
@@ -708,6 +708,11 @@ class Orchestrator:
         if job.stopping.is_set():
             raise Cancelled("storyboard cancelled")
 
+    def _count_end(self, job: Job, state: str) -> None:
+        """Count a storyboard's end once: a regeneration ends it again, and is counted as a retry instead."""
+        if "regenerate" not in job.meta:
+            self._metrics.storyboards.labels(state).inc()
+
     def _fail(self, job: Job, error: Exception) -> None:
         if job.suspended and not job.cancel_requested:
             log.info("storyboard %s suspended by the shutdown; the next start resumes it", job.id)
@@ -718,7 +723,7 @@ class Orchestrator:
                 sb.STORYBOARD_STATE_CANCELLED,
                 failed=sb.Failed(code="CANCELLED", message="storyboard cancelled; frames already written stay"),
             )
-            self._metrics.storyboards.labels("cancelled").inc()
+            self._count_end(job, "cancelled")
             return
         status = status_for(error)
         if status is None:
@@ -727,8 +732,8 @@ class Orchestrator:
         else:
             code, message = status[0].name, status[1]
             log.info("storyboard %s failed: %s %s", job.id, code, message)
+        self._count_end(job, "failed")
         self._store.finish(job, sb.STORYBOARD_STATE_FAILED, error=message, failed=sb.Failed(code=code, message=message))
-        self._metrics.storyboards.labels("failed").inc()
 
 
 def _remove_half_written_files(folder: Path) -> None:

@@ -134,8 +134,9 @@ class StoryboardService:
             attempt_no = max((a.attempt for a in self._store.attempts(current, frame)), default=0) + 1
             chosen = seed if seed is not None else frame_seed(current.storyboard.spec.base_seed, frame, attempt_no)
             if new_prompt is not None:
+                # The frame now shows what the new prompt says: its caption (and a sketch panel) say so too.
                 scene = current.storyboard.plan.scenes[frame - 1]
-                scene.prompt, scene.prompt_2 = new_prompt, ""
+                scene.prompt, scene.prompt_2, scene.description = new_prompt, "", new_prompt
             frames[frame - 1].rendered = False
             current.meta["regenerate"] = {"frame": frame, "seed": chosen, "attempt": attempt_no}
 

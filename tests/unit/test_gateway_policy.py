@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pypdf
 import pytest
 import schemathesis
 
@@ -328,6 +329,44 @@ def test_regenerate_renders_one_frame_again_with_a_new_seed_and_prompt(stacks):
     assert stack.sse(job_id, last_event_id=later[-1][0])[-1][1] == "completed"
     assert stack.http.get(f"/v1/storyboards/{job_id}").json()["frames"][1]["seed"] == "7"
     assert stack.http.get(f"/v1/storyboards/{job_id}/frames/2").status_code == 200
+
+
+def test_a_regenerated_prompt_is_what_the_frame_shows_and_the_storyboard_still_counts_as_one(stacks):
+    renderer = RecordsRequests()
+    stack = stacks(renderer=renderer)
+    job_id = stack.generate()[-1].storyboard_id
+    answer = stack.http.post(f"/v1/storyboards/{job_id}/frames/2:regenerate", json={"prompt": "a camel at a well"})
+    assert answer.status_code == 202
+    assert stack.sse(job_id)[-1][1] == "completed"
+    assert renderer.specs[-1].frame == 2 and renderer.specs[-1].scene.description == "a camel at a well"
+    scene = stack.http.get(f"/v1/storyboards/{job_id}").json()["plan"]["scenes"][1]
+    assert scene["prompt"] == scene["description"] == "a camel at a well"  # the caption says what is drawn
+    folder = Path(stack.http.get(f"/v1/storyboards/{job_id}").json()["output_dir"])
+    words = "\n".join(page.extract_text() for page in pypdf.PdfReader(folder / "storyboard.pdf").pages)
+    assert "a camel at a well" in words
+    metrics = stack.http.get("/metrics").text
+    assert 'storyboard_gateway_storyboards_total{state="completed"} 1.0' in metrics
+    assert 'storyboard_gateway_retries_total{reason="regenerate"} 1.0' in metrics
+
+
+def test_the_renderers_are_sent_scenes_that_name_the_characters_not_their_tokens(tmp_path):
+    registry = Path(__file__).resolve().parents[2] / "examples" / "characters.toml"
+    planner, port = create_planner(PlannerSettings(port=0, characters_file=registry))
+    planner.start()
+    renderer = RecordsRequests()
+    try:
+        assert planner.ready.wait(60), planner.not_ready_reason
+        stack = Stack(f"127.0.0.1:{port}", tmp_path / "outputs", renderer=renderer)
+        try:
+            assert stack.generate()[-1].HasField("completed")
+        finally:
+            stack.stop()
+    finally:
+        planner.stop(0)
+    descriptions = [spec.scene.description for spec in renderer.specs]
+    assert any("Aldar Kose" in text for text in descriptions), descriptions  # a sketch panel prints it
+    assert not any("aldar_kose_man" in text for text in descriptions)
+    assert all(spec.prompt.startswith("aldar_kose_man") for spec in renderer.specs)  # prompts keep the token
 
 
 @pytest.mark.parametrize(
