@@ -27,7 +27,7 @@ from PIL import Image
 from gateway.catalog import spec_error
 from gateway.jobs import Job, JobStore
 from gateway.metrics import Metrics
-from gateway.spec import frame_seed
+from gateway.spec import frame_adapters, frame_seed
 from gateway.validation import (
     FrameScoreAnswer,
     FrameScores,
@@ -510,12 +510,6 @@ class Orchestrator:
         self, job: Job, plan: common_pb2.Plan, scene: common_pb2.Scene, seed: int
     ) -> renderer_pb2.FrameSpec:
         spec = job.storyboard.spec
-        adapters = [
-            common_pb2.AdapterRef(name=character.adapter, weight=1.0)
-            for character in plan.characters
-            if character.adapter and character.trigger_token in scene.trigger_tokens
-        ]
-        adapters.extend(spec.adapters)
         return renderer_pb2.FrameSpec(
             frame=scene.frame,
             prompt=scene.prompt,
@@ -526,7 +520,7 @@ class Orchestrator:
             height=spec.height,
             steps=spec.num_inference_steps,
             guidance_scale=spec.guidance_scale,
-            adapters=adapters,
+            adapters=frame_adapters(plan, scene, spec.adapters),
             scene=documents.reader_scene(scene, plan.characters),  # a sketch panel's caption is read by people
             deterministic=spec.deterministic,
         )

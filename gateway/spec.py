@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 
-from storyboard.v1 import storyboards_pb2
+from storyboard.v1 import common_pb2, storyboards_pb2
 from storyboard_common.errors import InvalidArgument
 from storyboard_common.validation import (
     MAX_SEED,
@@ -65,7 +66,36 @@ def normalized_spec(spec: storyboards_pb2.StoryboardSpec) -> storyboards_pb2.Sto
     for index, adapter in enumerate(spec.adapters):
         _check_name(adapter.name, f"spec.adapters[{index}].name")
         check_range(adapter.weight, -4.0, 4.0, f"spec.adapters[{index}].weight")
+    del out.adapters[:]
+    out.adapters.extend(_distinct_adapters(spec.adapters))
     return out
+
+
+def _distinct_adapters(adapters: Sequence[common_pb2.AdapterRef]) -> list[common_pb2.AdapterRef]:
+    """The adapters with each named once: the same adapter at the same weight twice is one adapter; at two weights
+    the request is ambiguous and refused, naming the second."""
+    weights: dict[str, float] = {}
+    for index, adapter in enumerate(adapters):
+        if weights.setdefault(adapter.name, adapter.weight) != adapter.weight:
+            raise InvalidArgument(
+                f"spec.adapters[{index}].weight",
+                f"{adapter.name!r} is listed twice, at {weights[adapter.name]:g} and {adapter.weight:g}; give one",
+            )
+    return [common_pb2.AdapterRef(name=name, weight=weight) for name, weight in weights.items()]
+
+
+def frame_adapters(
+    plan: common_pb2.Plan, scene: common_pb2.Scene, extra: Sequence[common_pb2.AdapterRef]
+) -> list[common_pb2.AdapterRef]:
+    """The adapters a frame is drawn with: those of the characters it shows (at full weight), then the request's
+    own, each adapter once; where the request names a character's adapter too, its weight is the one used."""
+    weights = {
+        character.adapter: 1.0
+        for character in plan.characters
+        if character.adapter and character.trigger_token in scene.trigger_tokens
+    }
+    weights.update((adapter.name, adapter.weight) for adapter in extra)
+    return [common_pb2.AdapterRef(name=name, weight=weight) for name, weight in weights.items()]
 
 
 def check_prompt(prompt: str, field: str = "prompt") -> str:

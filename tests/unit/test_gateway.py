@@ -89,6 +89,10 @@ def _spec(**fields) -> storyboards_pb2.StoryboardSpec:
     return storyboards_pb2.StoryboardSpec(**fields)
 
 
+def _spec_json() -> dict[str, object]:
+    return {"story": STORY, "num_inference_steps": 4, "width": 256, "height": 256}
+
+
 def _generate(stub, **fields) -> list[storyboards_pb2.StoryboardEvent]:
     return list(stub.Generate(storyboards_pb2.GenerateRequest(spec=_spec(**fields)), timeout=120))
 
@@ -254,6 +258,42 @@ def test_the_documents_name_the_characters_and_the_plan_files_keep_their_tokens(
     assert not any("aldar_kose_man" in caption for caption in captions), captions
     words = "\n".join(page.extract_text() for page in pypdf.PdfReader(folder / "storyboard.pdf").pages)
     assert "Aldar Kose" in words and "aldar_kose_man" not in words
+
+
+def test_an_adapter_named_by_the_request_and_the_character_is_applied_once(services, tmp_path):
+    # The registry draws Aldar Kose with the adapter "aldar", and the request names "aldar" too (--lora-path aldar):
+    # one adapter, not one the renderer refuses as listed twice after the storyboard was accepted.
+    registry = tmp_path / "characters.toml"
+    registry.write_text('[[characters]]\nname = "Aldar Kose"\ntrigger_token = "aldar_kose_man"\nadapter = "aldar"\n')
+    (tmp_path / "adapters" / "aldar").mkdir(parents=True)
+    planner, planner_port = _start(create_planner, PlannerSettings(port=0, characters_file=registry))
+    renderer, renderer_port = _start(
+        create_renderer, RendererSettings(port=0, backend="sketch", adapters_dir=tmp_path / "adapters")
+    )
+    try:
+        assert planner.ready.wait(60) and renderer.ready.wait(60)
+        with_adapters = {**services, "planner": f"127.0.0.1:{planner_port}", "renderer": f"127.0.0.1:{renderer_port}"}
+        server, _ = _gateway(with_adapters, tmp_path / "outputs", "validator_none")
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{server.endpoints['http']}", timeout=60) as http:
+                aldar = {"name": "aldar", "weight": 0.8}
+                spec = {**_spec_json(), "adapters": [aldar, aldar]}
+                created = http.post("/v1/storyboards", json={"spec": spec})
+                assert created.status_code == 202, created.text
+                assert created.json()["spec"]["adapters"] == [aldar]
+                job_id = created.json()["id"]
+                with http.stream("GET", f"/v1/storyboards/{job_id}/events") as stream:
+                    last = [line for line in stream.iter_lines() if line.startswith("event: ")][-1]
+                assert last == "event: completed", http.get(f"/v1/storyboards/{job_id}").json()
+                twice = {**spec, "adapters": [aldar, {"name": "aldar", "weight": 1.0}]}
+                refused = http.post("/v1/storyboards", json={"spec": twice})
+                assert refused.status_code == 400
+                assert refused.json()["error"]["message"].startswith("spec.adapters[1].weight: 'aldar' is listed twice")
+        finally:
+            server.stop(0)
+    finally:
+        planner.stop(0)
+        renderer.stop(0)
 
 
 def test_the_pdf_laid_out_while_the_repetition_check_runs_is_the_one_written(services, tmp_path, monkeypatch):
