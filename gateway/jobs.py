@@ -250,6 +250,7 @@ class JobStore:
         storyboard.last_event_sequence = last or 0
         # The folder is where this gateway keeps outputs now, whatever it was when the job was made.
         storyboard.output_dir = str(self._outputs_root / job_id)
+        storyboard.cancel_requested = bool(row[3])  # the column is the record; stores before the field had only it
         return Job(
             storyboard=storyboard,
             output_dir=self._outputs_root / job_id,
@@ -363,7 +364,7 @@ class JobStore:
             change(current)
             current.storyboard.state = sb.STORYBOARD_STATE_QUEUED
             current.storyboard.error = ""
-            current.cancel_requested = False
+            current.cancel_requested = current.storyboard.cancel_requested = False
             current.suspended = False
             current.stopping = threading.Event()
             current.storyboard.update_time.CopyFrom(_now())
@@ -534,12 +535,23 @@ class JobStore:
         """A user's cancel: the job ends CANCELLED (unless it already ended). Saved, so it also holds across a
         restart."""
         with self._lock:
-            job.cancel_requested = not job.finished
+            job.cancel_requested = job.storyboard.cancel_requested = not job.finished
             with self._transaction():
-                self._db.execute(
-                    "UPDATE jobs SET cancel_requested = ? WHERE id = ?", (int(job.cancel_requested), job.id)
-                )
+                self._save(job)
+            self._wake(job.id)
         self.stop_work(job)
+
+    def wait_finished(self, job: Job, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the job to end; True when it has."""
+        deadline = time.monotonic() + timeout
+        watch = self._start_watching(job.id)
+        try:
+            with self._lock:
+                while not job.finished and not self._closed and (left := deadline - time.monotonic()) > 0:
+                    watch.condition.wait(left)
+                return job.finished
+        finally:
+            self._stop_watching(job.id)
 
     def suspend_all(self) -> None:
         """On shutdown: stop the work of every live job, leaving them unfinished for the next start to resume."""

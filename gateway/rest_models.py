@@ -192,6 +192,7 @@ class Storyboard(_Response):
     create_time: str | None = Field(None, description="RFC 3339")
     update_time: str | None = Field(None, description="RFC 3339")
     last_event_sequence: Int64 | None = Field(None, description="follow the events after this number")
+    cancel_requested: bool | None = Field(None, description="a cancel was accepted; the work is stopping")
 
 
 class ListResponse(_Response):

@@ -27,6 +27,9 @@ from storyboard_common.validation import check_seed
 
 log = logging.getLogger(__name__)
 MAX_IDEMPOTENCY_KEY = 128
+# How long Cancel waits for a storyboard's work to stop before it answers with the storyboard still stopping: renders
+# stop within a step, so this is seldom reached, and a caller is never held long.
+CANCEL_WAIT_SECONDS = 5.0
 ANONYMOUS = Caller(owner="", max_active=0)  # for in-process callers (tests, tools): no limit
 
 
@@ -83,6 +86,8 @@ class StoryboardService:
         return self._store.list(page_size, page_token, caller.owner)
 
     def cancel(self, job_id: str, caller: Caller = ANONYMOUS) -> sb.Storyboard:
+        """Cancel the storyboard and answer with it as cancelled, or, if its work takes longer to stop, as
+        cancelling (``cancel_requested``, its state still the running one)."""
         job = self._store.get(job_id, caller.owner)
         self._store.request_cancel(job)
         if job.storyboard.state == sb.STORYBOARD_STATE_QUEUED:
@@ -90,6 +95,8 @@ class StoryboardService:
             self._store.finish(
                 job, sb.STORYBOARD_STATE_CANCELLED, failed=sb.Failed(code="CANCELLED", message="storyboard cancelled")
             )
+        elif not job.finished:
+            self._store.wait_finished(job, CANCEL_WAIT_SECONDS)
         return self._store.snapshot(job)
 
     def follow(self, job: Job, after_sequence: int, is_active: Callable[[], bool]) -> Iterator[sb.StoryboardEvent]:

@@ -100,6 +100,21 @@ def test_bad_flags_fail_fast_naming_the_flag(flags, name):
     assert name in result.stderr and "Traceback" not in result.stderr
 
 
+def test_cancel_answers_with_the_storyboard_as_cancelled(tmp_path):
+    renderer = BlockingRenderer()
+    renderer_server, renderer_port = serve_renderer(renderer)
+    try:
+        with in_process_stack(tmp_path / "outputs", renderer_address=f"127.0.0.1:{renderer_port}") as stack:
+            with Client(stack.address) as client:
+                storyboard_id = client.create(story=STORY, num_frames=6).id
+            assert renderer.started.wait(60)
+            cancelled = storyboard("cancel", storyboard_id, "--gateway", stack.address)
+            assert cancelled.returncode == 0, cancelled.stderr
+            assert cancelled.stdout.startswith(f"{storyboard_id}: cancelled\n"), cancelled.stdout
+    finally:
+        renderer_server.stop(0)
+
+
 def test_ctrl_c_cancels_the_storyboard_on_the_gateway(tmp_path):
     renderer = BlockingRenderer()
     renderer_server, renderer_port = serve_renderer(renderer)

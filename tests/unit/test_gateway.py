@@ -405,7 +405,8 @@ def test_cancel_stops_the_renders_and_ends_the_storyboard(services, tmp_path):
             stream = stub.Generate(storyboards_pb2.GenerateRequest(spec=_spec(num_frames=6)), timeout=60)
             first = next(stream)
             assert renderer.started.wait(10)
-            stub.Cancel(storyboards_pb2.CancelRequest(id=first.storyboard_id), timeout=10)
+            answer = stub.Cancel(storyboards_pb2.CancelRequest(id=first.storyboard_id), timeout=10)
+            assert answer.state == storyboards_pb2.STORYBOARD_STATE_CANCELLED and answer.cancel_requested
             rest = list(stream)
             assert rest[-1].HasField("failed") and rest[-1].failed.code == "CANCELLED"
             assert renderer.cancelled.wait(10)

@@ -18,6 +18,7 @@ import pypdf
 import pytest
 import schemathesis
 
+from gateway import service
 from gateway.auth import ApiKeys, hash_key
 from gateway.auth import main as auth_main
 from gateway.server import create_server as create_gateway
@@ -655,10 +656,23 @@ def test_cancel_over_rest_stops_the_renders(stacks):
     assert stack.renderer.started.wait(10)
     cancelled = stack.http.post(f"/v1/storyboards/{job_id}:cancel")
     assert cancelled.status_code == 200
+    assert cancelled.json()["state"] == "STORYBOARD_STATE_CANCELLED" and cancelled.json()["cancel_requested"]
     assert stack.renderer.cancelled.wait(10)
     events = stack.sse(job_id)
     assert events[-1][1] == "failed" and events[-1][2]["failed"]["code"] == "CANCELLED"
     assert stack.http.get(f"/v1/storyboards/{job_id}").json()["state"] == "STORYBOARD_STATE_CANCELLED"
+
+
+def test_a_cancel_that_takes_longer_answers_with_the_storyboard_as_cancelling(stacks, monkeypatch):
+    monkeypatch.setattr(service, "CANCEL_WAIT_SECONDS", 0.0)  # as if its work took longer to stop than Cancel waits
+    stack = stacks(renderer=BlockingRenderer())
+    job_id = stack.http.post("/v1/storyboards", json={"spec": SPEC_JSON}).json()["id"]
+    assert stack.renderer.started.wait(10)
+    cancelling = stack.stub.Cancel(storyboards_pb2.CancelRequest(id=job_id), timeout=10)
+    assert cancelling.cancel_requested and cancelling.state == storyboards_pb2.STORYBOARD_STATE_RENDERING
+    assert stack.sse(job_id)[-1][2]["failed"]["code"] == "CANCELLED"
+    ended = stack.stub.Get(storyboards_pb2.GetRequest(id=job_id), timeout=10)
+    assert ended.state == storyboards_pb2.STORYBOARD_STATE_CANCELLED and ended.cancel_requested
 
 
 def test_metrics_count_requests_stages_frames_retries_and_the_queue(stacks):

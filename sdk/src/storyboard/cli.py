@@ -387,6 +387,13 @@ def _print_storyboard(storyboard: storyboards_pb2.Storyboard, as_json: bool) -> 
         print(json.dumps(json_format.MessageToDict(storyboard, preserving_proto_field_name=True), indent=2))
         return
     state = storyboards_pb2.StoryboardState.Name(storyboard.state).removeprefix("STORYBOARD_STATE_").lower()
+    ended = storyboard.state in (
+        storyboards_pb2.STORYBOARD_STATE_COMPLETED,
+        storyboards_pb2.STORYBOARD_STATE_FAILED,
+        storyboards_pb2.STORYBOARD_STATE_CANCELLED,
+    )
+    if storyboard.cancel_requested and not ended:
+        state = f"cancelling (was {state})"
     print(f"{storyboard.id}: {state}")
     if storyboard.error:
         print(f"  error: {storyboard.error}")

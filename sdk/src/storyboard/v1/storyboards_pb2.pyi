@@ -77,7 +77,7 @@ class FrameResult(_message.Message):
     def __init__(self, frame: _Optional[int] = ..., seed: _Optional[int] = ..., attempts: _Optional[int] = ..., seeds_tried: _Optional[_Iterable[int]] = ..., score: _Optional[_Union[_common_pb2.FrameScore, _Mapping]] = ..., rendered: _Optional[bool] = ..., verdict: _Optional[_Union[_common_pb2.Verdict, str]] = ..., file_name: _Optional[str] = ...) -> None: ...
 
 class Storyboard(_message.Message):
-    __slots__ = ("id", "state", "spec", "plan", "frames", "output_dir", "error", "create_time", "update_time", "last_event_sequence")
+    __slots__ = ("id", "state", "spec", "plan", "frames", "output_dir", "error", "create_time", "update_time", "last_event_sequence", "cancel_requested")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class Storyboard(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_EVENT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: StoryboardState
     spec: StoryboardSpec
@@ -98,7 +99,8 @@ class Storyboard(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     last_event_sequence: int
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[StoryboardState, str]] = ..., spec: _Optional[_Union[StoryboardSpec, _Mapping]] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., frames: _Optional[_Iterable[_Union[FrameResult, _Mapping]]] = ..., output_dir: _Optional[str] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_sequence: _Optional[int] = ...) -> None: ...
+    cancel_requested: bool
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[StoryboardState, str]] = ..., spec: _Optional[_Union[StoryboardSpec, _Mapping]] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., frames: _Optional[_Iterable[_Union[FrameResult, _Mapping]]] = ..., output_dir: _Optional[str] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_sequence: _Optional[int] = ..., cancel_requested: _Optional[bool] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("spec", "idempotency_key")

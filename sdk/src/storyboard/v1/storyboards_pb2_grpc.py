@@ -118,7 +118,9 @@ class StoryboardsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Cancel(self, request, context):
-        """Cancels a storyboard; frames already written stay. Cancelling a finished storyboard changes nothing.
+        """Cancels a storyboard; frames already written stay. Answers with the storyboard once its work has stopped
+        (CANCELLED), or, if stopping takes longer, while it stops (cancel_requested set). Cancelling a finished
+        storyboard changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
