@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import grpc
 import pypdf
 import pytest
 
-from storyboard import AsyncClient, Client
+from storyboard import AsyncClient, Client, documents, outputs
 from storyboard import events as ev
+from storyboard.local_stack import LocalStack, StackError, StackOptions
 from storyboard.v1 import storyboards_pb2
 from tests.support.scripted import BlockingRenderer, serve_renderer
 from tests.support.stack import in_process_stack
@@ -57,6 +59,56 @@ def test_generate_yields_typed_events_and_save_writes_the_gateway_files(stack, t
     for reader in (mine_pdf, theirs_pdf):
         text = "".join(page.extract_text() for page in reader.pages[1:])
         assert all(f"Frame {scene.frame} · " in text and scene.description[:30] in text for scene in plan.scenes)
+
+
+class Folder:
+    """A path-like that is neither str nor Path, as a caller's own path type would be."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+def test_save_and_the_file_writers_take_str_and_path_like_folders(stack, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with Client(stack.address) as client:
+        result = client.generate(story=STORY, num_frames=6, **SMALL).wait()
+    written = result.save("some/str/folder")  # the README's call
+    assert sorted(written) == sorted(os.listdir("some/str/folder"))
+    assert {"frame_006.png", "frames.json", "report.json", "storyboard_grid.png", "storyboard.pdf"} <= set(written)
+    assert result.save(Folder(tmp_path / "path-like")) == written
+
+    plan, final = result.plan, result.final
+    assert plan is not None and final is not None
+    outputs.write_plan_files("parts", plan)
+    outputs.write_frames_metadata(Folder("parts"), plan, final.frames, [])
+    outputs.write_report("parts", {})
+    outputs.write_bytes_atomic("parts/bytes.bin", b"bytes")
+    outputs.link_atomic("parts/bytes.bin", Folder("parts/linked.bin"))
+    with documents.StoryboardDocuments(plan.scenes) as built:
+        built.prepare_ahead("some/str/folder/frame_001.png")
+        for scene in plan.scenes:
+            built.add(scene.frame, Folder(f"some/str/folder/frame_{scene.frame:03d}.png"))
+        built.write("parts", documents.document_text(final, []))
+    assert sorted(os.listdir("parts")) == [
+        "bytes.bin", "frames.json", "linked.bin", "report.json", "scene_breakdown.json", "sdxl_prompts.json",
+        "storyboard.pdf", "storyboard_grid.png",
+    ]  # fmt: skip
+    assert Path("parts/storyboard_grid.png").read_bytes() == Path("some/str/folder/storyboard_grid.png").read_bytes()
+
+
+def test_a_local_stack_takes_str_paths_for_its_files_and_logs(tmp_path):
+    options = StackOptions(
+        planner="offline", characters=str(tmp_path / "missing.toml"), outputs=str(tmp_path / "out"),
+        grpc_port=0, http_port=0, planner_port=0, renderer_port=0, validator_port=0,
+    )  # fmt: skip
+    with pytest.raises(StackError) as caught, LocalStack(options, log_dir=str(tmp_path / "logs")):
+        pass
+    assert "planner exited with status 2 while starting" in str(caught.value)
+    assert "missing.toml does not exist" in str(caught.value)  # the tail of the log written under the str log_dir
+    assert (tmp_path / "logs" / "planner.log").exists()
 
 
 def test_create_get_list_plan_cancel_and_fetch(stack, tmp_path):

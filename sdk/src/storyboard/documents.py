@@ -508,20 +508,23 @@ class StoryboardDocuments:
                 captions = [caption(scene, self.characters) for scene in self.scenes]
                 self._sheet = self._pool.submit(ContactSheet, captions)
 
-    def prepare_ahead(self, image: Path) -> None:
+    def prepare_ahead(self, image: outputs.StrPath) -> None:
         """Start preparing an image file that may be added as a frame later, in the background: ``add`` of the same
         path then places it without preparing it again. For a caller that knows a frame's image before it knows
         whether it keeps it (the gateway, while the validator judges an attempt); a file never added costs only its
         preparation. The file must not change once asked for."""
+        image = Path(image)
         with self._lock:
             if image not in self._ahead:
                 self._ahead[image] = self._pool.submit(_prepare_file, image)
 
-    def add(self, frame: int, image: bytes | Path | Image.Image) -> None:
-        """Prepare frame number ``frame`` (encoded bytes, an image file or an image) and place it on the contact
-        sheet, in the background (a file is read there too). Adding a frame again replaces it."""
+    def add(self, frame: int, image: bytes | outputs.StrPath | Image.Image) -> None:
+        """Prepare frame number ``frame`` (encoded bytes, an image file's path or an image) and place it on the
+        contact sheet, in the background (a file is read there too). Adding a frame again replaces it."""
         if frame not in self._index:
             raise KeyError(f"frame {frame} is not one of the storyboard's")
+        if isinstance(image, str | os.PathLike):
+            image = Path(image)  # one type for a path from here on: prepared-ahead files are looked up by it
         self.draw_captions()  # queued first: every placement needs the sheet
         with self._lock:
             earlier = self._added.get(frame)
@@ -572,10 +575,11 @@ class StoryboardDocuments:
         with self._lock:
             return [scene.frame for scene in self.scenes if scene.frame not in self._added]
 
-    def write(self, folder: Path, text: DocumentText) -> list[str]:
-        """Write storyboard_grid.png and storyboard.pdf once every frame's preparation is done (the PNG's last bands
-        are encoded while the PDF is laid out: zlib releases the GIL); returns their names. A frame that could not be
-        prepared (an undecodable image) raises its error here."""
+    def write(self, folder: outputs.StrPath, text: DocumentText) -> list[str]:
+        """Write storyboard_grid.png and storyboard.pdf into ``folder`` once every frame's preparation is done (the
+        PNG's last bands are encoded while the PDF is laid out: zlib releases the GIL); returns their names. A frame
+        that could not be prepared (an undecodable image) raises its error here."""
+        folder = Path(folder)
         missing = self.missing()
         if missing:
             raise ValueError(f"frames {missing} were not added")

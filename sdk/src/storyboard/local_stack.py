@@ -19,6 +19,7 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from storyboard.outputs import StrPath
 from storyboard.v1 import validator_pb2, validator_pb2_grpc
 
 LOOPBACK = "127.0.0.1"
@@ -37,19 +38,29 @@ class StackOptions:
     planner: str = "auto"  # auto: the planner picks openai when an API key is configured, else offline
     renderer_backend: str = "sketch"
     base_model: str = ""
-    adapters_dir: Path | None = None
-    characters: Path | None = None
+    adapters_dir: StrPath | None = None
+    characters: StrPath | None = None
     clip_model: str = ""
     clip_pretrained: str = ""
     device: str = "auto"
     renderers: int = 1
-    outputs: Path = Path("outputs")
+    outputs: StrPath = Path("outputs")
     grpc_port: int = DEFAULT_GRPC_PORT
     http_port: int = DEFAULT_HTTP_PORT
     planner_port: int = DEFAULT_PLANNER_PORT
     renderer_port: int = DEFAULT_RENDERER_PORT
     validator_port: int = DEFAULT_VALIDATOR_PORT
     startup_timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        # Paths may be given as str or path-like; held as Path, so that the stack's code has one type to handle.
+        self.adapters_dir = _optional_path(self.adapters_dir)
+        self.characters = _optional_path(self.characters)
+        self.outputs = Path(self.outputs)
+
+
+def _optional_path(value: StrPath | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def renderer_ports(first: int, count: int, validator_port: int) -> list[int]:
@@ -85,9 +96,12 @@ class LocalStack:
     gateway first, and waits for it to exit."""
 
     options: StackOptions
-    log_dir: Path | None = None
+    log_dir: StrPath | None = None
     processes: list[_Process] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.log_dir = _optional_path(self.log_dir)
 
     @property
     def gateway_address(self) -> str:

@@ -33,14 +33,17 @@ FRAMES_METADATA = "frames.json"
 REPORT = "report.json"
 PDF = "storyboard.pdf"
 
+StrPath = str | os.PathLike[str]  # what every function here taking a file or folder accepts
+
 
 def frame_file_name(frame: int) -> str:
     """``frame_001.png`` for frame 1: the original's naming."""
     return f"frame_{frame:03d}.png"
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: StrPath, data: bytes) -> None:
     """Write ``data`` to ``path`` so that the file is either absent, the old one, or whole."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -55,9 +58,10 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def link_atomic(source: Path, path: Path) -> None:
+def link_atomic(source: StrPath, path: StrPath) -> None:
     """Make ``path`` the same file as ``source`` (a hard link, renamed into place, so that ``path`` is never partial),
     without reading or writing its bytes; where the filesystem has no hard links, a copy (``write_bytes_atomic``)."""
+    source, path = Path(source), Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         os.link(source, tmp)
@@ -72,7 +76,7 @@ def link_atomic(source: Path, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
+def write_json_atomic(path: StrPath, value: Any) -> None:
     write_bytes_atomic(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode())
 
 
@@ -110,8 +114,9 @@ def sdxl_prompts(plan: common_pb2.Plan) -> list[str]:
     return [scene.prompt for scene in plan.scenes]
 
 
-def write_plan_files(folder: Path, plan: common_pb2.Plan, timestamp: datetime | None = None) -> list[str]:
+def write_plan_files(folder: StrPath, plan: common_pb2.Plan, timestamp: datetime | None = None) -> list[str]:
     """Write scene_breakdown.json and sdxl_prompts.json; returns the file names written."""
+    folder = Path(folder)
     write_json_atomic(folder / SCENE_BREAKDOWN, scene_breakdown(plan, timestamp))
     write_json_atomic(folder / SDXL_PROMPTS, sdxl_prompts(plan))
     return [SCENE_BREAKDOWN, SDXL_PROMPTS]
@@ -302,17 +307,17 @@ def storyboard_report(
 
 
 def write_frames_metadata(
-    folder: Path,
+    folder: StrPath,
     plan: common_pb2.Plan,
     frames: Sequence[storyboards_pb2.FrameResult],
     attempts: Iterable[AttemptInfo],
 ) -> str:
     """Write frames.json; returns its file name."""
-    write_json_atomic(folder / FRAMES_METADATA, frames_metadata(plan, frames, attempts))
+    write_json_atomic(Path(folder) / FRAMES_METADATA, frames_metadata(plan, frames, attempts))
     return FRAMES_METADATA
 
 
-def write_report(folder: Path, report: dict[str, Any]) -> str:
+def write_report(folder: StrPath, report: dict[str, Any]) -> str:
     """Write report.json (made by ``storyboard_report``); returns its file name."""
-    write_json_atomic(folder / REPORT, report)
+    write_json_atomic(Path(folder) / REPORT, report)
     return REPORT

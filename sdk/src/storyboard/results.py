@@ -59,9 +59,11 @@ class StoryboardResult:
             f.frame: self.attempts[(f.frame, f.seed)] for f in self.final.frames if (f.frame, f.seed) in self.attempts
         }
 
-    def save(self, folder: Path) -> list[str]:
-        """Write the storyboard's folder: scene_breakdown.json, sdxl_prompts.json and frame_NNN.png, and once it is
-        complete storyboard_grid.png, frames.json, report.json and storyboard.pdf. Returns the file names."""
+    def save(self, folder: outputs.StrPath) -> list[str]:
+        """Write the storyboard's folder (a ``str`` or path-like): scene_breakdown.json, sdxl_prompts.json and
+        frame_NNN.png, and once it is complete storyboard_grid.png, frames.json, report.json and storyboard.pdf.
+        Returns the file names."""
+        folder = Path(folder)
         plan = self.final.plan if self.final is not None and self.final.HasField("plan") else self.plan
         if plan is None:
             raise ValueError("no plan was received; nothing to save")
