@@ -22,8 +22,10 @@ STORY = "Aldar Kose tricks a wealthy merchant by selling him a magical pot, then
 FAST = ["--num-inference-steps", "2"]
 
 
-def storyboard(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "STORYBOARD_GATEWAY": ""}
+def storyboard(
+    *args: str, stdin: str | None = None, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STORYBOARD_GATEWAY": "", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "storyboard.cli", *args],
         input=stdin, capture_output=True, text=True, timeout=timeout, env=env,
@@ -59,6 +61,28 @@ def test_json_prints_one_object(stack):
     document = json.loads(result.stdout)
     assert len(document["frames"]) == 7 and document["plan"]["num_frames"] == 7
     assert Path(document["output_dir"]).is_dir()
+
+
+@pytest.mark.parametrize("found_by", ["--gateway", "$STORYBOARD_GATEWAY"])
+def test_local_stack_options_a_gateway_ignores_are_named_on_stderr(stack, found_by):
+    flags = ["--gateway", stack.address] if found_by == "--gateway" else []
+    env = {"STORYBOARD_GATEWAY": stack.address} if found_by != "--gateway" else {}
+    result = storyboard("generate", *flags, "--story", STORY, "--num-frames", "6", *FAST, "--json",
+                        "--device", "cuda", "--renderer-backend", "diffusers", "--planner", "auto",
+                        env={**env, "STORYBOARD_CLIP_MODEL": "ViT-B-32"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["frames"]) == 6, "stdout is still the one JSON object"
+    [note, advice] = [line for line in result.stderr.splitlines() if line.startswith("storyboard: note:")]
+    assert f"using the gateway at {stack.address}" in note
+    ignored = note.split("were ignored: ")[1]
+    assert ignored == "--renderer-backend diffusers, --clip-model ViT-B-32 (from $STORYBOARD_CLIP_MODEL), --device cuda"
+    assert ("leave out --gateway" if found_by == "--gateway" else "stop that gateway") in advice
+
+
+def test_no_note_when_no_local_stack_option_is_set(stack):
+    result = storyboard("generate", "--gateway", stack.address, "--story", STORY, "--num-frames", "6", *FAST)
+    assert result.returncode == 0, result.stderr
+    assert "note:" not in result.stdout + result.stderr
 
 
 def test_status_cancel_and_fetch(stack, tmp_path):

@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,34 +81,55 @@ def _env(name: str, default: Any, kind: Callable[[str], Any] = str) -> Any:
 PORT = _bounded(int, 0, 65535)
 
 
+@dataclass(frozen=True)
+class StackFlag:
+    """A local-stack option: its flag, the environment variable that sets it too, and its built-in default."""
+
+    flag: str
+    env: str
+    default: Any
+    help: str
+    kind: Callable[[str], Any] = str
+    choices: Sequence[str] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+STACK_FLAGS = (
+    StackFlag("--planner", "STORYBOARD_PLANNER", "auto", choices=["auto", "offline", "openai"],
+              help="planner backend; auto: openai when an API key is set, else offline"),
+    StackFlag("--renderer-backend", "STORYBOARD_RENDERER_BACKEND", "sketch", choices=["sketch", "diffusers"],
+              help="renderer backend: sketch (CPU layout previews) or diffusers (SDXL + LoRA)"),
+    StackFlag("--base-model", "STORYBOARD_BASE_MODEL", "", help="SDXL base model: local folder or hub id"),
+    StackFlag("--adapters-dir", "STORYBOARD_ADAPTERS_DIR", None, kind=Path,
+              help="folder of LoRA adapters, used by name"),
+    StackFlag("--characters", "STORYBOARD_CHARACTERS", None, kind=Path, help="character registry file (TOML)"),
+    StackFlag("--clip-model", "STORYBOARD_CLIP_MODEL", "", help="open_clip model name or local-dir:DIR"),
+    StackFlag("--clip-pretrained", "STORYBOARD_CLIP_PRETRAINED", "", help="open_clip weights: tag or checkpoint file"),
+    StackFlag("--device", "STORYBOARD_DEVICE", "auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device"),
+    StackFlag("--renderers", "STORYBOARD_RENDERERS", 1, kind=_bounded(int, 1, 64), help="renderer replicas"),
+    StackFlag("--outputs", "STORYBOARD_OUTPUTS", Path("outputs"), kind=Path, help="folder for storyboard outputs"),
+    StackFlag("--grpc-port", "STORYBOARD_GRPC_PORT", DEFAULT_GRPC_PORT, kind=PORT,
+              help="gateway gRPC port (0: any free)"),
+    StackFlag("--http-port", "STORYBOARD_HTTP_PORT", DEFAULT_HTTP_PORT, kind=PORT,
+              help="gateway REST port (0: any free)"),
+    StackFlag("--planner-port", "STORYBOARD_PLANNER_PORT", DEFAULT_PLANNER_PORT, kind=PORT, help="planner port"),
+    StackFlag("--renderer-port", "STORYBOARD_RENDERER_PORT", DEFAULT_RENDERER_PORT, kind=PORT,
+              help="first renderer port; more replicas take the next ports, skipping the validator's"),
+    StackFlag("--validator-port", "STORYBOARD_VALIDATOR_PORT", DEFAULT_VALIDATOR_PORT, kind=PORT,
+              help="validator port"),
+)  # fmt: skip
+
+
 def _add_stack_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("local stack (also settable by the environment variables shown)")
-
-    def option(flag: str, env: str, default: Any, kind: Callable[[str], Any] = str, **kwargs: Any) -> None:
-        help_text = kwargs.pop("help")
+    for option in STACK_FLAGS:
         group.add_argument(
-            flag, type=kind, default=_env(env, default, kind), help=f"{help_text} [${env}; default: %(default)s]",
-            **kwargs,
+            option.flag, type=option.kind, default=_env(option.env, option.default, option.kind),
+            choices=option.choices, help=f"{option.help} [${option.env}; default: %(default)s]",
         )  # fmt: skip
-
-    option("--planner", "STORYBOARD_PLANNER", "auto", choices=["auto", "offline", "openai"],
-           help="planner backend; auto: openai when an API key is set, else offline")  # fmt: skip
-    option("--renderer-backend", "STORYBOARD_RENDERER_BACKEND", "sketch", choices=["sketch", "diffusers"],
-           help="renderer backend: sketch (CPU layout previews) or diffusers (SDXL + LoRA)")  # fmt: skip
-    option("--base-model", "STORYBOARD_BASE_MODEL", "", help="SDXL base model: local folder or hub id")
-    option("--adapters-dir", "STORYBOARD_ADAPTERS_DIR", None, Path, help="folder of LoRA adapters, used by name")
-    option("--characters", "STORYBOARD_CHARACTERS", None, Path, help="character registry file (TOML)")
-    option("--clip-model", "STORYBOARD_CLIP_MODEL", "", help="open_clip model name or local-dir:DIR")
-    option("--clip-pretrained", "STORYBOARD_CLIP_PRETRAINED", "", help="open_clip weights: tag or checkpoint file")
-    option("--device", "STORYBOARD_DEVICE", "auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device")
-    option("--renderers", "STORYBOARD_RENDERERS", 1, _bounded(int, 1, 64), help="renderer replicas")
-    option("--outputs", "STORYBOARD_OUTPUTS", Path("outputs"), Path, help="folder for storyboard outputs")
-    option("--grpc-port", "STORYBOARD_GRPC_PORT", DEFAULT_GRPC_PORT, PORT, help="gateway gRPC port (0: any free)")
-    option("--http-port", "STORYBOARD_HTTP_PORT", DEFAULT_HTTP_PORT, PORT, help="gateway REST port (0: any free)")
-    option("--planner-port", "STORYBOARD_PLANNER_PORT", DEFAULT_PLANNER_PORT, PORT, help="planner port")
-    option("--renderer-port", "STORYBOARD_RENDERER_PORT", DEFAULT_RENDERER_PORT, PORT,
-           help="first renderer port; more replicas take the next ports, skipping the validator's")  # fmt: skip
-    option("--validator-port", "STORYBOARD_VALIDATOR_PORT", DEFAULT_VALIDATOR_PORT, PORT, help="validator port")
 
 
 def _stack_options(args: argparse.Namespace) -> StackOptions:
@@ -354,6 +377,42 @@ def _gateway_address(args: argparse.Namespace) -> str:
     return args.gateway or os.environ.get("STORYBOARD_GATEWAY") or DEFAULT_ADDRESS
 
 
+def _setting(option: StackFlag, value: Any) -> str:
+    """``--device cuda``, and where it came from when that was the environment (a user may not know it is set)."""
+    text = f"{option.flag} {shlex.quote(str(value))}"
+    if os.environ.get(option.env) and value == _env(option.env, option.default, option.kind):
+        text += f" (from ${option.env})"
+    return text
+
+
+def _ignored_stack_settings(args: argparse.Namespace) -> list[str]:
+    """The local-stack options set to something other than their built-in defaults."""
+    return [
+        _setting(option, getattr(args, option.dest))
+        for option in STACK_FLAGS
+        if getattr(args, option.dest) != option.default
+    ]
+
+
+def _ignored_stack_options_note(args: argparse.Namespace, address: str) -> list[str]:
+    """What to say when a gateway makes local-stack options moot, so that e.g. --device cuda is never dropped
+    unseen; nothing when none was set."""
+    ignored = _ignored_stack_settings(args)
+    if not ignored:
+        return []
+    if args.gateway:
+        how = "given by --gateway"
+        probed = os.environ.get("STORYBOARD_GATEWAY") or DEFAULT_ADDRESS
+        instead = f"leave out --gateway (generate starts a local stack when no gateway answers at {probed})"
+    else:
+        how, instead = "it answered, so no local stack was started", "stop that gateway"
+    return [
+        f"using the gateway at {address} ({how}); these local-stack options were ignored: {', '.join(ignored)}",
+        f"to use them, {instead}; or run `storyboard up` with them, on ports of its own, and pass its gateway's "
+        "address to --gateway",
+    ]
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     story = _read_story(args)
     address = _gateway_address(args)
@@ -362,6 +421,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             if args.api_key:
                 raise CliError("--api-key: the gateway's planner has its own key; it is used only by a local stack", 2)
             spec = _generate_spec(args, story, _lora(args, local=False, options=None))
+            for line in _ignored_stack_options_note(args, address):
+                print(f"storyboard: note: {line}", file=sys.stderr, flush=True)  # stdout: the output alone
             return _report(_follow(client.generate(spec), args.json), args)
     options = _stack_options(args)
     spec = _generate_spec(args, story, _lora(args, local=True, options=options))
