@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 from storyboard import Client
 from storyboard.v1 import storyboards_pb2
-from tests.support.scripted import BlockingRenderer, serve_renderer
+from tests.support.scripted import BlockingRenderer, RefusingRenderer, serve_renderer
 from tests.support.stack import in_process_stack
 
 pytestmark = pytest.mark.integration
@@ -135,6 +136,25 @@ def test_cancel_answers_with_the_storyboard_as_cancelled(tmp_path):
             cancelled = storyboard("cancel", storyboard_id, "--gateway", stack.address)
             assert cancelled.returncode == 0, cancelled.stderr
             assert cancelled.stdout.startswith(f"{storyboard_id}: cancelled\n"), cancelled.stdout
+    finally:
+        renderer_server.stop(0)
+
+
+def test_a_failed_storyboard_is_reported_once_with_its_reason(tmp_path):
+    renderer_server, renderer_port = serve_renderer(RefusingRenderer("this renderer refuses every frame"))
+    try:
+        with in_process_stack(tmp_path / "outputs", renderer_address=f"127.0.0.1:{renderer_port}") as stack:
+            for json_flag in ([], ["--json"]):
+                result = storyboard("generate", "--gateway", stack.address, "--story", STORY, *FAST, *json_flag)
+                output = result.stdout + result.stderr
+                assert result.returncode == 1, output
+                [storyboard_id] = re.findall(r"storyboard (\S+) accepted", output)
+                assert output.count("failed") == 1, output
+                assert result.stderr.endswith(
+                    f"storyboard: storyboard {storyboard_id} failed: FAILED_PRECONDITION: this renderer refuses every "
+                    "frame\n"
+                )
+                assert "Traceback" not in output
     finally:
         renderer_server.stop(0)
 

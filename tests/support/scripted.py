@@ -62,6 +62,21 @@ class BlockingRenderer(renderer_pb2_grpc.RendererServicer):
         return renderer_pb2.RendererInfo(backend="blocking-test")
 
 
+class RefusingRenderer(renderer_pb2_grpc.RendererServicer):
+    """Refuses every frame with FAILED_PRECONDITION and ``reason``, as a renderer that cannot draw it does: the
+    storyboard fails."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def Render(self, request: renderer_pb2.RenderRequest, context: grpc.ServicerContext) -> Iterator[Any]:
+        raise FailedPrecondition(self.reason)
+        yield  # a generator, as a streaming servicer is
+
+    def Info(self, request: renderer_pb2.RendererInfoRequest, context: grpc.ServicerContext):
+        return renderer_pb2.RendererInfo(backend="refusing-test")
+
+
 def read_render_log(log: Path) -> list[dict[str, Any]]:
     """The records of a scripted renderers' log, oldest first. A line another process is appending may be read half
     written; it is left for the next read."""

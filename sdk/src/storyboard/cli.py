@@ -346,7 +346,8 @@ def _follow(run: Any, json_mode: bool) -> StoryboardResult:
 
 def _report(result: StoryboardResult, args: argparse.Namespace) -> int:
     if result.failure is not None:
-        raise CliError(f"storyboard failed: {result.failure.code}: {result.failure.message}")
+        failure = result.failure
+        raise CliError(f"storyboard {result.storyboard_id} failed: {failure.code}: {failure.message}")
     assert result.final is not None
     saved = result.save(args.output_dir) if args.output_dir is not None else []
     if args.json:

@@ -83,13 +83,14 @@ class LiveReporter:
                 self._progress.advance(self._overall)
             for line in describe(event) + _new_reason(event, self._reasons):
                 self.say(line)
-        elif isinstance(event, ev.Retry | ev.Accepted | ev.Failed | ev.Completed):
+        elif isinstance(event, ev.Retry | ev.Accepted | ev.Completed):
             for line in describe(event):
                 self.say(line)
 
 
 def describe(event: ev.StoryboardEvent) -> list[str]:
-    """The plain-text lines for an event; none for per-step progress."""
+    """The plain-text lines for an event; none for per-step progress, nor for a failure: the command reports that
+    itself, once, on stderr with its exit status."""
     if isinstance(event, ev.Accepted):
         return [f"storyboard {event.storyboard_id} accepted"]
     if isinstance(event, ev.PlanReady):
@@ -104,8 +105,6 @@ def describe(event: ev.StoryboardEvent) -> list[str]:
         return [f"frame {event.frame} validated: {event.verdict}{detail}"]
     if isinstance(event, ev.Retry):
         return [f"frame {event.frame}: attempt {event.attempt} with seed {event.seed} ({event.reason})"]
-    if isinstance(event, ev.Failed):
-        return [f"storyboard failed: {event.code}: {event.message}"]
     if isinstance(event, ev.Completed):
         return [f"storyboard {event.storyboard_id} completed"]
     return []
