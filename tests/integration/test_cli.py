@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -157,6 +158,45 @@ def test_a_failed_storyboard_is_reported_once_with_its_reason(tmp_path):
                 assert "Traceback" not in output
     finally:
         renderer_server.stop(0)
+
+
+def _into_a_closed_pipe(*args: str, lines_read: int) -> tuple[int, str]:
+    """Run the CLI with stdout a pipe whose reader reads ``lines_read`` lines and closes it, as ``| head -n`` does;
+    its exit status and stderr. The pipe holds one page, so that output longer than that meets the closed pipe
+    whatever the timing."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "storyboard.cli", *args],
+        stdout=write_end, stderr=subprocess.PIPE, text=True, env={**os.environ, "STORYBOARD_GATEWAY": ""},
+    )  # fmt: skip
+    os.close(write_end)
+    for _ in range(lines_read):
+        while os.read(read_end, 1) not in (b"\n", b""):
+            pass
+    os.close(read_end)
+    _, err = cli.communicate(timeout=120)
+    return cli.returncode, err
+
+
+@pytest.mark.parametrize(
+    ("command", "lines_read"),
+    [
+        (["plan", "--story", STORY, "--num-frames", "10", "--json"], 1),  # longer than the pipe holds
+        (["plan", "--story", STORY], 0),
+        (["generate", "--story", STORY, "--num-frames", "6", *FAST, "--gateway"], 0),
+        (["status", "--json", "--gateway"], 0),
+    ],
+)
+def test_a_closed_stdout_ends_the_command_quietly(stack, command, lines_read):
+    if command[-1] == "--gateway":
+        command = [*command, stack.address]
+    if command[0] == "status":
+        with Client(stack.address) as client:
+            command.append(client.create(story=STORY, num_frames=6, num_inference_steps=2).id)
+    status, err = _into_a_closed_pipe(*command, lines_read=lines_read)
+    assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err, err
+    assert status == 141, err  # 128 + SIGPIPE, as a shell shows for a writer whose reader left
 
 
 def test_ctrl_c_cancels_the_storyboard_on_the_gateway(tmp_path):

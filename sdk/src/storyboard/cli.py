@@ -6,7 +6,8 @@
     storyboard status ID | cancel ID | fetch ID --output-dir DIR
 
 Options can also be set by the environment variables named in ``--help``. Failures exit non-zero with one line
-(``--verbose`` shows the stack trace); bad flags exit 2 naming the flag; Ctrl-C cancels and exits 130.
+(``--verbose`` shows the stack trace); bad flags exit 2 naming the flag; Ctrl-C cancels and exits 130; a closed
+stdout (``| head``) ends a command quietly with 141.
 """
 
 from __future__ import annotations
@@ -504,7 +505,31 @@ def _one_line(error: BaseException) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
+# 128 + SIGPIPE: the status a shell shows for a tool whose reader went away (`yes | head`), so that a caller can tell
+# "the reader stopped reading" from a failure (1).
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status. A closed stdout (``storyboard plan … | head``) ends any command quietly."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()  # output still buffered meets a closed pipe here rather than at the interpreter's exit
+        return status
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of what is buffered for the closed pipe does
+    not fail again ("Exception ignored … BrokenPipeError"), as https://docs.python.org/3/library/signal.html advises."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except CliError as error:  # a bad environment variable, found while building the defaults
@@ -518,6 +543,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("storyboard: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # an OSError, but no failure to report: main ends quietly
     except (StackError, grpc.RpcError, OSError) as error:
         if args.verbose:
             raise
