@@ -23,6 +23,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -145,10 +146,13 @@ def build_app(
     """The FastAPI application; every route is a thin call into ``service``."""
     keys = keys or ApiKeys((), required=False, default_max_active=0)
     metrics = metrics or Metrics()
-    app = FastAPI(
+    # /docs and /redoc load their scripts and styles from this app (FastAPIOffline), not from a CDN, so that they
+    # work offline; Swagger UI's validator badge would send the document's address to validator.swagger.io.
+    app = FastAPIOffline(
         title="Storyboard",
         version="v1",
         description="Turn a story into a storyboard: create one, follow its events, fetch its frames and files.",
+        swagger_ui_parameters={"validatorUrl": None},
     )
 
     # Expected failures are answered by these handlers; anything else is a bug and reaches the 500 handler.

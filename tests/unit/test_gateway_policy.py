@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -692,6 +693,27 @@ def test_metrics_count_requests_stages_frames_retries_and_the_queue(stacks):
     assert 'storyboard_gateway_retries_total{reason="low_consistency"} 1.0' in text
     assert completed in text
     assert "storyboard_gateway_queue_depth 0.0" in text
+
+
+ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+
+
+@pytest.mark.parametrize(("page", "kinds"), [("/docs", {".js", ".css", ".png"}), ("/redoc", {".js", ".png"})])
+def test_the_docs_pages_load_their_scripts_and_styles_from_the_gateway_itself(plain, page, kinds):
+    response = plain.http.get(page)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    html = response.text
+    assert "://" not in html and "cdn" not in html.lower(), "no asset from another host: the page works offline"
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert {Path(asset).suffix for asset in assets} == kinds
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), asset
+        served = plain.http.get(asset)
+        assert served.status_code == 200 and served.content, asset
+        assert served.headers["content-type"].startswith(ASSET_TYPES[Path(asset).suffix]), served.headers
+    assert "'/openapi.json'" in html or '"/openapi.json"' in html
+    paths = plain.http.get("/openapi.json").json()["paths"]
+    assert all("422" not in op["responses"] for ops in paths.values() for op in ops.values()), "the bridge's document"
 
 
 def test_the_openapi_document_describes_every_route_and_body(plain):
