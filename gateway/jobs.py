@@ -36,7 +36,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from storyboard.outputs import AttemptInfo
 from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
-from storyboard_common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from storyboard_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
 log = logging.getLogger(__name__)
 
@@ -181,14 +181,21 @@ class JobStore:
         self, spec: sb.StoryboardSpec, idempotency_key: str = "", owner: str = "", max_active: int = 0
     ) -> tuple[Job, bool]:
         """A new queued job for ``spec`` with its ``accepted`` event (True), or the job an earlier call of the same
-        owner with the same key created (False). ResourceExhausted when the owner has ``max_active`` unfinished."""
+        owner with the same key and the same spec created (False). AlreadyExists when that key was used for another
+        spec; ResourceExhausted when the owner has ``max_active`` unfinished."""
         with self._lock:
             if idempotency_key:
                 row = self._db.execute(
                     "SELECT id FROM jobs WHERE owner = ? AND idempotency_key = ?", (owner, idempotency_key)
                 ).fetchone()
                 if row is not None:
-                    return self._live.get(row[0]) or self._load(row[0]), False
+                    earlier = self._live.get(row[0]) or self._load(row[0])
+                    if earlier.storyboard.spec != spec:
+                        raise AlreadyExists(
+                            f"idempotency_key: {idempotency_key!r} was used for another request (storyboard "
+                            f"{earlier.id}); send a new key for a new request"
+                        )
+                    return earlier, False
             self._check_active_limit(owner, max_active)
             job_id = new_job_id()
             while self._db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():

@@ -205,7 +205,7 @@ def build_app(
         "/v1/storyboards",
         status_code=202,
         response_model=models.Storyboard,
-        responses=models.errors(400, 401, 429, 503),
+        responses=models.errors(400, 401, 409, 429, 503),
         dependencies=[Depends(_small_body)],
         tags=["storyboards"],
     )

@@ -225,6 +225,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "a bad request; the message names the field"},
     401: {"model": ErrorBody, "description": "no API key, or not a valid one"},
     404: {"model": ErrorBody, "description": "no such storyboard (or not yours), or no such file yet"},
+    409: {"model": ErrorBody, "description": "the idempotency key was used for another request"},
     429: {"model": ErrorBody, "description": "too many unfinished storyboards for this API key"},
     503: {"model": ErrorBody, "description": "a service the gateway needs is unavailable"},
 }

@@ -384,6 +384,24 @@ def test_create_get_list_watch_and_idempotency(gateway):
     assert created.id in [s.id for s in listed.storyboards]
 
 
+def test_an_idempotency_key_reused_for_another_request_is_refused_naming_the_key(gateway):
+    stub, server, _ = gateway
+    created = stub.Create(storyboards_pb2.CreateRequest(spec=_spec(num_frames=6), idempotency_key="k2"), timeout=10)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Create(storyboards_pb2.CreateRequest(spec=_spec(num_frames=7), idempotency_key="k2"), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert refused.value.details().startswith("idempotency_key: 'k2' was used for another request")
+    assert created.id in refused.value.details()
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.endpoints['http']}", timeout=30) as http:
+        body = {"spec": {**_spec_json(), "num_frames": 8}}
+        conflict = http.post("/v1/storyboards", json=body, headers={"Idempotency-Key": "k2"})
+        assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "ALREADY_EXISTS"
+        assert "'k2'" in conflict.json()["error"]["message"]
+        # The same key with the same request is still the same storyboard, whichever face sends it.
+        same = http.post("/v1/storyboards", json={"spec": {**_spec_json(), "num_frames": 6}, "idempotency_key": "k2"})
+        assert same.status_code in (200, 202) and same.json()["id"] == created.id
+
+
 def test_unknown_and_malformed_ids(gateway):
     stub, _, _ = gateway
     with pytest.raises(grpc.RpcError) as caught:
