@@ -232,6 +232,14 @@ def _summary(values: Sequence[float]) -> dict[str, float] | None:
     return {"average": _rounded(sum(values) / len(values)), "min": _rounded(min(values)), "max": _rounded(max(values))}
 
 
+def _repeats(score: common_pb2.FrameScore, thresholds: common_pb2.Thresholds | None) -> bool:
+    """Whether a frame is nearly the same picture as another. Its verdict names only its first failed check
+    (consistency, then alignment, then repetition), so the threshold decides, where it is known."""
+    if thresholds is None:
+        return score.verdict == common_pb2.VERDICT_REPETITIVE
+    return score.repetition > thresholds.repetition
+
+
 def storyboard_report(
     storyboard: storyboards_pb2.Storyboard,
     attempts: Sequence[AttemptInfo],
@@ -292,9 +300,13 @@ def storyboard_report(
         "repetition": {
             "max": _rounded(max((score.repetition for _, score in scored), default=0.0)),
             "repetitive_frames": [
-                {"frame": frame, "similar_to": _scores(score, numbers)["most_similar_frame"]}  # type: ignore[index]
+                {
+                    "frame": frame,
+                    "similar_to": _scores(score, numbers)["most_similar_frame"],  # type: ignore[index]
+                    "repetition": _rounded(score.repetition),
+                }
                 for frame, score in scored
-                if score.verdict == common_pb2.VERDICT_REPETITIVE
+                if _repeats(score, thresholds)
             ],
         },
         "verdicts": verdicts,
