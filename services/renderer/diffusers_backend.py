@@ -13,7 +13,8 @@ the renderer is doing.
 Progress comes from ``callback_on_step_end``, which also checks whether anyone still wants the batch and, if not,
 sets ``pipe._interrupt`` so the loop stops at the next step; the unfinished latents are then dropped without being
 decoded. A step, or a decode, can itself take minutes (a large frame on a CPU, a big batch on a small GPU), so the
-same check also runs before each block of the UNet and of the VAE's decoder, and stops the batch there.
+same check also runs before each residual and attention layer of the UNet and of the VAE's decoder, and stops the
+batch there.
 
 The pipeline returns latents (``output_type="latent"``) and this module decodes them, so it can time denoising and
 decoding apart, check every frame for NaN/inf (fp16 overflow: the frame is refused as FAILED_PRECONDITION with what to
@@ -66,7 +67,7 @@ class _Stopped(Exception):
 
 
 @contextmanager
-def _stopping_between_blocks(modules: Sequence[Any], should_stop: StopCheck) -> Iterator[None]:
+def _stopping_between_layers(modules: Sequence[Any], should_stop: StopCheck) -> Iterator[None]:
     """While the ``with`` body runs, each of ``modules`` raises ``_Stopped`` before it runs once ``should_stop()``."""
 
     def check(_module: Any, _inputs: Any) -> None:
@@ -81,11 +82,18 @@ def _stopping_between_blocks(modules: Sequence[Any], should_stop: StopCheck) -> 
             handle.remove()
 
 
-def _blocks(pipe: Any) -> list[Any]:
-    """The UNet's and the VAE decoder's blocks: where a step or a decode can stop early."""
-    unet, decoder = pipe.unet, pipe.vae.decoder
-    blocks = [*unet.down_blocks, unet.mid_block, *unet.up_blocks, decoder.mid_block, *decoder.up_blocks]
-    return [block for block in blocks if block is not None]
+def _stop_points(pipe: Any) -> list[Any]:
+    """Where a step or a decode can stop early: each residual and attention layer of the UNet and of the VAE's
+    decoder, the units a step is made of (a block of them can itself take seconds on a CPU)."""
+    from diffusers.models.attention_processor import Attention
+    from diffusers.models.resnet import ResnetBlock2D
+
+    return [
+        module
+        for model in (pipe.unet, pipe.vae.decoder)
+        for module in model.modules()
+        if isinstance(module, Attention | ResnetBlock2D)
+    ]
 
 
 class NonFiniteFrame(FailedPrecondition):
@@ -285,7 +293,7 @@ class DiffusersBackend:
             return
         self.adapters.activate(frames[0].adapters)  # a batch shares its adapters (FrameSpec.batch_key)
         try:
-            with _stopping_between_blocks(_blocks(self.pipeline), should_stop):
+            with _stopping_between_layers(_stop_points(self.pipeline), should_stop):
                 yield from self._denoise_and_decode(frames, on_step, should_stop)
         except _Stopped:
             return  # nobody wants the rest of the batch; its unfinished frames are dropped
