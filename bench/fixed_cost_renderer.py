@@ -47,13 +47,14 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.natural_image import natural_image  # noqa: E402
-from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc  # noqa: E402
+from storyboard.v1 import common_pb2  # noqa: E402
 from storyboard_common.errors import InvalidArgument  # noqa: E402
 from storyboard_common.frames import rendered_frame_event  # noqa: E402
 from storyboard_common.images import MIME_TYPES, PNG_LEVEL, encode  # noqa: E402
 from storyboard_common.progress import ProgressThrottle  # noqa: E402
 from storyboard_common.server import Registration, build_server, run_service  # noqa: E402
 from storyboard_common.settings import ServiceSettings  # noqa: E402
+from storyboard_common.v1 import renderer_pb2, renderer_pb2_grpc  # noqa: E402
 
 MAX_SIZE = 2048
 _TURNS = (None, *Image.Transpose)  # the identity and the 7 flips and quarter turns

@@ -42,8 +42,8 @@ import grpc  # noqa: E402
 
 from bench.common import Section, median, ms, ratio, table, timed  # noqa: E402
 from storyboard import Client, events  # noqa: E402
-from storyboard.v1 import (  # noqa: E402
-    common_pb2,
+from storyboard.v1 import common_pb2  # noqa: E402
+from storyboard_common.v1 import (  # noqa: E402
     planner_pb2,
     planner_pb2_grpc,
     renderer_pb2,

@@ -23,7 +23,7 @@ if str(REPO) not in sys.path:
 import grpc  # noqa: E402
 
 from bench.common import Section, median, percentile, table  # noqa: E402
-from storyboard.v1 import planner_pb2, planner_pb2_grpc  # noqa: E402
+from storyboard_common.v1 import planner_pb2, planner_pb2_grpc  # noqa: E402
 from tests.support.processes import ProcessGroup  # noqa: E402
 from tests.unit.test_planner_offline import STORIES  # noqa: E402
 

@@ -34,8 +34,9 @@ from services.validator.requests import parse_score_request  # noqa: E402
 from services.validator.scorer import FrameScorer  # noqa: E402
 from services.validator.scoring import ReferencePolicy, Thresholds  # noqa: E402
 from services.validator.settings import ValidatorSettings  # noqa: E402
-from storyboard.v1 import common_pb2, validator_pb2  # noqa: E402
+from storyboard.v1 import common_pb2  # noqa: E402
 from storyboard_common.images import encode  # noqa: E402
+from storyboard_common.v1 import validator_pb2  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import grpc
 
-from storyboard.v1 import planner_pb2, planner_pb2_grpc, renderer_pb2, renderer_pb2_grpc
 from storyboard_common.errors import InvalidArgument
+from storyboard_common.v1 import planner_pb2, planner_pb2_grpc, renderer_pb2, renderer_pb2_grpc
 
 log = logging.getLogger(__name__)
 # The planner names its request's fields; the gateway's callers know them as fields of their spec.

@@ -38,20 +38,14 @@ from gateway.validation import (
 )
 from storyboard import documents, outputs
 from storyboard.outputs import AttemptInfo
-from storyboard.v1 import (
-    common_pb2,
-    planner_pb2,
-    planner_pb2_grpc,
-    renderer_pb2,
-    renderer_pb2_grpc,
-    validator_pb2_grpc,
-)
+from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common import images
 from storyboard_common.channels import ChannelSecurity, connect_every_replica, open_channel
 from storyboard_common.errors import Cancelled, ServiceError, status_for
 from storyboard_common.images import EXTENSIONS, MIME_TYPES
 from storyboard_common.progress import ProgressThrottle
+from storyboard_common.v1 import planner_pb2, planner_pb2_grpc, renderer_pb2, renderer_pb2_grpc, validator_pb2_grpc
 
 log = logging.getLogger(__name__)
 _MIME_BY_EXTENSION = {extension: mime for mime, extension in EXTENSIONS.items()}

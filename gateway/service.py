@@ -20,9 +20,10 @@ from gateway.catalog import NameCatalog, adapter_catalog, character_catalog, spe
 from gateway.jobs import Job, JobStore, LoggedEvent
 from gateway.orchestrator import Downstream, Orchestrator
 from gateway.spec import check_prompt, frame_seed, normalized_spec
-from storyboard.v1 import common_pb2, planner_pb2
+from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import FailedPrecondition, InvalidArgument, Unavailable
+from storyboard_common.v1 import planner_pb2
 from storyboard_common.validation import check_seed
 
 log = logging.getLogger(__name__)

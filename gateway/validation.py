@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 import grpc
 from google.protobuf.message import Message
 
-from storyboard.v1 import common_pb2, validator_pb2, validator_pb2_grpc
+from storyboard.v1 import common_pb2
 from storyboard_common.errors import ServiceError
+from storyboard_common.v1 import validator_pb2, validator_pb2_grpc
 
 if TYPE_CHECKING:
     from gateway.jobs import Job

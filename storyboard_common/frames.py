@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from storyboard.v1 import common_pb2, renderer_pb2
+from storyboard.v1 import common_pb2
+from storyboard_common.v1 import renderer_pb2
 
 
 def rendered_frame_event(

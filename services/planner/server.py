@@ -5,8 +5,8 @@ from __future__ import annotations
 from services.planner.planning import build_planner
 from services.planner.servicer import PlannerServicer
 from services.planner.settings import PlannerSettings
-from storyboard.v1 import planner_pb2, planner_pb2_grpc
 from storyboard_common.server import Registration, ServiceServer, build_server
+from storyboard_common.v1 import planner_pb2, planner_pb2_grpc
 
 SERVICE_NAME = planner_pb2.DESCRIPTOR.services_by_name["Planner"].full_name
 

@@ -6,7 +6,7 @@ import grpc
 
 from services.planner.budget import CallBudget
 from services.planner.planning import DEFAULT_TEMPERATURE, StoryPlanner, StoryRequest
-from storyboard.v1 import planner_pb2, planner_pb2_grpc
+from storyboard_common.v1 import planner_pb2, planner_pb2_grpc
 from storyboard_common.validation import check_num_frames, check_range, check_seed, check_story
 
 

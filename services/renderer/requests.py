@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from services.renderer.adapters import AdapterCatalog, check_adapter_name
 from services.renderer.backend import AdapterWeight, FrameSpec, SceneHints
 from services.renderer.settings import RenderLimits
-from storyboard.v1 import common_pb2, renderer_pb2
+from storyboard.v1 import common_pb2
 from storyboard_common.errors import InvalidArgument, NotFound
+from storyboard_common.v1 import renderer_pb2
 from storyboard_common.validation import check_image_size, check_range, check_seed, check_text
 
 FORMAT_NAMES = {

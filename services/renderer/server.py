@@ -11,8 +11,8 @@ from services.renderer.metrics import RendererMetrics, serve_metrics
 from services.renderer.scheduler import RenderScheduler
 from services.renderer.servicer import RendererServicer
 from services.renderer.settings import RendererSettings
-from storyboard.v1 import renderer_pb2, renderer_pb2_grpc
 from storyboard_common.server import Registration, ServiceServer, build_server
+from storyboard_common.v1 import renderer_pb2, renderer_pb2_grpc
 
 SERVICE_NAME = renderer_pb2.DESCRIPTOR.services_by_name["Renderer"].full_name
 

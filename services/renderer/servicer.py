@@ -13,11 +13,12 @@ from services.renderer.backend import RenderBackend
 from services.renderer.requests import RenderJob, parse_render_request
 from services.renderer.scheduler import AllDone, FrameDone, RenderFailed, RenderScheduler, RenderTicket, StepDone
 from services.renderer.settings import RenderLimits
-from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
+from storyboard.v1 import common_pb2
 from storyboard_common import images
 from storyboard_common.errors import Unavailable
 from storyboard_common.frames import rendered_frame_event
 from storyboard_common.progress import ProgressThrottle
+from storyboard_common.v1 import renderer_pb2, renderer_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from services.validator.embeddings import content_key
 from services.validator.scoring import ReferencePolicy, Thresholds, strip_trigger_tokens
 from services.validator.settings import ScoreLimits
-from storyboard.v1 import common_pb2, validator_pb2
+from storyboard.v1 import common_pb2
 from storyboard_common.errors import InvalidArgument
+from storyboard_common.v1 import validator_pb2
 from storyboard_common.validation import check_text
 
 POLICY_FROM_PROTO = {

@@ -6,8 +6,8 @@ from services.validator.scorer import FrameScorer
 from services.validator.scoring import ReferencePolicy, Thresholds
 from services.validator.servicer import ValidatorServicer
 from services.validator.settings import ValidatorSettings
-from storyboard.v1 import validator_pb2_grpc
 from storyboard_common.server import Registration, ServiceServer, build_server
+from storyboard_common.v1 import validator_pb2_grpc
 
 SERVICE_NAME = "storyboard.v1.Validator"
 

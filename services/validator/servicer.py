@@ -8,8 +8,9 @@ from services.validator.requests import POLICY_TO_PROTO, parse_score_request
 from services.validator.scorer import FrameScorer, ScoreOutcome
 from services.validator.scoring import FrameResult, ReferencePolicy, Thresholds, Verdict
 from services.validator.settings import ScoreLimits
-from storyboard.v1 import common_pb2, validator_pb2, validator_pb2_grpc
+from storyboard.v1 import common_pb2
 from storyboard_common.errors import Unavailable
+from storyboard_common.v1 import validator_pb2, validator_pb2_grpc
 
 VERDICT_TO_PROTO = {
     Verdict.PASS: common_pb2.VERDICT_PASS,

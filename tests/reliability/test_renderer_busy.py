@@ -20,9 +20,9 @@ import pytest
 from gateway.jobs import JobStore
 from gateway.metrics import Metrics
 from gateway.orchestrator import Downstream, Orchestrator, Policy
-from storyboard.v1 import renderer_pb2
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import ResourceExhausted
+from storyboard_common.v1 import renderer_pb2
 from tests.reliability.conftest import Tally
 from tests.support.scripted import ScriptedPlanner, ScriptedRenderer, ScriptedValidator, serve
 

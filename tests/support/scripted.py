@@ -25,8 +25,13 @@ from typing import Any
 import grpc
 from PIL import Image
 
-from storyboard.v1 import (
-    common_pb2,
+from storyboard.v1 import common_pb2
+from storyboard_common.errors import FailedPrecondition
+from storyboard_common.frames import rendered_frame_event
+from storyboard_common.images import encode
+from storyboard_common.server import Registration, ServiceServer, build_server, run_service
+from storyboard_common.settings import ServiceSettings
+from storyboard_common.v1 import (
     planner_pb2,
     planner_pb2_grpc,
     renderer_pb2,
@@ -34,11 +39,6 @@ from storyboard.v1 import (
     validator_pb2,
     validator_pb2_grpc,
 )
-from storyboard_common.errors import FailedPrecondition
-from storyboard_common.frames import rendered_frame_event
-from storyboard_common.images import encode
-from storyboard_common.server import Registration, ServiceServer, build_server, run_service
-from storyboard_common.settings import ServiceSettings
 
 
 class BlockingRenderer(renderer_pb2_grpc.RendererServicer):

@@ -8,8 +8,8 @@ import pytest
 
 from bench.fixed_cost_renderer import FixedCostRenderer, with_seed
 from bench.natural_image import natural_image
-from storyboard.v1 import renderer_pb2, renderer_pb2_grpc
 from storyboard_common.images import decode, encode
+from storyboard_common.v1 import renderer_pb2, renderer_pb2_grpc
 from tests.support.scripted import serve_renderer
 
 

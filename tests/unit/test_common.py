@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 from pydantic_settings import SettingsConfigDict
 
-from storyboard.v1 import common_pb2, planner_pb2, planner_pb2_grpc, renderer_pb2
+from storyboard.v1 import common_pb2
 from storyboard_common import images
 from storyboard_common.channels import connect_every_replica, open_channel, replica_addresses, target_for
 from storyboard_common.errors import InvalidArgument, NotFound, ResourceExhausted
@@ -23,6 +23,7 @@ from storyboard_common.logs import request_id
 from storyboard_common.progress import ProgressThrottle
 from storyboard_common.server import Registration, build_server
 from storyboard_common.settings import ServiceSettings, load_settings
+from storyboard_common.v1 import planner_pb2, planner_pb2_grpc, renderer_pb2
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

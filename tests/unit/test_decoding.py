@@ -23,8 +23,9 @@ from services.renderer.server import create_server as create_renderer
 from services.renderer.settings import RendererSettings
 from services.validator.server import create_server as create_validator
 from services.validator.settings import ValidatorSettings
-from storyboard.v1 import planner_pb2, renderer_pb2, storyboards_pb2, validator_pb2
+from storyboard.v1 import storyboards_pb2
 from storyboard_common.server import ServiceServer
+from storyboard_common.v1 import planner_pb2, renderer_pb2, validator_pb2
 from tests.support.tiny_clip import build_tiny_clip
 
 READY_TIMEOUT = 60  # the validator's first load in a process pays for importing open_clip

@@ -20,7 +20,8 @@ from gateway.validation import (
     scored_alone,
     serialize_in_pieces,
 )
-from storyboard.v1 import common_pb2, storyboards_pb2, validator_pb2, validator_pb2_grpc
+from storyboard.v1 import common_pb2, storyboards_pb2
+from storyboard_common.v1 import validator_pb2, validator_pb2_grpc
 
 THRESHOLDS = common_pb2.Thresholds(consistency=0.7, alignment=0.2, repetition=0.95)
 

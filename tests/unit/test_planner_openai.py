@@ -20,7 +20,7 @@ from services.planner.lexicon import BACK_VIEW_PHRASES
 from services.planner.server import create_server
 from services.planner.settings import PlannerSettings
 from services.planner.text import find_phrases, has_phrase
-from storyboard.v1 import planner_pb2, planner_pb2_grpc
+from storyboard_common.v1 import planner_pb2, planner_pb2_grpc
 from tests.support.fake_openai import FakeOpenAI, Reply, error_reply, plan_reply
 
 EXAMPLE_REGISTRY = Path(__file__).parents[2] / "examples" / "characters.toml"

@@ -18,8 +18,8 @@ from services.planner.planning import plan_story
 from services.planner.server import create_server
 from services.planner.settings import PlannerSettings
 from storyboard.outputs import SCENE_BREAKDOWN, SDXL_PROMPTS, write_plan_files
-from storyboard.v1 import planner_pb2, planner_pb2_grpc
 from storyboard_common.errors import InvalidArgument, NotFound
+from storyboard_common.v1 import planner_pb2, planner_pb2_grpc
 
 EXAMPLE_REGISTRY = Path(__file__).parents[2] / "examples" / "characters.toml"
 STORY = "Aldar Kose riding his horse across the steppe to his yurt at sunset"

@@ -29,7 +29,8 @@ from services.renderer.diffusers_backend import DiffusersBackend
 from services.renderer.metrics import RendererMetrics
 from services.renderer.server import create_server
 from services.renderer.settings import RendererSettings
-from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
+from storyboard.v1 import common_pb2
+from storyboard_common.v1 import renderer_pb2, renderer_pb2_grpc
 from tests.support.tiny_sdxl import (
     KOHYA_TEXT_TARGETS,
     TINY_SIZE,

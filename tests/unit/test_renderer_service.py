@@ -23,7 +23,8 @@ from services.renderer.settings import RendererSettings
 from services.renderer.sketch import SketchBackend
 from services.renderer.sketch_canvas import GROUNDS, SKIES, SKIN, Palette, character_cloth
 from services.renderer.sketch_scene import Light, Place
-from storyboard.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
+from storyboard.v1 import common_pb2
+from storyboard_common.v1 import renderer_pb2, renderer_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -21,8 +21,9 @@ from PIL import Image
 
 from services.validator.server import SERVICE_NAME, create_server
 from services.validator.settings import ValidatorSettings
-from storyboard.v1 import common_pb2, validator_pb2, validator_pb2_grpc
+from storyboard.v1 import common_pb2
 from storyboard_common.server import ServiceServer
+from storyboard_common.v1 import validator_pb2, validator_pb2_grpc
 
 try:
     from tests.support.tiny_clip import TinyClip, build_tiny_clip, register_tiny_clip_config

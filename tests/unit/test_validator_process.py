@@ -20,7 +20,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
-from storyboard.v1 import common_pb2, validator_pb2, validator_pb2_grpc
+from storyboard.v1 import common_pb2
+from storyboard_common.v1 import validator_pb2, validator_pb2_grpc
 
 try:
     from tests.support.tiny_clip import build_tiny_clip

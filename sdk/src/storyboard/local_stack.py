@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from storyboard.outputs import StrPath
-from storyboard.v1 import validator_pb2, validator_pb2_grpc
+from storyboard_common.v1 import validator_pb2, validator_pb2_grpc
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT = 50051, 8000

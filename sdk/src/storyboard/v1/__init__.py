@@ -1,1 +1,1 @@
-"""Generated gRPC stubs of the storyboard.v1 protos. Do not edit: run `make protos`."""
+"""Generated gRPC stubs of the public storyboard.v1 contract. Do not edit: run `make protos`."""

@@ -1,14 +1,17 @@
-from storyboard.v1 import common_pb2 as _common_pb2
-from google.protobuf.internal import containers as _containers
+from collections.abc import Iterable as _Iterable
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar
+
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from google.protobuf.internal import containers as _containers
+
+from storyboard.v1 import common_pb2 as _common_pb2
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PlanOptions(_message.Message):
-    __slots__ = ("num_frames", "temperature", "seed", "characters")
+    __slots__ = ("characters", "num_frames", "seed", "temperature")
     NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
@@ -17,21 +20,27 @@ class PlanOptions(_message.Message):
     temperature: float
     seed: int
     characters: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, num_frames: _Optional[int] = ..., temperature: _Optional[float] = ..., seed: _Optional[int] = ..., characters: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(
+        self,
+        num_frames: int | None = ...,
+        temperature: float | None = ...,
+        seed: int | None = ...,
+        characters: _Iterable[str] | None = ...,
+    ) -> None: ...
 
 class PlanRequest(_message.Message):
-    __slots__ = ("story", "options")
+    __slots__ = ("options", "story")
     STORY_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     story: str
     options: PlanOptions
-    def __init__(self, story: _Optional[str] = ..., options: _Optional[_Union[PlanOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, story: str | None = ..., options: PlanOptions | _Mapping | None = ...) -> None: ...
 
 class PlanResponse(_message.Message):
     __slots__ = ("plan",)
     PLAN_FIELD_NUMBER: _ClassVar[int]
     plan: _common_pb2.Plan
-    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ...) -> None: ...
+    def __init__(self, plan: _common_pb2.Plan | _Mapping | None = ...) -> None: ...
 
 class ListCharactersRequest(_message.Message):
     __slots__ = ()
@@ -41,4 +50,4 @@ class ListCharactersResponse(_message.Message):
     __slots__ = ("characters",)
     CHARACTERS_FIELD_NUMBER: _ClassVar[int]
     characters: _containers.RepeatedCompositeFieldContainer[_common_pb2.CharacterRef]
-    def __init__(self, characters: _Optional[_Iterable[_Union[_common_pb2.CharacterRef, _Mapping]]] = ...) -> None: ...
+    def __init__(self, characters: _Iterable[_common_pb2.CharacterRef | _Mapping] | None = ...) -> None: ...
