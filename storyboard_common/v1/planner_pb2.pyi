@@ -1,17 +1,14 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
+from storyboard.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
-
-from storyboard.v1 import common_pb2 as _common_pb2
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PlanOptions(_message.Message):
-    __slots__ = ("characters", "num_frames", "seed", "temperature")
+    __slots__ = ("num_frames", "temperature", "seed", "characters")
     NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
@@ -20,27 +17,21 @@ class PlanOptions(_message.Message):
     temperature: float
     seed: int
     characters: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(
-        self,
-        num_frames: int | None = ...,
-        temperature: float | None = ...,
-        seed: int | None = ...,
-        characters: _Iterable[str] | None = ...,
-    ) -> None: ...
+    def __init__(self, num_frames: _Optional[int] = ..., temperature: _Optional[float] = ..., seed: _Optional[int] = ..., characters: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PlanRequest(_message.Message):
-    __slots__ = ("options", "story")
+    __slots__ = ("story", "options")
     STORY_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     story: str
     options: PlanOptions
-    def __init__(self, story: str | None = ..., options: PlanOptions | _Mapping | None = ...) -> None: ...
+    def __init__(self, story: _Optional[str] = ..., options: _Optional[_Union[PlanOptions, _Mapping]] = ...) -> None: ...
 
 class PlanResponse(_message.Message):
     __slots__ = ("plan",)
     PLAN_FIELD_NUMBER: _ClassVar[int]
     plan: _common_pb2.Plan
-    def __init__(self, plan: _common_pb2.Plan | _Mapping | None = ...) -> None: ...
+    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ...) -> None: ...
 
 class ListCharactersRequest(_message.Message):
     __slots__ = ()
@@ -50,4 +41,4 @@ class ListCharactersResponse(_message.Message):
     __slots__ = ("characters",)
     CHARACTERS_FIELD_NUMBER: _ClassVar[int]
     characters: _containers.RepeatedCompositeFieldContainer[_common_pb2.CharacterRef]
-    def __init__(self, characters: _Iterable[_common_pb2.CharacterRef | _Mapping] | None = ...) -> None: ...
+    def __init__(self, characters: _Optional[_Iterable[_Union[_common_pb2.CharacterRef, _Mapping]]] = ...) -> None: ...

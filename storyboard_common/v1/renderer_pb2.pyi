@@ -1,30 +1,14 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
+from storyboard.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
-
-from storyboard.v1 import common_pb2 as _common_pb2
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FrameSpec(_message.Message):
-    __slots__ = (
-        "adapters",
-        "deterministic",
-        "frame",
-        "guidance_scale",
-        "height",
-        "negative_prompt",
-        "prompt",
-        "prompt_2",
-        "scene",
-        "seed",
-        "steps",
-        "width",
-    )
+    __slots__ = ("frame", "prompt", "prompt_2", "negative_prompt", "seed", "width", "height", "steps", "guidance_scale", "adapters", "scene", "deterministic")
     FRAME_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_2_FIELD_NUMBER: _ClassVar[int]
@@ -49,24 +33,10 @@ class FrameSpec(_message.Message):
     adapters: _containers.RepeatedCompositeFieldContainer[_common_pb2.AdapterRef]
     scene: _common_pb2.Scene
     deterministic: bool
-    def __init__(
-        self,
-        frame: int | None = ...,
-        prompt: str | None = ...,
-        prompt_2: str | None = ...,
-        negative_prompt: str | None = ...,
-        seed: int | None = ...,
-        width: int | None = ...,
-        height: int | None = ...,
-        steps: int | None = ...,
-        guidance_scale: float | None = ...,
-        adapters: _Iterable[_common_pb2.AdapterRef | _Mapping] | None = ...,
-        scene: _common_pb2.Scene | _Mapping | None = ...,
-        deterministic: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, frame: _Optional[int] = ..., prompt: _Optional[str] = ..., prompt_2: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., scene: _Optional[_Union[_common_pb2.Scene, _Mapping]] = ..., deterministic: _Optional[bool] = ...) -> None: ...
 
 class RenderRequest(_message.Message):
-    __slots__ = ("format", "frames", "progress_interval_seconds", "quality")
+    __slots__ = ("frames", "format", "quality", "progress_interval_seconds")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
@@ -75,13 +45,7 @@ class RenderRequest(_message.Message):
     format: _common_pb2.ImageFormat
     quality: int
     progress_interval_seconds: float
-    def __init__(
-        self,
-        frames: _Iterable[FrameSpec | _Mapping] | None = ...,
-        format: _common_pb2.ImageFormat | str | None = ...,
-        quality: int | None = ...,
-        progress_interval_seconds: float | None = ...,
-    ) -> None: ...
+    def __init__(self, frames: _Optional[_Iterable[_Union[FrameSpec, _Mapping]]] = ..., format: _Optional[_Union[_common_pb2.ImageFormat, str]] = ..., quality: _Optional[int] = ..., progress_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class FrameProgress(_message.Message):
     __slots__ = ("frame", "step", "total_steps")
@@ -91,10 +55,10 @@ class FrameProgress(_message.Message):
     frame: int
     step: int
     total_steps: int
-    def __init__(self, frame: int | None = ..., step: int | None = ..., total_steps: int | None = ...) -> None: ...
+    def __init__(self, frame: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ...) -> None: ...
 
 class RenderedFrame(_message.Message):
-    __slots__ = ("backend", "frame", "image", "seed", "timings")
+    __slots__ = ("frame", "image", "seed", "timings", "backend")
     FRAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
@@ -105,38 +69,22 @@ class RenderedFrame(_message.Message):
     seed: int
     timings: _common_pb2.FrameTimings
     backend: str
-    def __init__(
-        self,
-        frame: int | None = ...,
-        image: _common_pb2.Image | _Mapping | None = ...,
-        seed: int | None = ...,
-        timings: _common_pb2.FrameTimings | _Mapping | None = ...,
-        backend: str | None = ...,
-    ) -> None: ...
+    def __init__(self, frame: _Optional[int] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., seed: _Optional[int] = ..., timings: _Optional[_Union[_common_pb2.FrameTimings, _Mapping]] = ..., backend: _Optional[str] = ...) -> None: ...
 
 class RenderEvent(_message.Message):
-    __slots__ = ("frame", "progress")
+    __slots__ = ("progress", "frame")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     progress: FrameProgress
     frame: RenderedFrame
-    def __init__(
-        self, progress: FrameProgress | _Mapping | None = ..., frame: RenderedFrame | _Mapping | None = ...
-    ) -> None: ...
+    def __init__(self, progress: _Optional[_Union[FrameProgress, _Mapping]] = ..., frame: _Optional[_Union[RenderedFrame, _Mapping]] = ...) -> None: ...
 
 class RendererInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class RenderLimits(_message.Message):
-    __slots__ = (
-        "max_frames_per_request",
-        "max_guidance_scale",
-        "max_prompt_chars",
-        "max_size",
-        "max_steps",
-        "min_size",
-    )
+    __slots__ = ("min_size", "max_size", "max_steps", "max_guidance_scale", "max_frames_per_request", "max_prompt_chars")
     MIN_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -149,28 +97,10 @@ class RenderLimits(_message.Message):
     max_guidance_scale: float
     max_frames_per_request: int
     max_prompt_chars: int
-    def __init__(
-        self,
-        min_size: int | None = ...,
-        max_size: int | None = ...,
-        max_steps: int | None = ...,
-        max_guidance_scale: float | None = ...,
-        max_frames_per_request: int | None = ...,
-        max_prompt_chars: int | None = ...,
-    ) -> None: ...
+    def __init__(self, min_size: _Optional[int] = ..., max_size: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_guidance_scale: _Optional[float] = ..., max_frames_per_request: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ...) -> None: ...
 
 class RendererInfo(_message.Message):
-    __slots__ = (
-        "available_adapters",
-        "backend",
-        "device",
-        "dtype",
-        "limits",
-        "loaded_adapters",
-        "max_batch_size",
-        "model",
-        "queue_depth",
-    )
+    __slots__ = ("backend", "model", "device", "dtype", "loaded_adapters", "available_adapters", "limits", "max_batch_size", "queue_depth")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -189,15 +119,4 @@ class RendererInfo(_message.Message):
     limits: RenderLimits
     max_batch_size: int
     queue_depth: int
-    def __init__(
-        self,
-        backend: str | None = ...,
-        model: str | None = ...,
-        device: str | None = ...,
-        dtype: str | None = ...,
-        loaded_adapters: _Iterable[str] | None = ...,
-        available_adapters: _Iterable[str] | None = ...,
-        limits: RenderLimits | _Mapping | None = ...,
-        max_batch_size: int | None = ...,
-        queue_depth: int | None = ...,
-    ) -> None: ...
+    def __init__(self, backend: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., loaded_adapters: _Optional[_Iterable[str]] = ..., available_adapters: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[RenderLimits, _Mapping]] = ..., max_batch_size: _Optional[int] = ..., queue_depth: _Optional[int] = ...) -> None: ...

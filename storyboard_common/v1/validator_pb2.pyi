@@ -1,13 +1,10 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
+from storyboard.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-
-from storyboard.v1 import common_pb2 as _common_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -17,14 +14,13 @@ class ReferencePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REFERENCE_POLICY_REFERENCE_IMAGES: _ClassVar[ReferencePolicy]
     REFERENCE_POLICY_FIRST_FRAME: _ClassVar[ReferencePolicy]
     REFERENCE_POLICY_CENTROID: _ClassVar[ReferencePolicy]
-
 REFERENCE_POLICY_UNSPECIFIED: ReferencePolicy
 REFERENCE_POLICY_REFERENCE_IMAGES: ReferencePolicy
 REFERENCE_POLICY_FIRST_FRAME: ReferencePolicy
 REFERENCE_POLICY_CENTROID: ReferencePolicy
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("frames", "policy", "prompts", "references", "thresholds", "trigger_tokens")
+    __slots__ = ("frames", "prompts", "references", "policy", "trigger_tokens", "thresholds")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
     REFERENCES_FIELD_NUMBER: _ClassVar[int]
@@ -37,18 +33,10 @@ class ScoreRequest(_message.Message):
     policy: ReferencePolicy
     trigger_tokens: _containers.RepeatedScalarFieldContainer[str]
     thresholds: _common_pb2.Thresholds
-    def __init__(
-        self,
-        frames: _Iterable[_common_pb2.Image | _Mapping] | None = ...,
-        prompts: _Iterable[str] | None = ...,
-        references: _Iterable[_common_pb2.Image | _Mapping] | None = ...,
-        policy: ReferencePolicy | str | None = ...,
-        trigger_tokens: _Iterable[str] | None = ...,
-        thresholds: _common_pb2.Thresholds | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, frames: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., prompts: _Optional[_Iterable[str]] = ..., references: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., policy: _Optional[_Union[ReferencePolicy, str]] = ..., trigger_tokens: _Optional[_Iterable[str]] = ..., thresholds: _Optional[_Union[_common_pb2.Thresholds, _Mapping]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("model", "policy", "scores", "thresholds")
+    __slots__ = ("scores", "thresholds", "policy", "model")
     SCORES_FIELD_NUMBER: _ClassVar[int]
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -57,20 +45,14 @@ class ScoreResponse(_message.Message):
     thresholds: _common_pb2.Thresholds
     policy: ReferencePolicy
     model: str
-    def __init__(
-        self,
-        scores: _Iterable[_common_pb2.FrameScore | _Mapping] | None = ...,
-        thresholds: _common_pb2.Thresholds | _Mapping | None = ...,
-        policy: ReferencePolicy | str | None = ...,
-        model: str | None = ...,
-    ) -> None: ...
+    def __init__(self, scores: _Optional[_Iterable[_Union[_common_pb2.FrameScore, _Mapping]]] = ..., thresholds: _Optional[_Union[_common_pb2.Thresholds, _Mapping]] = ..., policy: _Optional[_Union[ReferencePolicy, str]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ValidatorInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ValidatorInfo(_message.Message):
-    __slots__ = ("device", "max_frames", "model", "pretrained", "ready", "reason", "thresholds")
+    __slots__ = ("model", "pretrained", "device", "ready", "reason", "thresholds", "max_frames")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PRETRAINED_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -85,13 +67,4 @@ class ValidatorInfo(_message.Message):
     reason: str
     thresholds: _common_pb2.Thresholds
     max_frames: int
-    def __init__(
-        self,
-        model: str | None = ...,
-        pretrained: str | None = ...,
-        device: str | None = ...,
-        ready: bool | None = ...,
-        reason: str | None = ...,
-        thresholds: _common_pb2.Thresholds | _Mapping | None = ...,
-        max_frames: int | None = ...,
-    ) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., device: _Optional[str] = ..., ready: _Optional[bool] = ..., reason: _Optional[str] = ..., thresholds: _Optional[_Union[_common_pb2.Thresholds, _Mapping]] = ..., max_frames: _Optional[int] = ...) -> None: ...
