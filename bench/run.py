@@ -7,7 +7,7 @@ by side in the same run, with the machine, the versions and the date.
 
 Sections: orchestration efficiency and time to first frame (bench/orchestration.py; at 256x256 with 0.5 s frames,
 its overhead against frame time at R = 4 and 8, then at SDXL's 1024x1024 with 2 s frames), transport per image format
-(bench/transport.py), the documents' work after the last frame (bench/documents_bench.py), validator batched vs
+(bench/transport.py), validator batched vs
 pairwise (bench/validator_bench.py), planner latency (bench/planner_bench.py), and the renderer's SDXL GPU
 benchmark (bench/sdxl_bench.py) when a GPU run's results are in bench/results/.
 """
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import documents_bench, orchestration, planner_bench, transport  # noqa: E402
+from bench import orchestration, planner_bench, transport  # noqa: E402
 from bench.common import Section, machine, table  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -34,7 +34,6 @@ SECTIONS = (
     "orchestration-frame-time",
     "orchestration-real-size",
     "transport",
-    "documents",
     "validator",
     "planner",
     "sdxl",
@@ -85,7 +84,6 @@ def build(only: Sequence[str], quick: bool, log: Callable[[str], None]) -> list[
         "orchestration-frame-time": lambda: orchestration.run(["--rounds", "1" if quick else "3", *FRAME_TIMES]),
         "orchestration-real-size": lambda: orchestration.run(["--rounds", "1" if quick else "3", *REAL_SIZE]),
         "transport": lambda: transport.run(["--frames", "6"]),
-        "documents": lambda: documents_bench.run(rounds=5 if quick else documents_bench.ROUNDS),
         "validator": lambda: validator_section(quick),
         "planner": lambda: planner_bench.run(["--rounds", "1" if quick else "3"]),
         "sdxl": sdxl_section,

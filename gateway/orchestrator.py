@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +34,6 @@ from gateway.validation import (
     Picture,
     ValidationContext,
     ValidatorCalls,
-    ValidatorStub,
 )
 from storyboard import documents, outputs
 from storyboard.outputs import AttemptInfo
@@ -56,7 +55,7 @@ BUSY_BACKOFF_FIRST, BUSY_BACKOFF_MAX, MAX_BUSY_WAITS = 0.2, 5.0, 60
 # A render lost while its replica was at work is sent again without counting against the retries; a frame that
 # takes this many replicas down with it (out of memory, say) fails instead of taking every replica down in turn.
 MAX_LOST_AT_WORK = 5
-KEPT_PNG_LEVEL = 1  # frame_NNN.png made from a WebP or JPEG frame: ISA-L's fastest deflate (see _keep_as_png)
+KEPT_PNG_LEVEL = 6  # frame_NNN.png made from a WebP or JPEG frame: zlib's default, as Pillow saves a PNG
 
 
 @dataclass
@@ -79,7 +78,7 @@ class Downstream:
         if validator:
             validator_channel = open_channel(validator, retry_services=("storyboard.v1.Validator",), security=security)
             channels.append(validator_channel)
-            validator_stub = ValidatorStub(validator_channel)
+            validator_stub = validator_pb2_grpc.ValidatorStub(validator_channel)
         return cls(
             planner_pb2_grpc.PlannerStub(planner_channel),
             renderer_pb2_grpc.RendererStub(renderer_channel),
@@ -139,16 +138,9 @@ class Orchestrator:
                 self._refresh_plan_files(job, plan)
             else:
                 plan = self._plan(job)  # writes the plan files
-            with documents.StoryboardDocuments(plan.scenes, plan.characters) as built:
-                validation = self._render_all(job, plan, built)
-                # The repetition check seldom changes the PDF's words (a repetitive frame's verdict), so the PDF is
-                # laid out while the validator works, and again only if they did change.
-                words = documents.document_text(
-                    self._store.snapshot(job), self._store.attempts(job), validation.unready_reason
-                )
-                built.lay_out_pdf(words)
-                self._check_repetition(job, plan, validation)
-                files = self._assemble(job, plan, validation, built)
+            validation = self._render_all(job, plan)
+            self._check_repetition(job, plan, validation)
+            files = self._assemble(job, plan, validation)
             self._count_end(job, "completed")
             self._store.update_meta(job, lambda meta: meta.pop("regenerate", None))
             snapshot = self._store.snapshot(job)
@@ -194,18 +186,14 @@ class Orchestrator:
         else:
             outputs.write_json_atomic(job.output_dir / outputs.SDXL_PROMPTS, outputs.sdxl_prompts(plan))
 
-    def _render_all(self, job: Job, plan: common_pb2.Plan, built: documents.StoryboardDocuments) -> ValidationContext:
-        """Produce every frame not yet kept, side by side. Each kept frame also goes into the documents (``built``)
-        while the others render, so that little is left to do after the last one."""
+    def _render_all(self, job: Job, plan: common_pb2.Plan) -> ValidationContext:
+        """Produce every frame not yet kept, side by side."""
         self._set_state(job, sb.STORYBOARD_STATE_RENDERING)
         validation = self._validation_context(plan)
         frames = job.storyboard.frames
         self._forget_missing_frames(job, plan)
         if frames[0].rendered:
             validation.set_reference(Picture.of(self._frame_path(job, 1).read_bytes(), MIME_TYPES["PNG"]))
-        for scene in plan.scenes:  # kept by an earlier run (before a restart, or a regeneration's other frames):
-            if frames[scene.frame - 1].rendered:  # prepared for the documents while the rest render
-                built.add(scene.frame, self._frame_path(job, scene.frame))
         pending = [scene for scene in plan.scenes if not frames[scene.frame - 1].rendered]
         if not pending:
             return validation
@@ -215,7 +203,7 @@ class Orchestrator:
                 self._stage(job, "rendering"),
                 ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"job-{job.id[-8:]}") as pool,
             ):
-                futures = [pool.submit(self._produce_frame, job, plan, scene, validation, built) for scene in pending]
+                futures = [pool.submit(self._produce_frame, job, plan, scene, validation) for scene in pending]
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 errors = [future.exception() for future in done if future.exception() is not None]
                 if errors:
@@ -250,7 +238,6 @@ class Orchestrator:
         plan: common_pb2.Plan,
         scene: common_pb2.Scene,
         validation: ValidationContext,
-        built: documents.StoryboardDocuments,
     ) -> None:
         saved = {
             attempt.attempt: attempt
@@ -259,9 +246,9 @@ class Orchestrator:
         }
         regeneration = job.meta.get("regenerate")
         if regeneration and regeneration["frame"] == scene.frame:
-            kept = self._regenerated_attempt(job, plan, scene, validation, saved, regeneration, built)
+            kept = self._regenerated_attempt(job, plan, scene, validation, saved, regeneration)
         else:
-            kept = self._best_attempt(job, plan, scene, validation, saved, built)
+            kept = self._best_attempt(job, plan, scene, validation, saved)
         self._raise_if_cancelled(job)
         frame_path = self._frame_path(job, scene.frame)
         _keep_as_png(job.output_dir / kept.file, frame_path)
@@ -270,7 +257,6 @@ class Orchestrator:
         validation.keep(scene.frame, kept.file)
         if scene.frame == 1 and not validation.has_reference:  # an attempt validated by an earlier run
             validation.set_reference(Picture.of(frame_path.read_bytes(), MIME_TYPES["PNG"]))
-        built.add(scene.frame, job.output_dir / kept.file)  # prepared ahead; the same pixels as frame_path
 
     def _best_attempt(
         self,
@@ -279,7 +265,6 @@ class Orchestrator:
         scene: common_pb2.Scene,
         validation: ValidationContext,
         saved: dict[int, AttemptInfo],
-        built: documents.StoryboardDocuments,
     ) -> AttemptInfo:
         """Attempts until one is consistent enough or the retries are spent; the best is kept. Saved attempts
         (from before a restart) are taken as they are instead of being rendered again."""
@@ -295,8 +280,7 @@ class Orchestrator:
                         job, retry=sb.FrameRetry(frame=scene.frame, attempt=attempt_no, seed=seed, reason=reason)
                     )
                     self._metrics.retries.labels("low_consistency").inc()
-                attempt = self._render_attempt(job, plan, scene, attempt_no, seed, built, validation)
-            self._prepare_ahead(job, attempt, built)
+                attempt = self._render_attempt(job, plan, scene, attempt_no, seed, validation)
             if not attempt.validated:
                 self._validate_attempt(job, plan, scene, attempt, validation)
             if best is None or _better(attempt, best):
@@ -314,7 +298,6 @@ class Orchestrator:
         validation: ValidationContext,
         saved: dict[int, AttemptInfo],
         regeneration: dict[str, int],
-        built: documents.StoryboardDocuments,
     ) -> AttemptInfo:
         """The one attempt a user asked for, with the seed chosen when they asked; kept whatever it scores."""
         attempt_no, seed = regeneration["attempt"], regeneration["seed"]
@@ -323,18 +306,10 @@ class Orchestrator:
             retry = sb.FrameRetry(frame=scene.frame, attempt=attempt_no, seed=seed, reason="regeneration requested")
             self._store.append(job, retry=retry)
             self._metrics.retries.labels("regenerate").inc()
-            attempt = self._render_attempt(job, plan, scene, attempt_no, seed, built, validation)
-        self._prepare_ahead(job, attempt, built)
+            attempt = self._render_attempt(job, plan, scene, attempt_no, seed, validation)
         if not attempt.validated:
             self._validate_attempt(job, plan, scene, attempt, validation)
         return attempt
-
-    @staticmethod
-    def _prepare_ahead(job: Job, attempt: AttemptInfo, built: documents.StoryboardDocuments) -> None:
-        """Prepare the attempt for the documents while the validator judges it: most frames keep their first
-        attempt, and the frames that finish together (R replicas finish R at once) are then placed in the documents
-        as soon as they are kept, instead of waiting for their preparations in turn."""
-        built.prepare_ahead(job.output_dir / attempt.file)
 
     def _render_attempt(
         self,
@@ -343,14 +318,11 @@ class Orchestrator:
         scene: common_pb2.Scene,
         attempt_no: int,
         seed: int,
-        built: documents.StoryboardDocuments,
         validation: ValidationContext,
     ) -> AttemptInfo:
         started = time.perf_counter()
         with self._metrics.timed("render"):
-            # The documents' captions are drawn once the renderer is at work, so that they do not hold up sending
-            # the other frames' render calls.
-            rendered = self._render(job, plan, scene, attempt_no, seed, built.draw_captions)
+            rendered = self._render(job, plan, scene, attempt_no, seed)
         render_seconds = time.perf_counter() - started
         extension = EXTENSIONS.get(rendered.image.mime_type, ".png")
         file = f"attempts/frame_{scene.frame:03d}_attempt_{attempt_no}{extension}"
@@ -434,9 +406,8 @@ class Orchestrator:
         scene: common_pb2.Scene,
         attempt_no: int,
         seed: int,
-        rendering: Callable[[], object],
     ) -> renderer_pb2.RenderedFrame:
-        """The frame from a replica; ``rendering`` is called when the replica's first message shows it at work."""
+        """The frame from a replica."""
         interval = self._policy.progress_interval
         request = renderer_pb2.RenderRequest(
             frames=[self._frame_spec(job, plan, scene, seed)], progress_interval_seconds=interval
@@ -452,9 +423,7 @@ class Orchestrator:
             progress = ProgressThrottle(interval / 2)
             try:
                 for event in call:
-                    if not started:
-                        started = True
-                        rendering()
+                    started = True  # the replica is at work on the frame
                     if event.HasField("progress") and progress.passes(event.progress.step, event.progress.total_steps):
                         self._store.append(
                             job,
@@ -628,7 +597,6 @@ class Orchestrator:
         job: Job,
         plan: common_pb2.Plan,
         validation: ValidationContext,
-        built: documents.StoryboardDocuments,
     ) -> list[str]:
         self._set_state(job, sb.STORYBOARD_STATE_ASSEMBLING)
         folder = job.output_dir
@@ -637,7 +605,8 @@ class Orchestrator:
             attempts = self._store.attempts(job)
             metadata = outputs.write_frames_metadata(folder, plan, snapshot.frames, attempts)
             text = documents.document_text(snapshot, attempts, validation.unready_reason)
-            grid, pdf = built.write(folder, text)
+            frames = [self._frame_path(job, scene.frame) for scene in plan.scenes]
+            grid, pdf = documents.write_documents(folder, plan, frames, text)
         report = outputs.storyboard_report(
             snapshot,
             attempts,
@@ -741,9 +710,8 @@ def _better(candidate: AttemptInfo, best: AttemptInfo) -> bool:
 
 def _keep_as_png(attempt: Path, frame: Path) -> None:
     """Make ``frame`` (frame_NNN.png) the kept attempt's image as PNG, as the original's were, whatever the renderer
-    sent. A PNG attempt becomes the frame file without a copy (a hard link); any other is decoded and deflated by
-    ISA-L at level 1: 20-50 ms for a 1024x1024 frame, where zlib's default level took ~300 ms, for a file ~5% larger
-    (bench/RESULTS.md, transport)."""
+    sent. A PNG attempt becomes the frame file by a hard link (the same bytes, stored once); any other is decoded and
+    written as PNG."""
     with attempt.open("rb") as handle:
         is_png = handle.read(8) == b"\x89PNG\r\n\x1a\n"
     if is_png:

@@ -9,8 +9,6 @@ validator, and frames that ask together scored in one call.
 - Frames that finish together (R replicas finish R frames at once) are scored in one call (``FrameScores``): one
   request and one batched forward pass instead of one each. Each gets its score as if scored alone; repetition is
   judged later, over all kept frames.
-- Such a request carries every image's bytes, 25 MB for 8 frames of 1024x1024, so the stub (``ValidatorStub``)
-  serializes it image by image (``serialize_in_pieces``).
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf.message import Message
 
 from storyboard.v1 import common_pb2
 from storyboard_common.errors import ServiceError
@@ -154,59 +151,6 @@ class ValidationContext:
             if job.stopping.is_set():
                 return None
         return self._reference
-
-
-class ValidatorStub(validator_pb2_grpc.ValidatorStub):
-    """The validator's stub, with Score requests serialized by ``serialize_in_pieces``."""
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        super().__init__(channel)
-        service = validator_pb2.DESCRIPTOR.services_by_name["Validator"]
-        self.Score = channel.unary_unary(
-            f"/{service.full_name}/{service.methods_by_name['Score'].name}",
-            request_serializer=serialize_in_pieces,
-            response_deserializer=validator_pb2.ScoreResponse.FromString,
-            _registered_method=True,
-        )
-
-
-def serialize_in_pieces(message: Message) -> bytes:
-    """``message.SerializeToString()``, made field by field and each item of a repeated message field on its own, then
-    joined. upb writes a message into one buffer that it grows by doubling, copying what it holds each time, all of it
-    with the GIL held: a Score request with eight 3 MB frames (R = 8 at 1024x1024) takes ~38 ms alone against ~27 in
-    pieces, and in the gateway, where it competes for memory with the frames arriving, its share of the GIL fell from
-    a third to a tenth (py-spy). The bytes are the same (but for the order of map entries, which has none): a
-    message's encoding is its fields' in field-number order, and a repeated field's is its items', each tagged and
-    length-prefixed. (Unknown fields are left out; the gateway's requests have none.)"""
-    pieces: list[bytes] = []
-    for descriptor, value in message.ListFields():  # in field-number order, as SerializeToString writes them
-        kind = descriptor.message_type
-        if descriptor.is_repeated and kind is not None and not kind.GetOptions().map_entry:
-            tag = _varint(descriptor.number << 3 | _LENGTH_DELIMITED)
-            for item in value:
-                data = item.SerializeToString()
-                pieces += (tag, _varint(len(data)), data)
-        else:
-            alone = type(message)()
-            if descriptor.is_repeated or kind is not None:
-                getattr(alone, descriptor.name).MergeFrom(value)
-            else:
-                setattr(alone, descriptor.name, value)
-            pieces.append(alone.SerializeToString())
-    return b"".join(pieces)
-
-
-_LENGTH_DELIMITED = 2  # the wire type of messages, strings and bytes
-
-
-def _varint(value: int) -> bytes:
-    """``value`` (not negative) as a protobuf varint: 7 bits a byte, least significant first."""
-    encoded = bytearray()
-    while value > 0x7F:
-        encoded.append(value & 0x7F | 0x80)
-        value >>= 7
-    encoded.append(value)
-    return bytes(encoded)
 
 
 class ValidatorCalls:

@@ -135,7 +135,7 @@ class DiffusersBackend:
 
     name = "diffusers"
     applies_adapters = True
-    png_level = images.PNG_LEVEL  # photographic frames barely compress: storing is the fastest way to the client
+    png_level = images.PNG_LEVEL  # photographic frames barely compress: stored, they cost the least CPU
 
     def __init__(self, settings: RendererSettings, metrics: RendererMetrics | None = None) -> None:
         self._settings = settings

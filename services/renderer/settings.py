@@ -169,10 +169,9 @@ class RendererSettings(ServiceSettings):
         None,
         ge=0,
         le=9,
-        description="PNG level of frames: 0 stores them, 1-3 deflate them with ISA-L, 4-9 with zlib (the smallest, "
-        "the slowest); default: the backend's. diffusers stores them (0): the fastest to the client on a LAN for "
-        "photographic frames (bench/RESULTS.md, transport), where 1 makes them ~30% smaller. sketch uses 1: its "
-        "flat panels shrink ~20x",
+        description="zlib level (0-9) of PNG frames; default: the backend's. diffusers stores them (0): photographic "
+        "frames barely compress, so deflating costs CPU for few bytes; sketch uses 1: its flat panels shrink many "
+        "times",
     )
     metrics_port: int = Field(
         0,

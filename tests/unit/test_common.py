@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import socket
-import struct
 import threading
-import zlib
 
 import grpc
 import pytest
@@ -252,27 +250,13 @@ def test_png_frames_at_every_level_decode_to_the_same_rgb_pixels(level, mode):
     assert (decoded.mode, decoded.tobytes()) == ("RGB", picture.convert("RGB").tobytes())
 
 
-def test_a_stored_png_frame_is_its_raw_rows_unfiltered_and_level_1_shrinks_a_flat_one():
+def test_png_level_0_stores_a_frame_and_1_shrinks_a_flat_one():
     flat = Image.new("RGB", (256, 256), (40, 90, 160))
     stored, _ = images.encode(flat, "PNG", png_level=0)
     deflated, _ = images.encode(flat, "PNG", png_level=1)
     raw_rows = 256 * (1 + 256 * 3)
     assert raw_rows < len(stored) < raw_rows + 1000
-    assert _row_filters(stored) == {0}  # nothing for a reader to undo: Pillow's encoder would use Paeth throughout
     assert len(deflated) * 50 < raw_rows
-
-
-def _row_filters(png: bytes) -> set[int]:
-    """The filter bytes that start the rows of an RGB PNG."""
-    width = struct.unpack(">I", png[16:20])[0]
-    idat, offset = b"", 8
-    while offset < len(png):
-        (length,) = struct.unpack(">I", png[offset : offset + 4])
-        if png[offset + 4 : offset + 8] == b"IDAT":
-            idat += png[offset + 8 : offset + 8 + length]
-        offset += 12 + length
-    rows = zlib.decompress(idat)
-    return set(rows[:: 1 + 3 * width])
 
 
 @pytest.mark.parametrize("fmt", ["WEBP", "JPEG"])

@@ -174,36 +174,19 @@ def test_with_a_validator_model_frames_are_scored_against_frame_one(services, tm
     assert all(f.verdict != common_pb2.VERDICT_NOT_VALIDATED for f in final.frames)
 
 
-def test_frame_one_is_the_reference_and_in_the_documents_before_it_is_kept(services, tmp_path, monkeypatch):
-    # Frame 1's first attempt is kept whatever it scores, so it is the reference from the moment it arrives and is
-    # prepared for the documents while the validator judges it: here keeping it waits for both, and the other frames
-    # scored against it. Before, they waited for it to be kept, and it was prepared only then.
-    others_scored, frame_one_prepared = threading.Event(), threading.Event()
+def test_frame_one_is_the_reference_from_the_moment_it_arrives(services, tmp_path, monkeypatch):
+    # Frame 1's first attempt is kept whatever it scores, so the other frames are scored against it as soon as it
+    # arrives: here keeping it waits until they all were. Had they waited for it to be kept, this would deadlock.
+    others_scored = threading.Event()
     waited = {}
-    first_attempt: dict[str, bytes] = {}  # frame 1's first attempt, as the gateway writes it
-    real_prepare, real_keep = documents.prepare_encoded_frame, orchestrator._keep_as_png
-
-    def prepare(data: bytes) -> documents.PreparedFrame:
-        prepared = real_prepare(data)
-        if data == first_attempt.get("data"):
-            frame_one_prepared.set()
-        return prepared
+    real_keep = orchestrator._keep_as_png
 
     def keep(attempt: Path, frame: Path) -> None:
         if frame.name == "frame_001.png":
-            waited["scored"], waited["prepared"] = others_scored.wait(20), frame_one_prepared.wait(20)
+            waited["scored"] = others_scored.wait(20)
         real_keep(attempt, frame)
 
-    real_write = orchestrator.outputs.write_bytes_atomic
-
-    def write(path: Path, data: bytes) -> None:
-        if path.name.startswith("frame_001_attempt_1"):
-            first_attempt["data"] = data
-        real_write(path, data)
-
-    monkeypatch.setattr(documents, "prepare_encoded_frame", prepare)
     monkeypatch.setattr(orchestrator, "_keep_as_png", keep)
-    monkeypatch.setattr(orchestrator.outputs, "write_bytes_atomic", write)
     server, port = _gateway(services, tmp_path / "outputs", "validator_tiny")
     scored: set[int] = set()
     try:
@@ -220,7 +203,7 @@ def test_frame_one_is_the_reference_and_in_the_documents_before_it_is_kept(servi
     finally:
         server.stop(0)
     assert last.HasField("completed"), last
-    assert waited == {"scored": True, "prepared": True}
+    assert waited == {"scored": True}
 
 
 def _storyboard_through(services, outputs: Path, validator: str, validator_address: str = ""):
@@ -237,8 +220,10 @@ def _storyboard_through(services, outputs: Path, validator: str, validator_addre
 def test_the_documents_name_the_characters_and_the_plan_files_keep_their_tokens(services, tmp_path, monkeypatch):
     # The plan's descriptions carry the LoRAs' trigger tokens; the contact sheet and the PDF are read by people.
     captions = []
-    real_sheet = documents.ContactSheet
-    monkeypatch.setattr(documents, "ContactSheet", lambda texts: captions.extend(texts) or real_sheet(texts))
+    real_sheet = documents.contact_sheet
+    monkeypatch.setattr(
+        documents, "contact_sheet", lambda frames, texts: captions.extend(texts) or real_sheet(frames, texts)
+    )
     registry = Path(__file__).resolve().parents[2] / "examples" / "characters.toml"
     planner, planner_port = _start(create_planner, PlannerSettings(port=0, characters_file=registry))
     try:
@@ -296,17 +281,12 @@ def test_an_adapter_named_by_the_request_and_the_character_is_applied_once(servi
         renderer.stop(0)
 
 
-def test_the_pdf_laid_out_while_the_repetition_check_runs_is_the_one_written(services, tmp_path, monkeypatch):
-    # Its words are worked out before the check; unless a frame repeats another they are the final ones, so one layout
-    # is all a storyboard needs. A second would put reportlab back after the check, where nothing would fail.
-    layouts = []  # the thread of each layout: the one laid out ahead has a thread of its own
+def test_the_documents_are_made_once_after_the_last_frame_with_the_final_scores(services, tmp_path, monkeypatch):
+    layouts = []
     real = documents.storyboard_pdf
-    monkeypatch.setattr(
-        documents, "storyboard_pdf", lambda *args: layouts.append(threading.current_thread().name) or real(*args)
-    )
+    monkeypatch.setattr(documents, "storyboard_pdf", lambda *args: layouts.append(args) or real(*args))
     storyboard = _storyboard_through(services, tmp_path / "outputs", "validator_tiny")
-    assert not any(frame.verdict == common_pb2.VERDICT_REPETITIVE for frame in storyboard.frames)
-    assert len(layouts) == 1 and layouts[0].startswith("documents-pdf"), layouts
+    assert len(layouts) == 1
     reader = pypdf.PdfReader(tmp_path / "outputs" / storyboard.id / "storyboard.pdf")
     words = "\n".join(page.extract_text() for page in reader.pages)
     for frame in storyboard.frames:

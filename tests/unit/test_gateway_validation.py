@@ -1,7 +1,6 @@
 """The gateway's frame scores: frames that ask while a call is in flight share the next call, each gets its own score
 as if scored alone, and a call's error reaches every frame that was in it. The calls here are plain functions: what is
-under test is the gateway's batching, which the end-to-end tests run against the real validator. Then the stub's
-serialization of its requests, image by image: the same bytes as protobuf's own, over real gRPC."""
+under test is the gateway's batching, which the end-to-end tests run against the real validator."""
 
 from __future__ import annotations
 
@@ -10,18 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2, timestamp_pb2
 
 from gateway.validation import (
     FrameScores,
     Picture,
     ValidationContext,
-    ValidatorStub,
     scored_alone,
-    serialize_in_pieces,
 )
-from storyboard.v1 import common_pb2, storyboards_pb2
-from storyboard_common.v1 import validator_pb2, validator_pb2_grpc
+from storyboard.v1 import common_pb2
+from storyboard_common.v1 import validator_pb2
 
 THRESHOLDS = common_pb2.Thresholds(consistency=0.7, alignment=0.2, repetition=0.95)
 
@@ -204,70 +200,3 @@ def test_closing_frame_scores_ends_their_thread():
     for thread in started:
         thread.join(timeout=30)
         assert not thread.is_alive()
-
-
-def _score_request() -> validator_pb2.ScoreRequest:
-    """A request as the gateway makes one: frames with bytes, the reference by digest, every other field set."""
-    request = validator_pb2.ScoreRequest(
-        prompts=["frame 2", "frame 3", "frame 4"],
-        policy=validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES,
-        trigger_tokens=["aldar_kose"],
-        thresholds=THRESHOLDS,
-    )
-    for size in (10_000, 300_000, 3_000_000):  # two-, three- and four-byte length prefixes (below 2^14, 2^21, 2^28)
-        data = bytes(range(256)) * (size // 256)
-        request.frames.add(mime_type="image/png", sha256=Picture.of(data, "image/png").digest, data=data)
-    request.references.add(mime_type="image/png", sha256=b"\x01" * 32)
-    return request
-
-
-def _storyboard() -> storyboards_pb2.Storyboard:
-    storyboard = storyboards_pb2.Storyboard(id="sb-1", state=storyboards_pb2.STORYBOARD_STATE_COMPLETED)
-    storyboard.create_time.CopyFrom(timestamp_pb2.Timestamp(seconds=1_700_000_000, nanos=5))
-    storyboard.spec.story = "Aldar Kose tricks a merchant"
-    storyboard.plan.scenes.add(frame=1, description="the bazaar", trigger_tokens=["aldar_kose"])
-    storyboard.frames.add(frame=1, seed=2**40 + 5, score=common_pb2.FrameScore(consistency=0.9))
-    storyboard.frames.add(frame=2, seeds_tried=[1, 2, 3])
-    return storyboard
-
-
-@pytest.mark.parametrize(
-    "message",
-    [_score_request(), validator_pb2.ScoreRequest(), _storyboard()],
-    ids=["score request", "empty", "nested messages"],
-)
-def test_a_message_serialized_in_pieces_is_the_bytes_protobuf_makes(message):
-    assert serialize_in_pieces(message) == message.SerializeToString()
-
-
-def test_a_message_with_a_map_serialized_in_pieces_reads_back_the_same():
-    # Map entries come in no set order, so the bytes may differ; what is read back may not.
-    message = struct_pb2.Struct()
-    message.update({"story": "the pot", "frames": 8, "nested": {"seed": 5, "tokens": ["a", "b"]}})
-    assert struct_pb2.Struct.FromString(serialize_in_pieces(message)) == message
-
-
-class RecordingValidator(validator_pb2_grpc.ValidatorServicer):
-    def __init__(self) -> None:
-        self.requests: list[validator_pb2.ScoreRequest] = []
-
-    def Score(self, request, context):
-        self.requests.append(request)
-        return validator_pb2.ScoreResponse(
-            scores=[common_pb2.FrameScore(index=i) for i in range(len(request.frames))], thresholds=THRESHOLDS
-        )
-
-
-def test_the_validator_stub_sends_score_requests_that_arrive_whole():
-    validator = RecordingValidator()
-    server = grpc.server(ThreadPoolExecutor(2))
-    validator_pb2_grpc.add_ValidatorServicer_to_server(validator, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            response = ValidatorStub(channel).Score(_score_request(), timeout=30)
-    finally:
-        server.stop(None)
-    assert validator.requests == [_score_request()]
-    assert [score.index for score in response.scores] == [0, 1, 2]

@@ -87,11 +87,8 @@ def test_save_and_the_file_writers_take_str_and_path_like_folders(stack, tmp_pat
     outputs.write_report("parts", {})
     outputs.write_bytes_atomic("parts/bytes.bin", b"bytes")
     outputs.link_atomic("parts/bytes.bin", Folder("parts/linked.bin"))
-    with documents.StoryboardDocuments(plan.scenes) as built:
-        built.prepare_ahead("some/str/folder/frame_001.png")
-        for scene in plan.scenes:
-            built.add(scene.frame, Folder(f"some/str/folder/frame_{scene.frame:03d}.png"))
-        built.write("parts", documents.document_text(final, []))
+    frames = [Folder(f"some/str/folder/frame_{scene.frame:03d}.png") for scene in plan.scenes]
+    documents.write_documents("parts", plan, frames, documents.document_text(final, []))
     assert sorted(os.listdir("parts")) == [
         "bytes.bin", "frames.json", "linked.bin", "report.json", "scene_breakdown.json", "sdxl_prompts.json",
         "storyboard.pdf", "storyboard_grid.png",

@@ -75,10 +75,8 @@ class StoryboardResult:
         if self.final is None or not frames or len(frames) != len(plan.scenes):
             return written
         attempts = list(self.history.values())
-        with documents.StoryboardDocuments(plan.scenes, plan.characters) as built:
-            for number, data in frames.items():
-                built.add(number, data)
-            written.append(outputs.write_frames_metadata(folder, plan, self.final.frames, attempts))
-            written.append(outputs.write_report(folder, outputs.storyboard_report(self.final, attempts)))
-            written.extend(built.write(folder, documents.document_text(self.final, attempts)))
+        written.append(outputs.write_frames_metadata(folder, plan, self.final.frames, attempts))
+        written.append(outputs.write_report(folder, outputs.storyboard_report(self.final, attempts)))
+        ordered = [frames[scene.frame] for scene in plan.scenes]
+        written.extend(documents.write_documents(folder, plan, ordered, documents.document_text(self.final, attempts)))
         return written
