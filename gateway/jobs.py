@@ -33,7 +33,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from storyboard.outputs import AttemptInfo
+from gateway.outputs import AttemptInfo
 from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted

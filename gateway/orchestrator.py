@@ -24,9 +24,11 @@ from pathlib import Path
 import grpc
 from PIL import Image
 
+from gateway import documents, outputs
 from gateway.catalog import spec_error
 from gateway.jobs import Job, JobStore
 from gateway.metrics import Metrics
+from gateway.outputs import AttemptInfo
 from gateway.spec import frame_adapters, frame_seed
 from gateway.validation import (
     FrameScoreAnswer,
@@ -35,8 +37,6 @@ from gateway.validation import (
     ValidationContext,
     ValidatorCalls,
 )
-from storyboard import documents, outputs
-from storyboard.outputs import AttemptInfo
 from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common import images

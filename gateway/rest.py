@@ -28,12 +28,12 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway import outputs
 from gateway import rest_models as models
 from gateway.auth import ApiKeys, Caller
 from gateway.jobs import ID_PATTERN, Job
 from gateway.metrics import Metrics
 from gateway.service import StoryboardService
-from storyboard import outputs
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import HTTP_STATUS, InvalidArgument, NotFound, ServiceError, status_for
 
@@ -347,7 +347,7 @@ def build_app(
         """Plan a story without rendering it: a dry run."""
         spec = _to_proto(body.spec, sb.StoryboardSpec(), "spec")
         planned = await asyncio.to_thread(service.plan, spec)
-        return JSONResponse(to_json(sb.StoryboardsPlanResponse(plan=planned)))
+        return JSONResponse(to_json(sb.StoryboardsPlanResponse(plan=planned.plan)))
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

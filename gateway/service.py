@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
+from gateway import outputs
 from gateway.auth import Caller
 from gateway.catalog import NameCatalog, adapter_catalog, character_catalog, spec_error
+from gateway.files import checked_names, file_chunks
 from gateway.jobs import Job, JobStore, LoggedEvent
 from gateway.orchestrator import Downstream, Orchestrator
 from gateway.spec import check_prompt, frame_seed, normalized_spec
-from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from storyboard_common.v1 import planner_pb2
@@ -105,8 +106,8 @@ class StoryboardService:
         for logged in self._store.follow(job, after_sequence, is_active):
             yield with_image(logged)
 
-    def plan(self, spec: sb.StoryboardSpec) -> common_pb2.Plan:
-        """A plan for ``spec`` without rendering it."""
+    def plan(self, spec: sb.StoryboardSpec) -> sb.StoryboardsPlanResponse:
+        """A plan for ``spec`` without rendering it, with the files a storyboard's folder would hold for it."""
         normalized = normalized_spec(spec)
         self._adapters.check([adapter.name for adapter in normalized.adapters], "spec.adapters[{}].name")
         self._characters.check(list(normalized.characters), "spec.characters[{}]")
@@ -120,7 +121,15 @@ class StoryboardService:
             )
         except grpc.RpcError as error:
             raise spec_error(error) from None
-        return response.plan
+        files = outputs.plan_files(response.plan)
+        return sb.StoryboardsPlanResponse(
+            plan=response.plan, files=[sb.FileChunk(name=name, data=data, last=True) for name, data in files.items()]
+        )
+
+    def download(self, job_id: str, names: Sequence[str], caller: Caller = ANONYMOUS) -> Iterator[sb.FileChunk]:
+        """The files of the storyboard's folder (``names``, or every one), in chunks; the names are checked first."""
+        job = self._store.get(job_id, caller.owner)
+        return file_chunks(job.output_dir, checked_names(job.output_dir, names))
 
     def regenerate(
         self, job_id: str, frame: int, seed: int | None, prompt: str | None, caller: Caller = ANONYMOUS

@@ -47,9 +47,12 @@ class StoryboardsServicer(storyboards_pb2_grpc.StoryboardsServicer):
 
     def Plan(self, request: sb.StoryboardsPlanRequest, context: grpc.ServicerContext) -> sb.StoryboardsPlanResponse:
         self._caller(context)
-        return sb.StoryboardsPlanResponse(plan=self._service.plan(request.spec))
+        return self._service.plan(request.spec)
 
     def RegenerateFrame(self, request: sb.RegenerateFrameRequest, context: grpc.ServicerContext) -> sb.Storyboard:
         seed = request.seed if request.HasField("seed") else None
         prompt = request.prompt if request.HasField("prompt") else None
         return self._service.regenerate(request.id, request.frame, seed, prompt, self._caller(context))
+
+    def DownloadFiles(self, request: sb.DownloadFilesRequest, context: grpc.ServicerContext) -> Iterator[sb.FileChunk]:
+        yield from self._service.download(request.id, list(request.names), self._caller(context))

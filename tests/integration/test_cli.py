@@ -110,6 +110,17 @@ def test_plan_json_and_output_dir_without_any_stack(tmp_path):
     assert json.loads((tmp_path / "sdxl_prompts.json").read_text()) == document["prompts"]
 
 
+def test_plan_through_a_gateway_writes_the_files_the_gateway_made(stack, tmp_path):
+    result = storyboard("plan", "--gateway", stack.address, "--story", STORY, "--num-frames", "7", "--json",
+                        "--output-dir", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    breakdown = json.loads((tmp_path / "scene_breakdown.json").read_text())
+    assert document["scenes"] == breakdown["scenes"] and len(document["scenes"]) == 7
+    assert json.loads((tmp_path / "sdxl_prompts.json").read_text()) == document["prompts"]
+    assert breakdown["story"] == STORY and breakdown["num_frames"] == 7
+
+
 @pytest.mark.parametrize(
     ("flags", "name"),
     [

@@ -9,9 +9,8 @@ import pypdf
 import pytest
 from PIL import Image, ImageDraw
 
-from storyboard import documents, outputs
-from storyboard.results import StoryboardResult
-from storyboard.v1 import common_pb2, storyboards_pb2
+from gateway import documents, outputs
+from storyboard.v1 import common_pb2
 
 CYRILLIC = "Алдар Көсе продаёт котёл"
 ALDAR = common_pb2.CharacterRef(name="Aldar Kose", trigger_token="aldar_kose_man", adapter="aldar_kose")
@@ -180,23 +179,6 @@ def test_the_pdf_names_the_characters_on_the_overview_and_the_frame_pages(tmp_pa
     documents.write_documents(tmp_path, plan, [_png(64, 48, seed=s.frame) for s in scenes], documents.DocumentText())
     assert "Aldar Kose small in the distance" in _pdf_words(tmp_path)
     assert "aldar_kose_man" not in _pdf_words(tmp_path).lower()
-
-
-def test_a_client_saved_storyboard_names_the_characters_where_people_read_and_keeps_the_tokens_in_the_plan(tmp_path):
-    plan = common_pb2.Plan(story="Aldar Kose sells a pot", scenes=_token_scenes(2), characters=[ALDAR])
-    final = storyboards_pb2.Storyboard(
-        id="sb-1", plan=plan, frames=[storyboards_pb2.FrameResult(frame=n, seed=n) for n in (1, 2)]
-    )
-    result = StoryboardResult(plan=plan, final=final)
-    for n in (1, 2):
-        buffer = io.BytesIO()
-        _picture(32, 32, seed=n).save(buffer, format="PNG")
-        result.attempts[(n, n)] = buffer.getvalue()
-    written = result.save(tmp_path)
-    assert outputs.PDF in written and outputs.GRID in written
-    words = _pdf_words(tmp_path)
-    assert "Aldar Kose small in the distance" in words and "aldar_kose_man" not in words.lower()
-    assert "aldar_kose_man small in the distance" in (tmp_path / "scene_breakdown.json").read_text()
 
 
 def test_the_documents_are_written_from_encoded_frames_or_their_files(tmp_path):

@@ -12,7 +12,7 @@ import pypdf
 import pytest
 from PIL import Image
 
-from gateway import orchestrator
+from gateway import documents, orchestrator
 from gateway.server import create_server as create_gateway
 from gateway.settings import GatewaySettings
 from services.planner.server import create_server as create_planner
@@ -21,7 +21,6 @@ from services.renderer.server import create_server as create_renderer
 from services.renderer.settings import RendererSettings
 from services.validator.server import create_server as create_validator
 from services.validator.settings import ValidatorSettings
-from storyboard import documents
 from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
 from tests.support.scripted import BlockingRenderer, serve_renderer
 from tests.support.tcp_proxy import TcpProxy

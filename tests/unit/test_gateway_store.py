@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gateway.jobs import JobStore
-from storyboard.outputs import AttemptInfo
+from gateway.outputs import AttemptInfo
 from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted

@@ -12,12 +12,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import ValidationError
 
+from gateway.outputs import SCENE_BREAKDOWN, SDXL_PROMPTS, write_plan_files
 from services.planner.__main__ import main
 from services.planner.characters import CharacterRegistry
 from services.planner.planning import plan_story
 from services.planner.server import create_server
 from services.planner.settings import PlannerSettings
-from storyboard.outputs import SCENE_BREAKDOWN, SDXL_PROMPTS, write_plan_files
 from storyboard_common.errors import InvalidArgument, NotFound
 from storyboard_common.v1 import planner_pb2, planner_pb2_grpc
 

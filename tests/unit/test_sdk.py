@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import grpc
 import pypdf
 import pytest
 
-from storyboard import AsyncClient, Client, documents, outputs
+from storyboard import AsyncClient, Client
 from storyboard import events as ev
 from storyboard.local_stack import LocalStack, StackError, StackOptions
 from storyboard.v1 import storyboards_pb2
@@ -39,26 +38,38 @@ def test_generate_yields_typed_events_and_save_writes_the_gateway_files(stack, t
     rendered = [e for e in events if isinstance(e, ev.FrameRendered)]
     assert len(rendered) == 6 and rendered[0].image().size == (256, 256)
     written = run.result.save(tmp_path / "mine")
-    gateway_folder = events[-1].output_dir
-    gateway_files = set(events[-1].files)
-    assert gateway_files <= set(written), "save() writes every file the gateway wrote"
-    mine, theirs = tmp_path / "mine", Path(gateway_folder)
-    prompts = "sdxl_prompts.json"
-    assert json.loads((mine / prompts).read_text()) == json.loads((theirs / prompts).read_text())
-    for n in range(1, 7):
-        assert (mine / f"frame_{n:03d}.png").read_bytes() == (theirs / f"frame_{n:03d}.png").read_bytes()
-    mine_frames = json.loads((mine / "frames.json").read_text())["frames"]
-    theirs_frames = json.loads((theirs / "frames.json").read_text())["frames"]
-    for key in ("seed", "seeds_tried", "verdict", "prompt"):
-        assert [f[key] for f in mine_frames] == [f[key] for f in theirs_frames]
-    grid = "storyboard_grid.png"
-    assert (mine / grid).read_bytes() == (theirs / grid).read_bytes(), "the same frames make the same contact sheet"
-    mine_pdf, theirs_pdf = (pypdf.PdfReader(folder / "storyboard.pdf") for folder in (mine, theirs))
-    assert len(mine_pdf.pages) == len(theirs_pdf.pages) == 1 + 3
-    [plan] = [e.plan for e in events if isinstance(e, ev.PlanReady)]
-    for reader in (mine_pdf, theirs_pdf):
-        text = "".join(page.extract_text() for page in reader.pages[1:])
-        assert all(f"Frame {scene.frame} · " in text and scene.description[:30] in text for scene in plan.scenes)
+    mine, theirs = tmp_path / "mine", Path(events[-1].output_dir)
+    gateway_files = sorted(p.relative_to(theirs).as_posix() for p in theirs.rglob("*") if p.is_file())
+    assert sorted(written) == gateway_files and set(events[-1].files) <= set(written)
+    assert "attempts/frame_001_attempt_1.png" in written
+    for name in gateway_files:  # the gateway's folder, byte for byte
+        assert (mine / name).read_bytes() == (theirs / name).read_bytes(), name
+    assert len(pypdf.PdfReader(mine / "storyboard.pdf").pages) == 1 + 3
+
+
+def test_a_client_reads_or_downloads_chosen_files_and_a_bad_name_is_refused(stack, tmp_path):
+    with Client(stack.address) as client:
+        storyboard_id = client.generate(story=STORY, num_frames=6, **SMALL).wait().storyboard_id
+        files = client.read_files(storyboard_id, ["sdxl_prompts.json", "frame_002.png"])
+        assert (
+            sorted(files) == ["frame_002.png", "sdxl_prompts.json"] and len(json.loads(files["sdxl_prompts.json"])) == 6
+        )
+        assert client.download(storyboard_id, tmp_path, ["report.json"]) == ["report.json"]
+        assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+        for name, code in (
+            ("nope.png", grpc.StatusCode.NOT_FOUND),
+            ("../../etc/passwd", grpc.StatusCode.INVALID_ARGUMENT),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                client.read_files(storyboard_id, [name])
+            assert refused.value.code() == code and refused.value.details().startswith("names[0]")
+
+
+def test_a_result_that_names_no_storyboard_on_a_gateway_has_nothing_to_save(tmp_path):
+    from storyboard import StoryboardResult
+
+    with pytest.raises(ValueError, match="nothing to save"):
+        StoryboardResult().save(tmp_path)
 
 
 class Folder:
@@ -76,24 +87,10 @@ def test_save_and_the_file_writers_take_str_and_path_like_folders(stack, tmp_pat
     with Client(stack.address) as client:
         result = client.generate(story=STORY, num_frames=6, **SMALL).wait()
     written = result.save("some/str/folder")  # the README's call
-    assert sorted(written) == sorted(os.listdir("some/str/folder"))
+    assert sorted(written) == sorted(p.relative_to("some/str/folder").as_posix()
+                                     for p in Path("some/str/folder").rglob("*") if p.is_file())  # fmt: skip
     assert {"frame_006.png", "frames.json", "report.json", "storyboard_grid.png", "storyboard.pdf"} <= set(written)
     assert result.save(Folder(tmp_path / "path-like")) == written
-
-    plan, final = result.plan, result.final
-    assert plan is not None and final is not None
-    outputs.write_plan_files("parts", plan)
-    outputs.write_frames_metadata(Folder("parts"), plan, final.frames, [])
-    outputs.write_report("parts", {})
-    outputs.write_bytes_atomic("parts/bytes.bin", b"bytes")
-    outputs.link_atomic("parts/bytes.bin", Folder("parts/linked.bin"))
-    frames = [Folder(f"some/str/folder/frame_{scene.frame:03d}.png") for scene in plan.scenes]
-    documents.write_documents("parts", plan, frames, documents.document_text(final, []))
-    assert sorted(os.listdir("parts")) == [
-        "bytes.bin", "frames.json", "linked.bin", "report.json", "scene_breakdown.json", "sdxl_prompts.json",
-        "storyboard.pdf", "storyboard_grid.png",
-    ]  # fmt: skip
-    assert Path("parts/storyboard_grid.png").read_bytes() == Path("some/str/folder/storyboard_grid.png").read_bytes()
 
 
 def test_a_local_stack_takes_str_paths_for_its_files_and_logs(tmp_path):
@@ -186,50 +183,3 @@ def test_watch_resumes_after_the_connection_is_cut(tmp_path):
     renderer_server.stop(0)
     assert before >= 3
     assert seen == list(range(1, len(seen) + 1)), "no event lost or repeated across the reconnect"
-
-
-def test_link_atomic_puts_the_same_file_in_place_without_copying(tmp_path):
-    from storyboard import outputs
-
-    source = tmp_path / "attempts" / "frame_001_attempt_2.png"
-    source.parent.mkdir()
-    source.write_bytes(b"new frame")
-    target = tmp_path / "frame_001.png"
-    target.write_bytes(b"old frame")
-    outputs.link_atomic(source, target)
-    assert target.read_bytes() == b"new frame"
-    assert target.stat().st_ino == source.stat().st_ino  # a hard link: no bytes were read or written
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["attempts", "frame_001.png"]  # no temporary left
-
-
-def test_link_atomic_onto_the_same_file_again_leaves_no_temporary_link(tmp_path):
-    # A gateway killed between keeping a frame and recording it keeps the same attempt again when it resumes. rename(2)
-    # of one hard link onto another of the same file does nothing and succeeds, which left the temporary link behind.
-    from storyboard import outputs
-
-    source = tmp_path / "attempts" / "frame_001_attempt_1.png"
-    source.parent.mkdir()
-    source.write_bytes(b"frame")
-    target = tmp_path / "frame_001.png"
-    outputs.link_atomic(source, target)
-    outputs.link_atomic(source, target)
-    assert target.read_bytes() == b"frame" and target.stat().st_ino == source.stat().st_ino
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["attempts", "frame_001.png"]
-
-
-def test_link_atomic_copies_where_no_hard_link_can_be_made(tmp_path):
-    from storyboard import outputs
-
-    shm = Path("/dev/shm")
-    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
-        pytest.skip("needs a second filesystem (/dev/shm) to make os.link fail across devices")
-    source = shm / f"storyboard-test-{tmp_path.name}.png"
-    source.write_bytes(b"frame bytes")
-    try:
-        target = tmp_path / "frame_001.png"
-        outputs.link_atomic(source, target)
-        assert target.read_bytes() == b"frame bytes"
-        assert target.stat().st_ino != source.stat().st_ino
-        assert [p.name for p in tmp_path.iterdir()] == ["frame_001.png"]
-    finally:
-        source.unlink()

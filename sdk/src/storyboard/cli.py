@@ -22,13 +22,13 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
 
-from storyboard import outputs
 from storyboard.client import DEFAULT_ADDRESS, Client, make_spec
 from storyboard.local_stack import (
     DEFAULT_GRPC_PORT,
@@ -41,7 +41,7 @@ from storyboard.local_stack import (
     StackOptions,
 )
 from storyboard.progress import LiveReporter, PlainReporter, frames_table, summary_rows
-from storyboard.results import StoryboardResult
+from storyboard.results import PLAN_FILES, SCENE_BREAKDOWN, SDXL_PROMPTS, StoryboardResult, write_named_files
 from storyboard.v1 import common_pb2, storyboards_pb2
 
 
@@ -248,12 +248,13 @@ def _read_story(args: argparse.Namespace) -> str:
     return story
 
 
-def _plan_json(plan: common_pb2.Plan) -> dict[str, Any]:
+def _plan_json(plan: common_pb2.Plan, files: dict[str, bytes]) -> dict[str, Any]:
+    """The plan as ``--json`` prints it: its scenes and prompts as its files (made by the server) hold them."""
     return {
         "story": plan.story,
         "num_frames": len(plan.scenes),
-        "scenes": outputs.scene_breakdown(plan)["scenes"],
-        "prompts": outputs.sdxl_prompts(plan),
+        "scenes": json.loads(files[SCENE_BREAKDOWN])["scenes"],
+        "prompts": json.loads(files[SDXL_PROMPTS]),
         "negative_prompt": plan.negative_prompt,
         "warnings": list(plan.warnings),
         "planner": plan.planner,
@@ -266,13 +267,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         with Client(args.gateway) as client:
             spec = make_spec(story=story, num_frames=args.num_frames, temperature=args.temperature,
                              characters=args.character)  # fmt: skip
-            plan = client.plan(spec)
+            plan, files = client.plan_with_files(spec)
     else:
-        plan = _plan_in_process(args, story)
+        plan, files = _plan_in_process(args, story)
     if args.output_dir is not None:
-        outputs.write_plan_files(args.output_dir, plan)
+        write_named_files(args.output_dir, files)
     if args.json:
-        print(json.dumps(_plan_json(plan), indent=2, ensure_ascii=False))
+        print(json.dumps(_plan_json(plan, files), indent=2, ensure_ascii=False))
         return 0
     print(f"{len(plan.scenes)} frames (planner: {plan.planner})")
     for scene in plan.scenes:
@@ -283,28 +284,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for warning in plan.warnings:
         print(f"warning: {warning}")
     if args.output_dir is not None:
-        print(f"\nwrote {outputs.SCENE_BREAKDOWN} and {outputs.SDXL_PROMPTS} to {args.output_dir.resolve()}")
+        print(f"\nwrote {' and '.join(files)} to {args.output_dir.resolve()}")
     return 0
 
 
-def _plan_in_process(args: argparse.Namespace, story: str) -> common_pb2.Plan:
-    try:
-        from services.planner.planning import plan_story
-        from services.planner.settings import PlannerSettings
-    except ImportError:
-        raise CliError("planning in this process needs storyboard-server installed; or pass --gateway") from None
-    if args.api_key:
-        os.environ["OPENAI_API_KEY"] = args.api_key  # read by the planner's settings; never printed
-    from storyboard_common.errors import ServiceError
+def _server(capability: str, needed_for: str) -> Any:
+    """What the storyboard-server package offers under ``capability`` (entry point group ``storyboard.server``),
+    found without importing it; a CliError saying what to install when it is not."""
+    found = entry_points(group="storyboard.server", name=capability)
+    if not found:
+        raise CliError(f"{needed_for} needs the storyboard-server package (pip install storyboard-server)")
+    return next(iter(found)).load()
 
+
+def _plan_in_process(args: argparse.Namespace, story: str) -> tuple[common_pb2.Plan, dict[str, bytes]]:
+    plan_with_files = _server("plan", "planning without --gateway")
     try:
-        settings = PlannerSettings(characters_file=args.characters_file)
-        return plan_story(story, args.num_frames, temperature=args.temperature, characters=args.character,
-                          settings=settings, timeout_seconds=120)  # fmt: skip
-    except ServiceError as error:
-        raise CliError(f"{error.code.name}: {error.message}") from None
-    except ValueError as error:  # settings: a missing registry file, say
-        raise CliError(str(error).splitlines()[-1].strip()) from None
+        return plan_with_files(story, args.num_frames, characters=args.character, temperature=args.temperature,
+                               characters_file=args.characters_file, api_key=args.api_key)  # fmt: skip
+    except ValueError as error:
+        raise CliError(str(error)) from None
 
 
 def _generate_spec(args: argparse.Namespace, story: str, adapter: str | None) -> storyboards_pb2.StoryboardSpec:
@@ -345,7 +344,7 @@ def _follow(run: Any, json_mode: bool) -> StoryboardResult:
     return run.result
 
 
-def _report(result: StoryboardResult, args: argparse.Namespace) -> int:
+def _report(result: StoryboardResult, args: argparse.Namespace, client: Client) -> int:
     if result.failure is not None:
         failure = result.failure
         raise CliError(f"storyboard {result.storyboard_id} failed: {failure.code}: {failure.message}")
@@ -356,7 +355,7 @@ def _report(result: StoryboardResult, args: argparse.Namespace) -> int:
             "id": result.final.id,
             "output_dir": result.final.output_dir,
             "saved_to": str(args.output_dir.resolve()) if args.output_dir else None,
-            "plan": _plan_json(result.plan) if result.plan else None,
+            "plan": _plan_json(result.plan, client.read_files(result.final.id, PLAN_FILES)) if result.plan else None,
             "frames": [dict(zip(("frame", "seed", "attempts", "consistency", "alignment", "verdict"), row,
                                 strict=True)) for row in summary_rows(result)],
         }  # fmt: skip
@@ -425,7 +424,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             spec = _generate_spec(args, story, _lora(args, local=False, options=None))
             for line in _ignored_stack_options_note(args, address):
                 print(f"storyboard: note: {line}", file=sys.stderr, flush=True)  # stdout: the output alone
-            return _report(_follow(client.generate(spec), args.json), args)
+            return _report(_follow(client.generate(spec), args.json), args, client)
     options = _stack_options(args)
     spec = _generate_spec(args, story, _lora(args, local=True, options=options))
     if args.api_key:
@@ -438,7 +437,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         for note in stack.notes:
             print(f"note: {note}", file=out)
         with Client(stack.gateway_address) as client:
-            return _report(_follow(client.generate(spec), args.json), args)
+            return _report(_follow(client.generate(spec), args.json), args, client)
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -480,12 +479,14 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     with Client(_gateway_address(args), api_key=args.gateway_key) as client:
-        result = client.fetch(args.id)
-    if result.final is None:
-        message = f"{result.failure.code}: {result.failure.message}" if result.failure else "it has not completed"
-        raise CliError(f"storyboard {args.id} has no files to fetch ({message})")
-    written = result.save(args.output_dir)
+        storyboard = client.get(args.id)
+        written = client.download(args.id, args.output_dir)
+    state = storyboards_pb2.StoryboardState.Name(storyboard.state).removeprefix("STORYBOARD_STATE_").lower()
+    if not written:
+        raise CliError(f"storyboard {args.id} has no files yet ({state})")
     print(f"wrote {len(written)} files to {args.output_dir.resolve()}")
+    if storyboard.state != storyboards_pb2.STORYBOARD_STATE_COMPLETED:
+        print(f"note: storyboard {args.id} is {state}: these are the files it has so far", file=sys.stderr)
     return 0
 
 

@@ -20,7 +20,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -29,7 +29,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from storyboard.events import StoryboardEvent, from_proto
-from storyboard.results import StoryboardResult
+from storyboard.results import StoryboardResult, StrPath, joined_files, write_files
 from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -120,8 +120,8 @@ def _backoff(attempt: int) -> float:
 class GenerateRun:
     """The events of one storyboard as they happen; collects them into ``result`` as they pass."""
 
-    def __init__(self, events: Iterator[StoryboardEvent], cancel: Any) -> None:
-        self.result = StoryboardResult()
+    def __init__(self, events: Iterator[StoryboardEvent], cancel: Any, source: ClientOptions | None = None) -> None:
+        self.result = StoryboardResult(source=source)
         self._events = events
         self._cancel = cancel
 
@@ -199,7 +199,7 @@ class Client:
         request = storyboards_pb2.GenerateRequest(
             spec=make_spec(spec, **fields), idempotency_key=idempotency_key or uuid.uuid4().hex
         )
-        return GenerateRun(self._generate(request), self.cancel)
+        return GenerateRun(self._generate(request), self.cancel, self.options)
 
     def _generate(self, request: storyboards_pb2.GenerateRequest) -> Iterator[StoryboardEvent]:
         last, storyboard_id = 0, ""
@@ -244,11 +244,23 @@ class Client:
                 time.sleep(_backoff(attempt))
 
     def fetch(self, storyboard_id: str) -> StoryboardResult:
-        """Everything of a storyboard (plan, frames) collected from its events; ``.save(folder)`` writes it."""
-        result = StoryboardResult()
+        """A storyboard's plan and outcome, collected from its events once it has ended; ``.save(folder)`` downloads
+        its folder."""
+        result = StoryboardResult(source=self.options)
         for event in self.watch(storyboard_id):
             result.add(event.proto)
         return result
+
+    def download(self, storyboard_id: str, folder: StrPath, names: Sequence[str] = ()) -> list[str]:
+        """Write the storyboard's folder as the gateway wrote it (``names``: only those files) into ``folder``;
+        returns the names written."""
+        request = storyboards_pb2.DownloadFilesRequest(id=storyboard_id, names=names)
+        return write_files(folder, self._stub.DownloadFiles(request, metadata=self._metadata))
+
+    def read_files(self, storyboard_id: str, names: Sequence[str] = ()) -> dict[str, bytes]:
+        """Files of the storyboard's folder (``names``: only those) in memory, by name."""
+        request = storyboards_pb2.DownloadFilesRequest(id=storyboard_id, names=names)
+        return joined_files(self._stub.DownloadFiles(request, metadata=self._metadata))
 
     def cancel(self, storyboard_id: str) -> storyboards_pb2.Storyboard:
         return self._call(self._stub.Cancel, storyboards_pb2.CancelRequest(id=storyboard_id))
@@ -261,8 +273,16 @@ class Client:
 
     def plan(self, spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any) -> common_pb2.Plan:
         """Plan a story without rendering it."""
+        return self.plan_with_files(spec, **fields)[0]
+
+    def plan_with_files(
+        self, spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any
+    ) -> tuple[common_pb2.Plan, dict[str, bytes]]:
+        """Plan a story without rendering it; with the plan's files (scene_breakdown.json, sdxl_prompts.json) by
+        name, as a storyboard's folder would hold them."""
         request = storyboards_pb2.StoryboardsPlanRequest(spec=make_spec(spec, **fields))
-        return self._call(self._stub.Plan, request).plan
+        response = self._call(self._stub.Plan, request)
+        return response.plan, {file.name: file.data for file in response.files}
 
 
 class AsyncClient:
@@ -330,10 +350,16 @@ class AsyncClient:
                 await asyncio.sleep(_backoff(attempt))
 
     async def fetch(self, storyboard_id: str) -> StoryboardResult:
-        result = StoryboardResult()
+        result = StoryboardResult(source=self.options)
         async for event in self.watch(storyboard_id):
             result.add(event.proto)
         return result
+
+    async def download(self, storyboard_id: str, folder: StrPath, names: Sequence[str] = ()) -> list[str]:
+        """Write the storyboard's folder as the gateway wrote it (``names``: only those files) into ``folder``."""
+        request = storyboards_pb2.DownloadFilesRequest(id=storyboard_id, names=names)
+        chunks = [chunk async for chunk in self._stub.DownloadFiles(request, metadata=self._metadata)]
+        return await asyncio.to_thread(write_files, folder, chunks)
 
     async def cancel(self, storyboard_id: str) -> storyboards_pb2.Storyboard:
         return await self._call(self._stub.Cancel, storyboards_pb2.CancelRequest(id=storyboard_id))

@@ -19,7 +19,7 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from storyboard.outputs import StrPath
+from storyboard.results import StrPath
 from storyboard_common.v1 import validator_pb2, validator_pb2_grpc
 
 LOOPBACK = "127.0.0.1"

@@ -1,82 +1,100 @@
-"""Collects a storyboard's events into its files, so a client writes the same folder the gateway writes."""
+"""What a client learns of one storyboard from its events, and its folder downloaded from the gateway."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from storyboard import documents, outputs
 from storyboard.v1 import common_pb2, storyboards_pb2
+
+if TYPE_CHECKING:
+    from storyboard.client import ClientOptions
+
+StrPath = str | os.PathLike[str]  # what every function here taking a folder accepts
+# The plan's files in a storyboard's folder, as the original system named them.
+SCENE_BREAKDOWN, SDXL_PROMPTS = "scene_breakdown.json", "sdxl_prompts.json"
+PLAN_FILES = (SCENE_BREAKDOWN, SDXL_PROMPTS)
 
 
 @dataclass
 class StoryboardResult:
-    """What a client has learned of one storyboard from its events."""
+    """What a client has learned of one storyboard from its events; ``save`` downloads its folder."""
 
     storyboard_id: str = ""
     plan: common_pb2.Plan | None = None
     final: storyboards_pb2.Storyboard | None = None
     failure: storyboards_pb2.Failed | None = None
-    attempts: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (frame, seed) -> encoded image
-    history: dict[tuple[int, int], outputs.AttemptInfo] = field(default_factory=dict)  # (frame, attempt) -> info
+    source: ClientOptions | None = field(default=None, repr=False)  # the gateway the events came from
 
     def add(self, event: storyboards_pb2.StoryboardEvent) -> None:
         self.storyboard_id = event.storyboard_id
         kind = event.WhichOneof("event")
         if kind == "plan_ready":
             self.plan = event.plan_ready.plan
-        elif kind == "frame_rendered":
-            self._rendered(event.frame_rendered)
-        elif kind == "frame_validated":
-            self._validated(event.frame_validated)
         elif kind == "completed":
             self.final = event.completed.storyboard
         elif kind == "failed":
             self.failure = event.failed
 
-    def _rendered(self, rendered: storyboards_pb2.FrameRendered) -> None:
-        self.attempts[(rendered.frame, rendered.seed)] = rendered.image.data
-        scenes = self.plan.scenes if self.plan is not None else []
-        prompt = scenes[rendered.frame - 1].prompt if 0 < rendered.frame <= len(scenes) else ""
-        self.history[(rendered.frame, rendered.attempt)] = outputs.AttemptInfo(
-            frame=rendered.frame, attempt=rendered.attempt, seed=rendered.seed, prompt=prompt, file="",
-            backend=rendered.backend, timings=rendered.timings,
-        )  # fmt: skip
+    def save(self, folder: StrPath) -> list[str]:
+        """Download the storyboard's folder from the gateway into ``folder`` (a ``str`` or path-like): the files the
+        gateway wrote, byte for byte (plan files, frames, storyboard_grid.png, frames.json, report.json,
+        storyboard.pdf and every attempt); returns their names."""
+        if self.source is None or not self.storyboard_id:
+            raise ValueError("this result names no storyboard on a gateway; nothing to save")
+        from storyboard.client import Client  # the client module builds results: imported when one is saved
 
-    def _validated(self, validated: storyboards_pb2.FrameValidated) -> None:
-        info = self.history.get((validated.frame, validated.attempt))
-        if info is None:
-            return
-        info.validated = True
-        info.verdict, info.reason = validated.verdict, validated.reason
-        info.score = validated.score if validated.HasField("score") else None
+        with Client(**asdict(self.source)) as client:
+            return client.download(self.storyboard_id, folder)
 
-    def kept_frames(self) -> dict[int, bytes]:
-        """Each frame's kept attempt (the one whose seed the final storyboard records)."""
-        if self.final is None:
-            return {}
-        return {
-            f.frame: self.attempts[(f.frame, f.seed)] for f in self.final.frames if (f.frame, f.seed) in self.attempts
-        }
 
-    def save(self, folder: outputs.StrPath) -> list[str]:
-        """Write the storyboard's folder (a ``str`` or path-like): scene_breakdown.json, sdxl_prompts.json and
-        frame_NNN.png, and once it is complete storyboard_grid.png, frames.json, report.json and storyboard.pdf.
-        Returns the file names."""
-        folder = Path(folder)
-        plan = self.final.plan if self.final is not None and self.final.HasField("plan") else self.plan
-        if plan is None:
-            raise ValueError("no plan was received; nothing to save")
-        written = outputs.write_plan_files(folder, plan)
-        frames = self.kept_frames()
-        for number, data in sorted(frames.items()):
-            outputs.write_bytes_atomic(folder / outputs.frame_file_name(number), data)
-            written.append(outputs.frame_file_name(number))
-        if self.final is None or not frames or len(frames) != len(plan.scenes):
-            return written
-        attempts = list(self.history.values())
-        written.append(outputs.write_frames_metadata(folder, plan, self.final.frames, attempts))
-        written.append(outputs.write_report(folder, outputs.storyboard_report(self.final, attempts)))
-        ordered = [frames[scene.frame] for scene in plan.scenes]
-        written.extend(documents.write_documents(folder, plan, ordered, documents.document_text(self.final, attempts)))
-        return written
+def write_files(folder: StrPath, chunks: Iterable[storyboards_pb2.FileChunk]) -> list[str]:
+    """Write downloaded files into ``folder``, each whole or not at all (written to a hidden temporary, then renamed
+    into place); returns their names in the order they came."""
+    folder = Path(folder)
+    written: list[str] = []
+    handle = None
+    try:
+        for chunk in chunks:
+            target = _inside(folder, chunk.name)
+            if handle is None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(f".{target.name}.download")
+                handle = partial.open("wb")
+            handle.write(chunk.data)
+            if chunk.last:
+                handle.close()
+                handle = None
+                partial.replace(target)
+                written.append(chunk.name)
+    finally:
+        if handle is not None:
+            handle.close()
+            Path(handle.name).unlink(missing_ok=True)
+    return written
+
+
+def write_named_files(folder: StrPath, files: dict[str, bytes]) -> list[str]:
+    """Write whole files given by name into ``folder``, as ``write_files`` does."""
+    return write_files(
+        folder, (storyboards_pb2.FileChunk(name=name, data=data, last=True) for name, data in files.items())
+    )
+
+
+def joined_files(chunks: Iterable[storyboards_pb2.FileChunk]) -> dict[str, bytes]:
+    """Downloaded files in memory, by name."""
+    pieces: dict[str, list[bytes]] = {}
+    for chunk in chunks:
+        pieces.setdefault(chunk.name, []).append(chunk.data)
+    return {name: b"".join(parts) for name, parts in pieces.items()}
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """Where file ``name`` of a storyboard's folder goes under ``folder``; a name that would leave it is refused."""
+    target = (folder / name).resolve()
+    if not target.is_relative_to(folder.resolve()) or not name:
+        raise ValueError(f"the gateway sent a file named {name!r}, which is not a path inside a folder")
+    return target

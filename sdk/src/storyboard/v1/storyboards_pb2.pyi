@@ -173,10 +173,30 @@ class StoryboardsPlanRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[StoryboardSpec, _Mapping]] = ...) -> None: ...
 
 class StoryboardsPlanResponse(_message.Message):
-    __slots__ = ("plan",)
+    __slots__ = ("plan", "files")
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
     plan: _common_pb2.Plan
-    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ...) -> None: ...
+    files: _containers.RepeatedCompositeFieldContainer[FileChunk]
+    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., files: _Optional[_Iterable[_Union[FileChunk, _Mapping]]] = ...) -> None: ...
+
+class DownloadFilesRequest(_message.Message):
+    __slots__ = ("id", "names")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FileChunk(_message.Message):
+    __slots__ = ("name", "data", "last")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    data: bytes
+    last: bool
+    def __init__(self, name: _Optional[str] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("storyboard",)

@@ -75,6 +75,11 @@ class StoryboardsStub:
                 request_serializer=storyboard_dot_v1_dot_storyboards__pb2.RegenerateFrameRequest.SerializeToString,
                 response_deserializer=storyboard_dot_v1_dot_storyboards__pb2.Storyboard.FromString,
                 _registered_method=True)
+        self.DownloadFiles = channel.unary_stream(
+                '/storyboard.v1.Storyboards/DownloadFiles',
+                request_serializer=storyboard_dot_v1_dot_storyboards__pb2.DownloadFilesRequest.SerializeToString,
+                response_deserializer=storyboard_dot_v1_dot_storyboards__pb2.FileChunk.FromString,
+                _registered_method=True)
 
 
 class StoryboardsServicer:
@@ -141,6 +146,14 @@ class StoryboardsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadFiles(self, request, context):
+        """Streams the files of a storyboard's folder as the gateway wrote them: the plan files, the frames, the documents,
+        frames.json, report.json and every attempt. NOT_FOUND names a file the folder does not hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoryboardsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +196,11 @@ def add_StoryboardsServicer_to_server(servicer, server):
                     servicer.RegenerateFrame,
                     request_deserializer=storyboard_dot_v1_dot_storyboards__pb2.RegenerateFrameRequest.FromString,
                     response_serializer=storyboard_dot_v1_dot_storyboards__pb2.Storyboard.SerializeToString,
+            ),
+            'DownloadFiles': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadFiles,
+                    request_deserializer=storyboard_dot_v1_dot_storyboards__pb2.DownloadFilesRequest.FromString,
+                    response_serializer=storyboard_dot_v1_dot_storyboards__pb2.FileChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -402,6 +420,33 @@ class Storyboards:
             '/storyboard.v1.Storyboards/RegenerateFrame',
             storyboard_dot_v1_dot_storyboards__pb2.RegenerateFrameRequest.SerializeToString,
             storyboard_dot_v1_dot_storyboards__pb2.Storyboard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/storyboard.v1.Storyboards/DownloadFiles',
+            storyboard_dot_v1_dot_storyboards__pb2.DownloadFilesRequest.SerializeToString,
+            storyboard_dot_v1_dot_storyboards__pb2.FileChunk.FromString,
             options,
             channel_credentials,
             insecure,

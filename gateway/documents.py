@@ -26,7 +26,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 
-from storyboard import outputs
+from gateway import outputs
 from storyboard.v1 import common_pb2, storyboards_pb2
 
 # PDF streams are binary-safe: ASCII85 would only make the images' streams a quarter larger.

@@ -1,4 +1,4 @@
-"""The files of a storyboard folder, as the original system wrote them and as the gateway and SDK write them now.
+"""The files of a storyboard folder, as the original system wrote them and as the gateway writes them now.
 
     scene_breakdown.json   the story and its scenes ({frame, description, camera, mood} plus our extras)
     sdxl_prompts.json      an array of prompt strings, one per frame
@@ -9,7 +9,7 @@
     storyboard.pdf         the storyboard as a printable document: a title page, then the frames with captions
 
 Every file is written atomically (a temporary file renamed into place), so a reader never sees half a file. The grid
-and the PDF are drawn by ``storyboard.documents``.
+and the PDF are drawn by ``gateway.documents``.
 """
 
 from __future__ import annotations
@@ -76,8 +76,13 @@ def link_atomic(source: StrPath, path: StrPath) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def json_bytes(value: Any) -> bytes:
+    """A JSON file's bytes, as every JSON file of a storyboard folder is written."""
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
+
+
 def write_json_atomic(path: StrPath, value: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode())
+    write_bytes_atomic(path, json_bytes(value))
 
 
 def scene_breakdown(plan: common_pb2.Plan, timestamp: datetime | None = None) -> dict[str, Any]:
@@ -114,12 +119,20 @@ def sdxl_prompts(plan: common_pb2.Plan) -> list[str]:
     return [scene.prompt for scene in plan.scenes]
 
 
+def plan_files(plan: common_pb2.Plan, timestamp: datetime | None = None) -> dict[str, bytes]:
+    """scene_breakdown.json and sdxl_prompts.json, by name, as a storyboard folder holds them."""
+    return {
+        SCENE_BREAKDOWN: json_bytes(scene_breakdown(plan, timestamp)),
+        SDXL_PROMPTS: json_bytes(sdxl_prompts(plan)),
+    }
+
+
 def write_plan_files(folder: StrPath, plan: common_pb2.Plan, timestamp: datetime | None = None) -> list[str]:
     """Write scene_breakdown.json and sdxl_prompts.json; returns the file names written."""
-    folder = Path(folder)
-    write_json_atomic(folder / SCENE_BREAKDOWN, scene_breakdown(plan, timestamp))
-    write_json_atomic(folder / SDXL_PROMPTS, sdxl_prompts(plan))
-    return [SCENE_BREAKDOWN, SDXL_PROMPTS]
+    files = plan_files(plan, timestamp)
+    for name, data in files.items():
+        write_bytes_atomic(Path(folder) / name, data)
+    return list(files)
 
 
 # -- per-frame metadata and the report ----------------------------------------------------------------------------
