@@ -1,8 +1,8 @@
 """The OpenAI backend: a chat model drafts the scenes, through the official ``openai`` client.
 
 Any OpenAI-compatible server works (``--openai-base-url``: Azure OpenAI, vLLM, Ollama, LM Studio). The story is
-sent as delimited data, the answer is requested as JSON matching a schema (JSON mode where a server rejects
-schemas) and parsed into typed models. A plan that breaks the storyboard rules is sent back with the violations
+sent as delimited data, the answer is requested as JSON matching the schema of the typed models it is parsed into
+(JSON mode where a server rejects schemas). A plan that breaks the storyboard rules is sent back with the violations
 listed, up to ``feedback_rounds`` times; whatever still fails is fixed by the rule checker afterwards.
 
 Transport failures are retried with exponential backoff inside the caller's deadline, then mapped to status codes:
@@ -22,10 +22,12 @@ import time
 from typing import Any
 
 import openai
-from pydantic import BaseModel, ConfigDict, ValidationError
+from openai.lib import type_to_response_format_param
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.planner.budget import CallBudget
 from services.planner.drafts import PlanDraft, SceneDraft
+from services.planner.lexicon import SHOT_TYPES
 from services.planner.planning import StoryRequest
 from services.planner.rules import check_plan
 from services.planner.settings import API_KEY_ENV, PlannerSettings
@@ -46,71 +48,39 @@ _MAX_BACKOFF_SECONDS = 8.0
 _MIN_CALL_SECONDS = 0.25  # not worth starting a call with less time than this left
 _DEADLINE_MARGIN_SECONDS = 0.1  # answer the caller before its deadline, not at it
 _MAX_RETRY_AFTER_SECONDS = 10.0
-_SHOT_CHOICES = (
-    "wide shot",
-    "medium shot",
-    "full shot",
-    "close-up",
-    "extreme close-up",
-    "POV shot",
-    "over-the-shoulder shot",
-    "low-angle shot",
-    "high-angle shot",
-    "tracking shot",
-)
+
+# Every shot type the rule checker names: the model picks its camera from these.
+SHOT_NAMES = tuple(SHOT_TYPES)
 
 
-class ModelScene(BaseModel):
-    """One scene as the model writes it."""
+# The JSON schema the model is asked to follow is derived from the two models below, and their docstrings and field
+# descriptions are part of it: they are written for the model. Required fields are enforced when a reply is parsed;
+# the shot names and the frame count are asked of the model but not enforced there, so that a reply that misses them
+# (from a server in JSON mode) still parses, and the rule checker sends it back with the rule it breaks, or fixes it.
+class StoryboardScene(BaseModel):
+    """One frame of the storyboard."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"additionalProperties": False})
 
-    frame: int
-    description: str
-    camera: str
-    mood: str
-    setting: str
-    lighting: str
-    characters: list[str]
-
-
-class ModelPlan(BaseModel):
-    """The model's whole answer."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    scenes: list[ModelScene]
+    frame: int = Field(description="1-based frame number")
+    description: str = Field(description="what happens: action and key elements, no clothing")
+    camera: str = Field(description="shot type", json_schema_extra={"enum": list(SHOT_NAMES)})
+    mood: str = Field(description="one or two words")
+    setting: str = Field(description="where the frame takes place")
+    lighting: str = Field(description="lighting or time of day")
+    characters: list[str] = Field(description="trigger tokens of the registered characters in the frame")
 
 
-_SCENE_FIELDS = {
-    "frame": {"type": "integer", "description": "1-based frame number"},
-    "description": {"type": "string", "description": "what happens: action and key elements, no clothing"},
-    "camera": {"type": "string", "description": "shot type, e.g. wide shot, medium shot, close-up, POV shot"},
-    "mood": {"type": "string", "description": "one or two words"},
-    "setting": {"type": "string", "description": "where the frame takes place"},
-    "lighting": {"type": "string", "description": "lighting or time of day"},
-    "characters": {
-        "type": "array",
-        "items": {"type": "string"},
-        "description": "trigger tokens of the registered characters in the frame",
-    },
-}
-PLAN_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "scenes": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": _SCENE_FIELDS,
-                "required": list(_SCENE_FIELDS),
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["scenes"],
-    "additionalProperties": False,
-}
+class StoryboardPlan(BaseModel):
+    """The storyboard: its frames in order."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"additionalProperties": False})
+
+    scenes: list[StoryboardScene] = Field(json_schema_extra={"minItems": MIN_FRAMES, "maxItems": MAX_FRAMES})
+
+
+# The schema in OpenAI's strict form (the openai client's own conversion of the models above).
+SCHEMA_FORMAT = type_to_response_format_param(StoryboardPlan)
 
 SYSTEM_PROMPT = f"""You are a storyboard artist. You break a short story into {MIN_FRAMES} to {MAX_FRAMES} scenes \
 that an SDXL image model will draw, one image per scene.
@@ -119,7 +89,7 @@ Rules:
 1. Show the story's progression: every frame moves the story on; never repeat a scene.
 2. Frame 1 is a front-facing reference shot of the main character (say "facing the camera"), showing the story's \
 key elements. Not a back view, not a POV, not a tiny figure in a landscape.
-3. Vary the camera: use at least three different shot types ({", ".join(_SHOT_CHOICES)}); never the same \
+3. Vary the camera: use at least three different shot types ({", ".join(SHOT_NAMES)}); never the same \
 shot type with a near-identical description in two consecutive frames.
 4. Every frame names its setting; change the setting only where the story moves to another place.
 5. A recurring character or object keeps exactly the same descriptor in every frame (if it is a "brown horse" \
@@ -191,7 +161,7 @@ def parse_reply(content: str | None, facts: StoryFacts) -> PlanDraft:
     except json.JSONDecodeError as error:
         raise _BadReply(f"the reply was not valid JSON ({error.msg} at character {error.pos})") from None
     try:
-        plan = ModelPlan.model_validate(data)
+        plan = StoryboardPlan.model_validate(data)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc']) or 'reply'}: {problem['msg']}"
@@ -201,7 +171,7 @@ def parse_reply(content: str | None, facts: StoryFacts) -> PlanDraft:
     return PlanDraft([_scene(scene, facts) for scene in plan.scenes])
 
 
-def _scene(scene: ModelScene, facts: StoryFacts) -> SceneDraft:
+def _scene(scene: StoryboardScene, facts: StoryFacts) -> SceneDraft:
     description = scene.description
     listed: list[str] = []
     for character in facts.cast.characters:
@@ -294,12 +264,7 @@ class OpenAIPlanner:
     # -- one completion, with retries ----------------------------------------------------------------------------
 
     def _response_format(self) -> dict[str, Any]:
-        if self._use_schema:
-            return {
-                "type": "json_schema",
-                "json_schema": {"name": "storyboard_plan", "strict": True, "schema": PLAN_SCHEMA},
-            }
-        return {"type": "json_object"}
+        return SCHEMA_FORMAT if self._use_schema else {"type": "json_object"}
 
     def _complete(
         self, client: openai.OpenAI, messages: list[dict[str, str]], request: StoryRequest, budget: CallBudget

@@ -15,8 +15,10 @@ from typing import Any
 
 import grpc
 import pytest
+from openai.lib import type_to_response_format_param
 
-from services.planner.lexicon import BACK_VIEW_PHRASES
+from services.planner.lexicon import BACK_VIEW_PHRASES, SHOT_TYPES
+from services.planner.openai_backend import StoryboardPlan
 from services.planner.server import create_server
 from services.planner.settings import PlannerSettings
 from services.planner.text import find_phrases, has_phrase
@@ -326,6 +328,35 @@ def test_names_become_trigger_tokens(fake: FakeOpenAI) -> None:
     assert result.scenes[2].description == "aldar_kose_man's determined face as the wind blows"
     assert list(result.scenes[2].trigger_tokens) == ["aldar_kose_man"]
     assert len(fake.chat_requests()) == 1
+
+
+def test_the_schema_sent_is_derived_from_the_reply_models(fake: FakeOpenAI) -> None:
+    fake.add(plan_reply(GOOD_PLAN))
+    with planner(fake.base_url) as stub:
+        plan(stub, num_frames=6)
+    response_format = fake.chat_requests()[0]["response_format"]
+    assert response_format == type_to_response_format_param(StoryboardPlan)
+    assert response_format["json_schema"]["strict"] is True
+    schema = response_format["json_schema"]["schema"]
+    scenes = schema["properties"]["scenes"]
+    assert (scenes["minItems"], scenes["maxItems"]) == (6, 10)
+    assert schema["required"] == ["scenes"] and schema["additionalProperties"] is False
+    scene = _resolve(schema, scenes["items"])
+    fields = ["frame", "description", "camera", "mood", "setting", "lighting", "characters"]
+    assert scene["required"] == fields and list(scene["properties"]) == fields
+    assert scene["additionalProperties"] is False
+    shots = scene["properties"]["camera"]["enum"]
+    assert set(shots) == set(SHOT_TYPES) and {"close-up", "wide shot", "POV shot"} <= set(shots)
+
+
+def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """``node``, or the definition its ``$ref`` points to."""
+    if "$ref" not in node:
+        return node
+    found: Any = schema
+    for part in node["$ref"].removeprefix("#/").split("/"):
+        found = found[part]
+    return found
 
 
 def test_a_server_without_json_schema_gets_json_mode(fake: FakeOpenAI) -> None:
