@@ -5,9 +5,10 @@ sent as delimited data, the answer is requested as JSON matching the schema of t
 (JSON mode where a server rejects schemas). A plan that breaks the storyboard rules is sent back with the violations
 listed, up to ``feedback_rounds`` times; whatever still fails is fixed by the rule checker afterwards.
 
-Transport failures are retried with exponential backoff inside the caller's deadline, then mapped to status codes:
-a missing key is FAILED_PRECONDITION, a rejected key UNAUTHENTICATED, persistent 429 RESOURCE_EXHAUSTED, an
-unreachable or failing server UNAVAILABLE, no answer in time DEADLINE_EXCEEDED. The key is never logged or returned.
+Transport failures are retried by the openai client itself (its exponential backoff, or the wait the server's
+Retry-After asks for), held to the caller's deadline, then mapped to status codes: a missing key is
+FAILED_PRECONDITION, a rejected key UNAUTHENTICATED, persistent 429 RESOURCE_EXHAUSTED, an unreachable or failing
+server UNAVAILABLE, no answer in time DEADLINE_EXCEEDED. The key is never logged or returned.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ import json
 import logging
 import re
 import threading
-import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 import openai
+from openai._constants import INITIAL_RETRY_DELAY, MAX_RETRY_AFTER_DELAY, MAX_RETRY_DELAY
 from openai.lib import type_to_response_format_param
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -44,10 +49,8 @@ from storyboard_common.validation import MAX_FRAMES, MIN_FRAMES
 
 log = logging.getLogger(__name__)
 
-_MAX_BACKOFF_SECONDS = 8.0
-_MIN_CALL_SECONDS = 0.25  # not worth starting a call with less time than this left
+_MIN_ATTEMPT_SECONDS = 0.25  # not worth asking the model with less time than this left
 _DEADLINE_MARGIN_SECONDS = 0.1  # answer the caller before its deadline, not at it
-_MAX_RETRY_AFTER_SECONDS = 10.0
 
 # Every shot type the rule checker names: the model picks its camera from these.
 SHOT_NAMES = tuple(SHOT_TYPES)
@@ -253,7 +256,8 @@ class OpenAIPlanner:
                     api_key=key,
                     base_url=self._settings.openai_base_url or None,
                     timeout=self._settings.request_timeout_seconds,
-                    max_retries=0,  # retries happen here, within the caller's deadline
+                    max_retries=self._settings.max_retries,
+                    http_client=_DeadlineHttpClient(),
                 )
                 self._clients = {fingerprint: client}  # a rotated key replaces the old client
             return client
@@ -261,7 +265,7 @@ class OpenAIPlanner:
     def _where(self, client: openai.OpenAI) -> str:
         return str(client.base_url).rstrip("/")
 
-    # -- one completion, with retries ----------------------------------------------------------------------------
+    # -- one completion ------------------------------------------------------------------------------------------
 
     def _response_format(self) -> dict[str, Any]:
         return SCHEMA_FORMAT if self._use_schema else {"type": "json_object"}
@@ -269,117 +273,176 @@ class OpenAIPlanner:
     def _complete(
         self, client: openai.OpenAI, messages: list[dict[str, str]], request: StoryRequest, budget: CallBudget
     ) -> str | None:
-        """The content of one chat completion; transient failures are retried with backoff inside the budget."""
-        failures = 0
-        last: tuple[str, openai.APIError] | None = None
-        while True:
-            budget.check("waiting for the model")
-            timeout = self._call_timeout(budget)
-            extra: dict[str, Any] = {} if request.seed is None else {"seed": request.seed}
-            try:
-                response = client.chat.completions.create(
-                    model=self._settings.openai_model,
-                    messages=messages,  # type: ignore[arg-type]
-                    temperature=request.temperature,
-                    response_format=self._response_format(),  # type: ignore[arg-type]
-                    timeout=timeout,
-                    **extra,
-                )
-            except (openai.BadRequestError, openai.UnprocessableEntityError) as error:
-                if self._use_schema and _rejects_schema(error):
+        """The content of one chat completion; the client retries transient failures, within the caller's deadline."""
+        with _held_to(budget) as call:
+            while True:
+                extra: dict[str, Any] = {} if request.seed is None else {"seed": request.seed}
+                try:
+                    response = client.chat.completions.create(
+                        model=self._settings.openai_model,
+                        messages=messages,  # type: ignore[arg-type]
+                        temperature=request.temperature,
+                        response_format=self._response_format(),  # type: ignore[arg-type]
+                        **extra,
+                    )
+                except openai.APIError as error:
+                    if not (self._use_schema and _rejects_schema(error)):
+                        raise self._failure(client, error, call.attempts) from None
                     log.info("%s rejects JSON schemas; using JSON mode", self._where(client))
                     self._use_schema = False
-                    continue
-                raise FailedPrecondition(
-                    f"the model server at {self._where(client)} rejected the request (HTTP {error.status_code}); "
-                    f"check --openai-model ({self._settings.openai_model}) and --openai-base-url"
-                ) from None
-            except openai.AuthenticationError:
-                raise Unauthenticated(
-                    f"the model server at {self._where(client)} rejected the API key; set a valid key in "
-                    f"{API_KEY_ENV} or in the file --openai-api-key-file names"
-                ) from None
-            except openai.PermissionDeniedError:
-                raise Unauthenticated(
-                    f"the API key may not use {self._settings.openai_model} at {self._where(client)}; use another "
-                    "key or --openai-model"
-                ) from None
-            except openai.NotFoundError:
-                raise FailedPrecondition(
-                    f"the model server at {self._where(client)} has no model {self._settings.openai_model!r} "
-                    "(or no chat completions endpoint); check --openai-model and --openai-base-url"
-                ) from None
-            except openai.RateLimitError as error:
-                if error.code == "insufficient_quota":
-                    raise ResourceExhausted(
-                        f"the account behind the API key has no quota left at {self._where(client)}"
-                    ) from None
-                last = ("rate", error)
-            except openai.APITimeoutError as error:
-                last = ("timeout", error)
-            except openai.APIConnectionError as error:
-                last = ("connection", error)
-            except openai.APIStatusError as error:
-                if error.status_code < 500:
-                    raise FailedPrecondition(
-                        f"the model server at {self._where(client)} answered HTTP {error.status_code}"
-                    ) from None
-                last = ("server", error)
-            else:
-                return _content(response)
-            failures += 1
-            delay = self._backoff(failures, last[1])
-            if failures > self._settings.max_retries or not self._time_for_another_try(budget, delay):
-                raise self._gave_up(client, last[0], last[1], failures)
-            log.info("model call failed (%s); retry %d in %.2fs", last[0], failures, delay)
-            self._sleep(delay, budget)
+                else:
+                    return _content(response)
 
-    def _call_timeout(self, budget: CallBudget) -> float:
-        remaining = budget.remaining()
-        if remaining is None:
-            return self._settings.request_timeout_seconds
-        available = remaining - _DEADLINE_MARGIN_SECONDS
-        if available < _MIN_CALL_SECONDS / 2:
-            raise DeadlineExceeded("the deadline passed before the model could be asked (allow more time)")
-        return min(self._settings.request_timeout_seconds, available)
-
-    def _backoff(self, failures: int, error: openai.APIError) -> float:
-        delay = min(_MAX_BACKOFF_SECONDS, self._settings.retry_backoff_seconds * 2 ** (failures - 1))
-        response = getattr(error, "response", None)
-        retry_after = response.headers.get("retry-after") if response is not None else None
-        if retry_after:
-            with contextlib.suppress(ValueError):  # an HTTP date: keep our own backoff
-                delay = max(delay, min(float(retry_after), _MAX_RETRY_AFTER_SECONDS))
-        return delay
-
-    @staticmethod
-    def _time_for_another_try(budget: CallBudget, delay: float) -> bool:
-        remaining = budget.remaining()
-        return remaining is None or remaining - delay - _DEADLINE_MARGIN_SECONDS >= _MIN_CALL_SECONDS
-
-    @staticmethod
-    def _sleep(delay: float, budget: CallBudget) -> None:
-        end = time.monotonic() + delay
-        while (left := end - time.monotonic()) > 0:
-            budget.check("waiting to retry the model")
-            time.sleep(min(left, 0.05))
-
-    def _gave_up(self, client: openai.OpenAI, kind: str, error: openai.APIError, tries: int) -> Exception:
+    def _failure(self, client: openai.OpenAI, error: openai.APIError, tries: int) -> Exception:
+        """The status error for a failure the client does not retry, or retried until it gave up."""
         where = self._where(client)
-        if kind == "rate":
+        if isinstance(error, openai.RateLimitError):
+            if error.code == "insufficient_quota":
+                return ResourceExhausted(f"the account behind the API key has no quota left at {where}")
             return ResourceExhausted(
                 f"the model server at {where} is still rate-limiting after {tries} tries; wait and retry, or check "
                 "the account's rate limits"
             )
-        if kind == "timeout":
+        if isinstance(error, openai.APIStatusError) and error.status_code < 500:
+            return self._refusal(client, error)
+        if isinstance(error, openai.APITimeoutError):
             return DeadlineExceeded(f"the model at {where} did not answer in time ({tries} tries)")
-        if kind == "connection":
+        if isinstance(error, openai.APIConnectionError):
             return Unavailable(f"cannot reach the model server at {where} ({tries} tries)")
         status = getattr(error, "status_code", "5xx")
         return Unavailable(f"the model server at {where} keeps failing (HTTP {status}, {tries} tries)")
 
+    def _refusal(self, client: openai.OpenAI, error: openai.APIStatusError) -> Exception:
+        """The status error for a request the server refused (4xx other than 429)."""
+        where, model = self._where(client), self._settings.openai_model
+        if isinstance(error, openai.AuthenticationError):
+            return Unauthenticated(
+                f"the model server at {where} rejected the API key; set a valid key in {API_KEY_ENV} or in the file "
+                "--openai-api-key-file names"
+            )
+        if isinstance(error, openai.PermissionDeniedError):
+            return Unauthenticated(f"the API key may not use {model} at {where}; use another key or --openai-model")
+        if isinstance(error, openai.NotFoundError):
+            return FailedPrecondition(
+                f"the model server at {where} has no model {model!r} (or no chat completions endpoint); check "
+                "--openai-model and --openai-base-url"
+            )
+        if isinstance(error, (openai.BadRequestError, openai.UnprocessableEntityError)):
+            return FailedPrecondition(
+                f"the model server at {where} rejected the request (HTTP {error.status_code}); check --openai-model "
+                f"({model}) and --openai-base-url"
+            )
+        return FailedPrecondition(f"the model server at {where} answered HTTP {error.status_code}")
 
-def _rejects_schema(error: openai.APIStatusError) -> bool:
+
+# -- the client's retries, held to the caller's deadline ---------------------------------------------------------
+
+
+@dataclass
+class _Call:
+    """The attempts the client makes for one completion, and the deadline they must keep."""
+
+    budget: CallBudget
+    attempts: int = 0
+
+    def start_attempt(self, request: httpx2.Request) -> None:
+        """Count an attempt, and cut its timeouts to the time left; none left: DeadlineExceeded (or Cancelled)."""
+        self.budget.check("waiting for the model")
+        self.attempts += 1
+        left = self.budget.remaining()
+        if left is None:
+            return
+        available = left - _DEADLINE_MARGIN_SECONDS
+        if available < _MIN_ATTEMPT_SECONDS / 2:  # half: a retry that fitted may lose a little to the wait itself
+            raise DeadlineExceeded("the deadline left no time to ask the model (allow more time)")
+        timeouts = request.extensions.get("timeout") or dict.fromkeys(("connect", "read", "write", "pool"))
+        request.extensions["timeout"] = {
+            name: available if seconds is None else min(seconds, available) for name, seconds in timeouts.items()
+        }
+
+    def retry_fits(self, response: httpx2.Response | None) -> bool:
+        """Whether another attempt still fits before the deadline after the longest wait the client may take."""
+        left = self.budget.remaining()
+        if left is None:
+            return True
+        wait = _longest_wait(self.attempts - 1, None if response is None else response.headers)
+        return left - wait - _DEADLINE_MARGIN_SECONDS >= _MIN_ATTEMPT_SECONDS
+
+
+_CALL: ContextVar[_Call | None] = ContextVar("openai_call", default=None)
+
+
+@contextlib.contextmanager
+def _held_to(budget: CallBudget) -> Iterator[_Call]:
+    """The client's requests in this block (in this thread) keep ``budget``'s deadline."""
+    call = _Call(budget)
+    token = _CALL.set(call)
+    try:
+        yield call
+    finally:
+        _CALL.reset(token)
+
+
+class _DeadlineHttpClient(openai.DefaultHttpxClient):
+    """The openai client's HTTP client, which holds the client's own retries to the caller's deadline.
+
+    The client applies its timeout to each attempt afresh, and its wait before a retry (exponential backoff, or as
+    long as the server's Retry-After asks, within the client's own limit) knows nothing of a deadline. So each
+    attempt's timeouts are cut to the time left, and a failure is handed back at once, with time left to say so, when
+    the client's longest wait would leave no time for another attempt: an error response is marked
+    ``x-should-retry: false`` (the client obeys it), a timeout or connection error is raised as the openai error the
+    client would raise after its last try. A 429 that says the quota is spent is never retried: no wait cures it.
+    """
+
+    def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
+        call = _CALL.get()
+        if call is None:
+            return super().send(request, **kwargs)
+        call.start_attempt(request)
+        try:
+            response = super().send(request, **kwargs)
+        except httpx2.TimeoutException as error:
+            if call.retry_fits(None):
+                raise
+            raise openai.APITimeoutError(request=request) from error
+        except httpx2.TransportError as error:
+            if call.retry_fits(None):
+                raise
+            raise openai.APIConnectionError(request=request) from error
+        if response.is_error and (_no_quota(response) or not call.retry_fits(response)):
+            response.headers["x-should-retry"] = "false"
+        return response
+
+
+def _longest_wait(retries_taken: int, headers: httpx2.Headers | None) -> float:
+    """The longest the openai client waits before its next try: its backoff ceiling, or the server's Retry-After."""
+    backoff = min(INITIAL_RETRY_DELAY * 2**retries_taken, MAX_RETRY_DELAY)
+    for name, seconds_per_unit in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = None if headers is None else headers.get(name)
+        if value is not None:
+            try:
+                return max(backoff, float(value) * seconds_per_unit)
+            except ValueError:
+                return MAX_RETRY_AFTER_DELAY  # an HTTP date (or nonsense): the longest wait the client would take
+    return backoff
+
+
+def _no_quota(response: httpx2.Response) -> bool:
+    """Whether a 429 says the account has no quota left, which no wait cures."""
+    if response.status_code != 429:
+        return False
+    response.read()
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    error = body.get("error") if isinstance(body, dict) else None
+    return isinstance(error, dict) and error.get("code") == "insufficient_quota"
+
+
+def _rejects_schema(error: openai.APIError) -> bool:
+    if not isinstance(error, (openai.BadRequestError, openai.UnprocessableEntityError)):
+        return False
     text = f"{error.message} {json.dumps(error.body) if error.body is not None else ''}".lower()
     return any(word in text for word in ("response_format", "json_schema", "schema"))
 

@@ -45,9 +45,12 @@ class PlannerSettings(ServiceSettings):
     request_timeout_seconds: float = Field(
         60.0, gt=0, le=600, description="longest wait for one model response (the caller's deadline also applies)"
     )
-    max_retries: int = Field(3, ge=0, le=10, description="retries of a model call after 429, 5xx or a timeout")
-    retry_backoff_seconds: float = Field(
-        0.5, ge=0, le=30, description="first wait before a retry; doubles each time, capped at 8 s"
+    max_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="retries of a model call after a connection error, a timeout, 408, 409, 429 or 5xx (the openai "
+        "client's own, with its backoff and the server's Retry-After; fewer when the caller's deadline is near)",
     )
     feedback_rounds: int = Field(
         2, ge=0, le=2, description="times a plan that breaks the storyboard rules is sent back to the model"

@@ -63,7 +63,7 @@ def stack(tmp_path_factory) -> Iterator[dict]:
             "--backend", "openai", "--openai-base-url", fake.base_url, "--openai-api-key-file", str(key_file),
             "--characters-file", str(ROOT / "examples" / "characters.toml"),
             "--request-timeout-seconds", str(PLANNER_TIMEOUT), "--max-retries", str(PLANNER_RETRIES),
-            "--retry-backoff-seconds", "0.05", "--feedback-rounds", "1",
+            "--feedback-rounds", "1",
         )  # fmt: skip
         renderer = group.sketch_renderer()
         gateway = group.gateway(planner.address, renderer.address, folder / "outputs",

@@ -8,6 +8,7 @@ import copy
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,7 +86,6 @@ def planner(base_url: str, **overrides: Any) -> Iterator[planner_pb2_grpc.Planne
         "backend": "openai",
         "characters_file": EXAMPLE_REGISTRY,
         "openai_base_url": base_url,
-        "retry_backoff_seconds": 0.01,
         "request_timeout_seconds": 10,
     }
     options.update(overrides)
@@ -154,6 +154,25 @@ def test_429_then_success(fake: FakeOpenAI) -> None:
     assert len(fake.chat_requests()) == 2
 
 
+def test_a_429_is_retried_after_the_wait_its_retry_after_asks_for(fake: FakeOpenAI) -> None:
+    fake.add(error_reply(429, "slow down", headers={"retry-after": "1"}), plan_reply(GOOD_PLAN))
+    with planner(fake.base_url) as stub:
+        started = time.monotonic()
+        result = plan(stub, num_frames=6, timeout=5).plan
+    assert time.monotonic() - started >= 1.0  # the server's wait, longer than the client's first backoff
+    assert len(result.scenes) == 6 and len(fake.chat_requests()) == 2
+
+
+def test_a_retry_after_past_the_deadline_is_not_waited_for(fake: FakeOpenAI) -> None:
+    fake.default = error_reply(429, "slow down", headers={"retry-after": "30"})
+    with planner(fake.base_url, max_retries=3) as stub:
+        started = time.monotonic()
+        error = rpc_error(lambda: plan(stub, timeout=3))
+    assert time.monotonic() - started < 1.5
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate" in error.details()
+    assert len(fake.chat_requests()) == 1
+
+
 def test_still_rate_limited_is_resource_exhausted(fake: FakeOpenAI) -> None:
     fake.default = error_reply(429, "slow down")
     with planner(fake.base_url, max_retries=2) as stub:
@@ -173,7 +192,7 @@ def test_no_quota_is_resource_exhausted_without_retrying(fake: FakeOpenAI) -> No
 
 def test_500s_until_the_deadline_are_unavailable(fake: FakeOpenAI) -> None:
     fake.default = error_reply(500, "internal error")
-    with planner(fake.base_url, max_retries=10, retry_backoff_seconds=0.1) as stub:
+    with planner(fake.base_url, max_retries=10) as stub:
         error = rpc_error(lambda: plan(stub, timeout=2.0))
     assert error.code() == grpc.StatusCode.UNAVAILABLE  # given up before the caller's deadline, saying why
     assert "HTTP 500" in error.details()
@@ -195,6 +214,18 @@ def test_a_hung_response_ends_at_the_callers_deadline(fake: FakeOpenAI) -> None:
     with planner(fake.base_url, max_retries=5) as stub:
         error = rpc_error(lambda: plan(stub, timeout=1.5))
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "did not answer in time" in error.details()  # the planner's answer, before the caller's deadline
+    assert len(fake.chat_requests()) == 1
+
+
+def test_timeouts_are_retried_while_the_deadline_leaves_time(fake: FakeOpenAI) -> None:
+    fake.default = Reply(delay_seconds=60, content=json.dumps(GOOD_PLAN))
+    with planner(fake.base_url, max_retries=5, request_timeout_seconds=0.5) as stub:
+        started = time.monotonic()
+        error = rpc_error(lambda: plan(stub, timeout=2.5))
+    assert time.monotonic() - started < 2.4
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "did not answer in time" in error.details()
+    assert 2 <= len(fake.chat_requests()) <= 3
 
 
 def test_a_hung_response_without_a_deadline_times_out(fake: FakeOpenAI) -> None:
