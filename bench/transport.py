@@ -36,7 +36,7 @@ from PIL import Image  # noqa: E402
 
 from bench.common import Section, median, ms, table  # noqa: E402
 from bench.natural_image import natural_image  # noqa: E402
-from gateway.orchestrator import _keep_as_png  # noqa: E402
+from gateway.frames import keep_as_png  # noqa: E402
 from storyboard import Client, events  # noqa: E402
 from storyboard_common.images import encode  # noqa: E402
 from tests.support.processes import ProcessGroup, free_port  # noqa: E402
@@ -130,7 +130,7 @@ def measure_format(group: ProcessGroup, planner: str, fmt: Format, options: argp
     attempt = scratch / f"attempt-{fmt.image_format}-{fmt.png_level}-{fmt.quality}"
     attempt.write_bytes(data)
     result.gateway_png = (
-        0.0 if fmt.image_format == "PNG" else _timed(lambda: _keep_as_png(attempt, scratch / "frame.png"))
+        0.0 if fmt.image_format == "PNG" else _timed(lambda: keep_as_png(attempt, scratch / "frame.png"))
     )
     return result
 

@@ -9,13 +9,13 @@ INVALID_ARGUMENT naming the request's own field).
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import grpc
 
 from storyboard_common.errors import InvalidArgument
+from storyboard_common.interceptors import request_metadata
 from storyboard_common.v1 import planner_pb2, planner_pb2_grpc, renderer_pb2, renderer_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class NameCatalog:
     def __init__(
         self,
         kind: str,
-        fetch: Callable[[float], Iterable[str]],
+        fetch: Callable[[float], Awaitable[Iterable[str]]],
         *,
         fold: Callable[[str], str] = str,
         ttl: float = 30.0,
@@ -41,27 +41,24 @@ class NameCatalog:
         self._fold = fold  # how names compare, e.g. str.casefold for character names
         self._ttl = ttl
         self._timeout = timeout
-        self._lock = threading.Lock()
         self._names: frozenset[str] | None = None
         self._fetched = 0.0
 
-    def available(self) -> frozenset[str] | None:
+    async def available(self) -> frozenset[str] | None:
         """The names, or None when the service did not answer."""
-        with self._lock:
-            if self._names is not None and time.monotonic() - self._fetched < self._ttl:
-                return self._names
+        if self._names is not None and time.monotonic() - self._fetched < self._ttl:
+            return self._names
         try:
-            names = frozenset(self._fold(name) for name in self._fetch(self._timeout))
+            names = frozenset(self._fold(name) for name in await self._fetch(self._timeout))
         except grpc.RpcError as error:
             log.warning("cannot list the %s names (%s); they are checked when used", self._kind, error.code().name)
             return None
-        with self._lock:
-            self._names, self._fetched = names, time.monotonic()
-            return names
+        self._names, self._fetched = names, time.monotonic()
+        return names
 
-    def check(self, names: Sequence[str], field: str) -> None:
+    async def check(self, names: Sequence[str], field: str) -> None:
         """InvalidArgument naming the first unknown name; ``field`` is formatted with its index."""
-        if not names or (known := self.available()) is None:
+        if not names or (known := await self.available()) is None:
             return
         for index, name in enumerate(names):
             if self._fold(name) not in known:
@@ -72,8 +69,9 @@ class NameCatalog:
 def adapter_catalog(renderer: renderer_pb2_grpc.RendererStub) -> NameCatalog:
     """The adapters the renderers can load, by exact name."""
 
-    def fetch(timeout: float) -> Iterable[str]:
-        return renderer.Info(renderer_pb2.RendererInfoRequest(), timeout=timeout).available_adapters
+    async def fetch(timeout: float) -> Iterable[str]:
+        info = await renderer.Info(renderer_pb2.RendererInfoRequest(), timeout=timeout, metadata=request_metadata())
+        return info.available_adapters
 
     return NameCatalog("adapter", fetch)
 
@@ -81,17 +79,18 @@ def adapter_catalog(renderer: renderer_pb2_grpc.RendererStub) -> NameCatalog:
 def character_catalog(planner: planner_pb2_grpc.PlannerStub) -> NameCatalog:
     """The characters the planner knows, by name or alias, in any case."""
 
-    def fetch(timeout: float) -> Iterable[str]:
-        response = planner.ListCharacters(planner_pb2.ListCharactersRequest(), timeout=timeout)
+    async def fetch(timeout: float) -> Iterable[str]:
+        request = planner_pb2.ListCharactersRequest()
+        response = await planner.ListCharacters(request, timeout=timeout, metadata=request_metadata())
         return [name for character in response.characters for name in (character.name, *character.aliases)]
 
     return NameCatalog("character", fetch, fold=str.casefold)
 
 
-def spec_error(error: grpc.RpcError) -> Exception:
+def spec_error(error: grpc.aio.AioRpcError) -> Exception:
     """The planner's error about a field of its request (INVALID_ARGUMENT, or NOT_FOUND for an unknown character)
     as INVALID_ARGUMENT about the caller's field; any other error unchanged."""
-    if not isinstance(error, grpc.Call) or error.code() not in (
+    if error.code() not in (
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.NOT_FOUND,
     ):

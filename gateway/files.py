@@ -3,7 +3,8 @@ sent in chunks. The folder is the gateway's own; nothing outside it is ever name
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from storyboard.v1 import storyboards_pb2 as sb
@@ -40,13 +41,14 @@ def checked_names(folder: Path, names: Sequence[str]) -> list[str]:
     return list(names)
 
 
-def file_chunks(folder: Path, names: Sequence[str]) -> Iterator[sb.FileChunk]:
-    """The files' bytes, file after file, in chunks of at most CHUNK_BYTES; an empty file is one empty last chunk."""
+async def file_chunks(folder: Path, names: Sequence[str]) -> AsyncIterator[sb.FileChunk]:
+    """The files' bytes, file after file, in chunks of at most CHUNK_BYTES (read off the loop); an empty file is one
+    empty last chunk."""
     for name in names:
         with (folder / name).open("rb") as handle:
-            data = handle.read(CHUNK_BYTES)
+            data = await asyncio.to_thread(handle.read, CHUNK_BYTES)
             while True:
-                following = handle.read(CHUNK_BYTES)
+                following = await asyncio.to_thread(handle.read, CHUNK_BYTES)
                 yield sb.FileChunk(name=name, data=data, last=not following)
                 if not following:
                     break

@@ -5,16 +5,17 @@ Each gateway has its own registry (several can live in one test process); ``GET 
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import grpc
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from storyboard_common.aio import StreamBehavior, UnaryBehavior, wrapped_handler
 from storyboard_common.errors import status_for
-from storyboard_common.interceptors import wrapped_handler
 
 _STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -77,7 +78,7 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-class GrpcMetricsInterceptor(grpc.ServerInterceptor):
+class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts the calls of one gRPC service by method and final status code. It sits inside the interceptor that
     maps exceptions to codes, so it sees the exception and names the code the same way."""
 
@@ -85,22 +86,21 @@ class GrpcMetricsInterceptor(grpc.ServerInterceptor):
         self._metrics = metrics
         self._prefix = f"/{service}/"
 
-    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        handler = continuation(details)
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
+        handler = await continuation(details)
         if handler is None or not details.method.startswith(self._prefix):
             return handler
         method = details.method.removeprefix(self._prefix)
-        return wrapped_handler(
-            handler, lambda behavior: self._unary(behavior, method), lambda behavior: self._stream(behavior, method)
-        )
+        return wrapped_handler(handler, lambda behavior: self._unary(behavior, method),
+                               lambda behavior: self._stream(behavior, method))  # fmt: skip
 
     def _count(self, method: str, code: str) -> None:
         self._metrics.requests.labels("grpc", method, code).inc()
 
-    def _unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
-        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+    def _unary(self, behavior: UnaryBehavior, method: str) -> UnaryBehavior:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                response = behavior(request, context)
+                response = await behavior(request, context)
             except Exception as error:
                 self._count(method, _code_name(error))
                 raise
@@ -109,12 +109,13 @@ class GrpcMetricsInterceptor(grpc.ServerInterceptor):
 
         return wrapped
 
-    def _stream(self, behavior: Callable[..., Iterator[Any]], method: str) -> Callable[..., Iterator[Any]]:
-        def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def _stream(self, behavior: StreamBehavior, method: str) -> StreamBehavior:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             code = "OK"
             try:
-                yield from behavior(request, context)
-            except GeneratorExit:
+                async for item in behavior(request, context):
+                    yield item
+            except asyncio.CancelledError:
                 code = "CANCELLED"  # the client went away
                 raise
             except Exception as error:

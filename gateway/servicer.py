@@ -1,11 +1,11 @@
-"""The gRPC face of the gateway: storyboard.v1.Storyboards, a thin translation onto StoryboardService.
+"""The gRPC face of the gateway: storyboard.v1.Storyboards on grpc.aio, a thin translation onto StoryboardService.
 
 Every call is authenticated from its ``authorization: Bearer <key>`` metadata (required or optional as configured).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import grpc
 
@@ -20,39 +20,52 @@ class StoryboardsServicer(storyboards_pb2_grpc.StoryboardsServicer):
         self._service = service
         self._keys = keys
 
-    def _caller(self, context: grpc.ServicerContext) -> Caller:
+    def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
         return self._keys.from_metadata(context.invocation_metadata())
 
-    def Generate(self, request: sb.GenerateRequest, context: grpc.ServicerContext) -> Iterator[sb.StoryboardEvent]:
-        job = self._service.create(request.spec, request.idempotency_key, self._caller(context))
-        yield from self._service.follow(job, 0, context.is_active)
+    async def Generate(
+        self, request: sb.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[sb.StoryboardEvent]:
+        caller = self._caller(context)
+        job = await self._service.create(request.spec, request.idempotency_key, caller)
+        async for event in self._service.follow(job.id, 0, caller):
+            yield event
 
-    def Create(self, request: sb.CreateRequest, context: grpc.ServicerContext) -> sb.Storyboard:
-        job = self._service.create(request.spec, request.idempotency_key, self._caller(context))
-        return self._service.snapshot(job)
+    async def Create(self, request: sb.CreateRequest, context: grpc.aio.ServicerContext) -> sb.Storyboard:
+        job = await self._service.create(request.spec, request.idempotency_key, self._caller(context))
+        return job.snapshot()
 
-    def Get(self, request: sb.GetRequest, context: grpc.ServicerContext) -> sb.Storyboard:
-        return self._service.snapshot(self._service.get(request.id, self._caller(context)))
+    async def Get(self, request: sb.GetRequest, context: grpc.aio.ServicerContext) -> sb.Storyboard:
+        return self._service.get(request.id, self._caller(context)).snapshot()
 
-    def List(self, request: sb.ListRequest, context: grpc.ServicerContext) -> sb.ListResponse:
+    async def List(self, request: sb.ListRequest, context: grpc.aio.ServicerContext) -> sb.ListResponse:
         storyboards, next_token = self._service.list(request.page_size, request.page_token, self._caller(context))
         return sb.ListResponse(storyboards=storyboards, next_page_token=next_token)
 
-    def Watch(self, request: sb.WatchRequest, context: grpc.ServicerContext) -> Iterator[sb.StoryboardEvent]:
-        job = self._service.get(request.id, self._caller(context))
-        yield from self._service.follow(job, request.after_sequence, context.is_active)
+    async def Watch(
+        self, request: sb.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[sb.StoryboardEvent]:
+        async for event in self._service.follow(request.id, request.after_sequence, self._caller(context)):
+            yield event
 
-    def Cancel(self, request: sb.CancelRequest, context: grpc.ServicerContext) -> sb.Storyboard:
-        return self._service.cancel(request.id, self._caller(context))
+    async def Cancel(self, request: sb.CancelRequest, context: grpc.aio.ServicerContext) -> sb.Storyboard:
+        return await self._service.cancel(request.id, self._caller(context))
 
-    def Plan(self, request: sb.StoryboardsPlanRequest, context: grpc.ServicerContext) -> sb.StoryboardsPlanResponse:
+    async def Plan(
+        self, request: sb.StoryboardsPlanRequest, context: grpc.aio.ServicerContext
+    ) -> sb.StoryboardsPlanResponse:
         self._caller(context)
-        return self._service.plan(request.spec)
+        return await self._service.plan(request.spec)
 
-    def RegenerateFrame(self, request: sb.RegenerateFrameRequest, context: grpc.ServicerContext) -> sb.Storyboard:
+    async def RegenerateFrame(
+        self, request: sb.RegenerateFrameRequest, context: grpc.aio.ServicerContext
+    ) -> sb.Storyboard:
         seed = request.seed if request.HasField("seed") else None
         prompt = request.prompt if request.HasField("prompt") else None
-        return self._service.regenerate(request.id, request.frame, seed, prompt, self._caller(context))
+        return await self._service.regenerate(request.id, request.frame, seed, prompt, self._caller(context))
 
-    def DownloadFiles(self, request: sb.DownloadFilesRequest, context: grpc.ServicerContext) -> Iterator[sb.FileChunk]:
-        yield from self._service.download(request.id, list(request.names), self._caller(context))
+    async def DownloadFiles(
+        self, request: sb.DownloadFilesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[sb.FileChunk]:
+        async for chunk in self._service.download(request.id, list(request.names), self._caller(context)):
+            yield chunk

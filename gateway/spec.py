@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 
 from storyboard.v1 import common_pb2, storyboards_pb2
 from storyboard_common.errors import InvalidArgument
 from storyboard_common.validation import (
-    MAX_SEED,
     check_image_size,
     check_num_frames,
     check_range,
@@ -84,32 +82,9 @@ def _distinct_adapters(adapters: Sequence[common_pb2.AdapterRef]) -> list[common
     return [common_pb2.AdapterRef(name=name, weight=weight) for name, weight in weights.items()]
 
 
-def frame_adapters(
-    plan: common_pb2.Plan, scene: common_pb2.Scene, extra: Sequence[common_pb2.AdapterRef]
-) -> list[common_pb2.AdapterRef]:
-    """The adapters a frame is drawn with: those of the characters it shows (at full weight), then the request's
-    own, each adapter once; where the request names a character's adapter too, its weight is the one used."""
-    weights = {
-        character.adapter: 1.0
-        for character in plan.characters
-        if character.adapter and character.trigger_token in scene.trigger_tokens
-    }
-    weights.update((adapter.name, adapter.weight) for adapter in extra)
-    return [common_pb2.AdapterRef(name=name, weight=weight) for name, weight in weights.items()]
-
-
 def check_prompt(prompt: str, field: str = "prompt") -> str:
     """A user's prompt for one frame: the story's rules (not empty, no control characters), at most 1,000 chars."""
     text = check_story(prompt, field)
     if len(text) > MAX_PROMPT_CHARS:
         raise InvalidArgument(field, f"is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
     return text
-
-
-def frame_seed(base_seed: int, frame: int, attempt: int) -> int:
-    """The seed of an attempt at a frame: base + frame - 1 for first attempts, as the original did; retries get a
-    seed hashed from all three, so they never collide with another frame's first attempt by construction."""
-    if attempt == 1:
-        return (base_seed + frame - 1) % (MAX_SEED + 1)
-    digest = hashlib.sha256(f"{base_seed}:{frame}:{attempt}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & MAX_SEED

@@ -3,10 +3,10 @@ ids, and TLS or mutual TLS when configured."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,16 +48,17 @@ class ChannelSecurity:
         return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
 
 
-def _service_config(retry_services: tuple[str, ...]) -> str:
+def _service_config(retry_services: tuple[str, ...], attempts: int = 4) -> str:
     config: dict[str, object] = {"loadBalancingConfig": [{"round_robin": {}}]}
-    if retry_services:
-        # Safe because every storyboard.v1 call is deterministic given its request (frames are pure functions of
-        # model, prompt and seed): a call that found its replica gone is sent again, to another one.
+    if retry_services and attempts > 1:
+        # Safe because every storyboard.v1 call is deterministic given its request (frames are functions of model,
+        # prompt and seed): a call that found no replica able to take it is sent again, to another one. gRPC sends a
+        # call again only before any answer came, so a render is never started twice this way.
         config["methodConfig"] = [
             {
                 "name": [{"service": service} for service in retry_services],
                 "retryPolicy": {
-                    "maxAttempts": 4,
+                    "maxAttempts": attempts,
                     "initialBackoff": "0.1s",
                     "maxBackoff": "2s",
                     "backoffMultiplier": 2,
@@ -91,8 +92,13 @@ def open_channel(
     addresses: str, *, retry_services: tuple[str, ...] = (), security: ChannelSecurity | None = None
 ) -> grpc.Channel:
     """A channel to ``addresses`` that balances round-robin over every resolved address, plaintext or TLS."""
-    options: list[tuple[str, object]] = [
-        ("grpc.service_config", _service_config(retry_services)),
+    options = _channel_options(retry_services, attempts=4)
+    return grpc.intercept_channel(_raw_channel(addresses, security, options), RequestIdClientInterceptor())
+
+
+def _channel_options(retry_services: tuple[str, ...], attempts: int) -> list[tuple[str, object]]:
+    return [
+        ("grpc.service_config", _service_config(retry_services, attempts)),
         ("grpc.enable_retries", 1),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -100,7 +106,33 @@ def open_channel(
         # again (see connect_every_replica): a service's channels stay connected instead.
         ("grpc.client_idle_timeout_ms", GRPC_FOREVER_MS),
     ]
-    return grpc.intercept_channel(_raw_channel(addresses, security, options), RequestIdClientInterceptor())
+
+
+def _raw_aio_channel(
+    addresses: str, security: ChannelSecurity | None, options: list[tuple[str, object]]
+) -> grpc.aio.Channel:
+    target = target_for(addresses)
+    if security is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, security.credentials(), options=[*options, *security.options()])
+
+
+def open_aio_channel(
+    addresses: str,
+    *,
+    retry_services: tuple[str, ...] = (),
+    attempts: int = 4,
+    security: ChannelSecurity | None = None,
+) -> grpc.aio.Channel:
+    """An asyncio channel to ``addresses`` that balances round-robin over every resolved address, plaintext or TLS;
+    calls to ``retry_services`` that find no replica are made up to ``attempts`` times. Open it in the loop that
+    uses it. Calls carry the request id when made with ``request_metadata()``."""
+    return _raw_aio_channel(addresses, security, _channel_options(retry_services, attempts))
+
+
+def open_aio_probe_channel(addresses: str, security: ChannelSecurity | None = None) -> grpc.aio.Channel:
+    """A plain asyncio channel (default policy) for health probes, with the same security."""
+    return _raw_aio_channel(addresses, security, [])
 
 
 def open_probe_channel(addresses: str, security: ChannelSecurity | None = None) -> grpc.Channel:
@@ -128,8 +160,8 @@ def replica_addresses(addresses: str) -> list[str]:
     )
 
 
-def connect_every_replica(
-    channel: grpc.Channel, addresses: str, security: ChannelSecurity | None = None, timeout: float = 5.0
+async def connect_every_replica(
+    channel: grpc.aio.Channel, addresses: str, security: ChannelSecurity | None = None, timeout: float = 5.0
 ) -> int:
     """Connect ``channel`` and wait until every replica behind ``addresses`` accepts a connection (or ``timeout``
     passes); returns how many did.
@@ -138,22 +170,22 @@ def connect_every_replica(
     that answers: a storyboard's first frames would all land there. Connected before the first call, the channel
     spreads them over every replica from the start.
     """
-    deadline = time.monotonic() + timeout
     try:
-        grpc.channel_ready_future(channel).result(timeout=timeout)
-    except grpc.FutureTimeoutError:
+        await asyncio.wait_for(channel.channel_ready(), timeout)
+    except TimeoutError:
         return 0
-    probes = [(address, open_probe_channel(address, security)) for address in replica_addresses(addresses)]
-    connected = 0
-    try:
-        waits = [(address, grpc.channel_ready_future(probe)) for address, probe in probes]
-        for address, ready in waits:
-            try:
-                ready.result(timeout=max(0.0, deadline - time.monotonic()))
-                connected += 1
-            except grpc.FutureTimeoutError:
-                log.info("replica %s does not accept connections yet; it gets calls once it does", address)
-    finally:
-        for _, probe in probes:
-            probe.close()
-    return connected
+    replicas = replica_addresses(addresses)
+    answered = await asyncio.gather(*(_accepts(address, security, timeout) for address in replicas))
+    for address, accepted in zip(replicas, answered, strict=True):
+        if not accepted:
+            log.info("replica %s does not accept connections yet; it gets calls once it does", address)
+    return sum(answered)
+
+
+async def _accepts(address: str, security: ChannelSecurity | None, timeout: float) -> bool:
+    async with open_aio_probe_channel(address, security) as probe:
+        try:
+            await asyncio.wait_for(probe.channel_ready(), timeout)
+        except TimeoutError:
+            return False
+        return True

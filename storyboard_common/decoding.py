@@ -25,7 +25,7 @@ class Undecodable:
     message_type: str
 
 
-def _lenient(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+def lenient_parser(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     message_type = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
     type_name = getattr(message_type, "full_name", "the request message")
 
@@ -38,7 +38,7 @@ def _lenient(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return parse
 
 
-def _refuse(request: Undecodable) -> None:
+def refuse_undecodable(request: Undecodable) -> None:
     raise InvalidArgument(
         "request",
         f"is not a valid {request.message_type} (strings must be UTF-8 and numbers must fit their fields)",
@@ -53,7 +53,7 @@ class RequestDecodingInterceptor(grpc.ServerInterceptor):
         handler = continuation(details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        parse = _lenient(handler.request_deserializer)
+        parse = lenient_parser(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(handler.unary_unary), parse, handler.response_serializer
@@ -68,7 +68,7 @@ class RequestDecodingInterceptor(grpc.ServerInterceptor):
     def _unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
         def checked(request: Any, context: grpc.ServicerContext) -> Any:
             if isinstance(request, Undecodable):
-                _refuse(request)
+                refuse_undecodable(request)
             return behavior(request, context)
 
         return checked
@@ -77,7 +77,7 @@ class RequestDecodingInterceptor(grpc.ServerInterceptor):
     def _stream(behavior: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
         def checked(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             if isinstance(request, Undecodable):
-                _refuse(request)
+                refuse_undecodable(request)
             yield from behavior(request, context)
 
         return checked

@@ -66,7 +66,7 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str] | None:
     """The status an exception maps to, or None when it is a bug (and so INTERNAL without details)."""
     if isinstance(error, ServiceError):
         return error.code, error.message
-    if isinstance(error, grpc.RpcError) and isinstance(error, grpc.Call):
+    if isinstance(error, grpc.aio.AioRpcError) or (isinstance(error, grpc.RpcError) and isinstance(error, grpc.Call)):
         # A downstream service already chose a specific status; pass it on unchanged.
         code = error.code()
         if code not in (None, grpc.StatusCode.OK, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL):

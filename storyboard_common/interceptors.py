@@ -16,7 +16,8 @@ REQUEST_ID_KEY = "x-request-id"
 log = logging.getLogger(__name__)
 
 
-def _incoming_request_id(context: grpc.ServicerContext) -> str:
+def incoming_request_id(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> str:
+    """The call's ``x-request-id`` if it sent a usable one, else a new id."""
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable():
             return value
@@ -70,7 +71,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
     @staticmethod
     def _unary(behavior: Behavior, method: str) -> Behavior:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            token = request_id.set(_incoming_request_id(context))
+            token = request_id.set(incoming_request_id(context))
             context.set_trailing_metadata(((REQUEST_ID_KEY, request_id.get()),))
             try:
                 return behavior(request, context)
@@ -84,7 +85,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
     @staticmethod
     def _stream(behavior: Behavior, method: str) -> Behavior:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            rid = _incoming_request_id(context)
+            rid = incoming_request_id(context)
             context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
             # A generator runs in slices between yields, so the request id is set around each slice.
             iterator = iter(behavior(request, context))
@@ -101,6 +102,13 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 yield item
 
         return wrapped
+
+
+def request_metadata() -> tuple[tuple[str, str], ...]:
+    """Metadata that carries the current request id to a downstream call, for the asyncio channels (the threaded ones
+    add it with ``RequestIdClientInterceptor``)."""
+    current = request_id.get()
+    return ((REQUEST_ID_KEY, current if current != "-" else uuid.uuid4().hex),)
 
 
 class RequestIdClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):

@@ -108,9 +108,8 @@ def build_server(
     options = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
-        ("grpc.max_connection_age_grace_ms", _age_grace_ms(settings.max_connection_age_grace_seconds)),
         ("grpc.so_reuseport", 0),
+        *age_options(settings),
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix=name),
@@ -133,9 +132,14 @@ def build_server(
     return service, port
 
 
-def _age_grace_ms(seconds: float | None) -> int:
-    """gRPC's grace for calls on an aged connection: the setting, or gRPC's own "forever" (its largest value)."""
-    return GRPC_FOREVER_MS if seconds is None else min(GRPC_FOREVER_MS, int(seconds * 1000))
+def age_options(settings: ServiceSettings) -> list[tuple[str, int]]:
+    """Clients reconnect after the connection age; calls open then go on for the grace (unset: until they end)."""
+    grace = settings.max_connection_age_grace_seconds
+    grace_ms = GRPC_FOREVER_MS if grace is None else min(GRPC_FOREVER_MS, int(grace * 1000))
+    return [
+        ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
+        ("grpc.max_connection_age_grace_ms", grace_ms),
+    ]
 
 
 def run_service(

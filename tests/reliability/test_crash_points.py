@@ -11,6 +11,7 @@ every transaction of a whole storyboard, retries included.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -20,15 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from gateway.jobs import Job, JobStore
+from gateway.downstream import CallLimits, Downstream
+from gateway.frames import FramePolicy
 from gateway.metrics import Metrics
-from gateway.orchestrator import Downstream, Orchestrator, Policy
+from gateway.run import StoryboardRun
+from gateway.store import Job, JobStore
 from storyboard.v1 import storyboards_pb2 as sb
 from tests.reliability.conftest import Tally
 from tests.support.scripted import ScriptedPlanner, ScriptedRenderer, ScriptedValidator, serve
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600)]
 SCENARIO = "gateway dies at every commit (in-process)"
+LIMITS = CallLimits(plan_timeout=30, frame_timeout=30, validate_timeout=30)
 SPEC = sb.StoryboardSpec(story="A fox crosses a frozen river", num_frames=6, num_inference_steps=1, width=256,
                          height=256, base_seed=5)  # fmt: skip
 
@@ -79,25 +83,39 @@ class DyingStore(JobStore):
 
 
 @pytest.fixture
-def services() -> Iterator[Downstream]:
+def services() -> Iterator[tuple[str, str, str]]:
     # Frame 2's first attempt scores too low, so a retry (with its own events) is part of every run.
     planner = serve(ScriptedPlanner())
     renderer = serve(ScriptedRenderer())
     validator = serve(ScriptedValidator(consistency={2: [0.5]}))
-    downstream = Downstream.connect(*(f"127.0.0.1:{port}" for _, port in (planner, renderer, validator)))
-    yield downstream
-    downstream.close()
+    yield tuple(f"127.0.0.1:{port}" for _, port in (planner, renderer, validator))  # type: ignore[misc]
     for server, _ in (planner, renderer, validator):
         server.stop(0)
 
 
-def _run(store: JobStore, downstream: Downstream, job: Job) -> None:
-    policy = Policy(max_retries=1, frames_in_flight=3, plan_timeout=30, frame_timeout=30, validate_timeout=30)
-    Orchestrator(store, downstream, policy, Metrics()).run(job)
+def _run(store: JobStore, addresses: tuple[str, str, str], job: Job) -> None:
+    """Run the storyboard in this process as the gateway does; a store that dies raises Crash."""
+
+    async def run() -> None:
+        metrics = Metrics()
+        downstream = Downstream(*addresses, LIMITS, metrics)
+        policy = FramePolicy(max_retries=1, frames_in_flight=3)
+        try:
+            await StoryboardRun(job, store, downstream, metrics, policy, lambda: False).run(asyncio.Semaphore(1))
+        finally:
+            await downstream.close()
+
+    try:
+        asyncio.run(run())
+    except BaseExceptionGroup as group:  # a frame's task died with the store, inside its task group
+        if group.subgroup(Crash) is None:
+            raise
+        raise Crash("the gateway is gone") from None
 
 
 def _events(store: JobStore, job: Job) -> list[sb.StoryboardEvent]:
-    return [logged.event for logged in store.follow(job, 0, lambda: True)]
+    events, _ = store.events_after(job.id, 0, limit=10_000)
+    return [logged.event for logged in events]
 
 
 def _problems(store: JobStore, job: Job) -> list[str]:

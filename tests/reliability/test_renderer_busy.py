@@ -1,7 +1,7 @@
 """A renderer that refuses frames as busy (RESOURCE_EXHAUSTED before a frame starts: its open calls or its queue are
 full, and it says "retry later") must not cost an accepted storyboard: the gateway waits and sends the frame again.
 An error after the frame started (out of memory mid-render) still fails the storyboard at once, and a cancel during
-the wait ends it at once. In this process: job store, orchestrator and scripted services on loopback.
+the wait ends it at once. In this process: the gateway's service and scripted services on loopback.
 
 Found by the load scenario (test_load.py): with two sketch replicas at their default 16 open calls, a burst of
 storyboards lost some of them to "the renderer is busy".
@@ -9,6 +9,7 @@ storyboards lost some of them to "the renderer is busy".
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -17,9 +18,12 @@ from typing import Any
 import grpc
 import pytest
 
-from gateway.jobs import JobStore
+from gateway.downstream import CallLimits, Downstream
+from gateway.events import EventLog
+from gateway.frames import FramePolicy
 from gateway.metrics import Metrics
-from gateway.orchestrator import Downstream, Orchestrator, Policy
+from gateway.service import StoryboardService
+from gateway.store import JobStore
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import ResourceExhausted
 from storyboard_common.v1 import renderer_pb2
@@ -60,18 +64,29 @@ def stack(tmp_path) -> Iterator[Any]:
     def run(renderer: BusyRenderer, cancel_after: float | None = None) -> tuple[sb.Storyboard, Metrics, float]:
         servers = [serve(ScriptedPlanner()), serve(renderer), serve(ScriptedValidator())]
         started.extend(server for server, _ in servers)
-        downstream = Downstream.connect(*(f"127.0.0.1:{port}" for _, port in servers))
         store = JobStore(tmp_path / f"jobs-{len(started)}.sqlite3", tmp_path)
         metrics = Metrics()
-        job, _ = store.create(SPEC)
-        if cancel_after is not None:
-            threading.Timer(cancel_after, store.request_cancel, args=(job,)).start()
-        started_at = time.monotonic()
-        Orchestrator(store, downstream, Policy(frames_in_flight=6, frame_timeout=60), metrics).run(job)
-        seconds = time.monotonic() - started_at
-        final = store.snapshot(job)
+
+        async def storyboard() -> tuple[sb.Storyboard, float]:
+            downstream = Downstream(
+                *(f"127.0.0.1:{port}" for _, port in servers), CallLimits(frame_timeout=60), metrics
+            )
+            service = StoryboardService(store, EventLog(store, asyncio.get_running_loop()), downstream, metrics,
+                                        FramePolicy(frames_in_flight=6), max_running=1)  # fmt: skip
+            started_at = time.monotonic()
+            job = await service.create(SPEC)
+            if cancel_after is not None:
+                await asyncio.sleep(cancel_after)
+                await service.cancel(job.id)
+            async for _event in service.follow(job.id, 0):
+                pass
+            seconds = time.monotonic() - started_at
+            await service.close()
+            await downstream.close()
+            return store.get(job.id).snapshot(), seconds
+
+        final, seconds = asyncio.run(storyboard())
         store.close()
-        downstream.close()
         return final, metrics, seconds
 
     yield run

@@ -14,7 +14,7 @@ from bench.orchestration import (
     met_from,
     shortest_frame,
 )
-from gateway.spec import frame_seed
+from gateway.decisions import frame_seed
 from storyboard_common.validation import MAX_FRAMES
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 
@@ -14,7 +15,13 @@ from pydantic_settings import SettingsConfigDict
 
 from storyboard.v1 import common_pb2
 from storyboard_common import images
-from storyboard_common.channels import connect_every_replica, open_channel, replica_addresses, target_for
+from storyboard_common.channels import (
+    connect_every_replica,
+    open_aio_channel,
+    open_channel,
+    replica_addresses,
+    target_for,
+)
 from storyboard_common.errors import InvalidArgument, NotFound, ResourceExhausted
 from storyboard_common.frames import rendered_frame_event
 from storyboard_common.logs import request_id
@@ -203,10 +210,13 @@ def test_every_replica_is_connected_before_the_first_call_and_a_missing_one_does
     server = served[0]
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
-        missing = f"127.0.0.1:{closed.getsockname()[1]}"
-        addresses = f"127.0.0.1:{server.port},{missing}"
-        with open_channel(addresses) as channel:
-            assert connect_every_replica(channel, addresses, timeout=2) == 1
+        addresses = f"127.0.0.1:{server.port},127.0.0.1:{closed.getsockname()[1]}"
+
+        async def connect() -> int:
+            async with open_aio_channel(addresses) as channel:
+                return await connect_every_replica(channel, addresses, timeout=2)
+
+        assert asyncio.run(connect()) == 1
 
 
 def test_healthcheck_probe_exits_zero_only_when_serving(served, capsys):

@@ -12,7 +12,7 @@ import pypdf
 import pytest
 from PIL import Image
 
-from gateway import documents, orchestrator
+from gateway import documents, frames
 from gateway.server import create_server as create_gateway
 from gateway.settings import GatewaySettings
 from services.planner.server import create_server as create_planner
@@ -23,7 +23,6 @@ from services.validator.server import create_server as create_validator
 from services.validator.settings import ValidatorSettings
 from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
 from tests.support.scripted import BlockingRenderer, serve_renderer
-from tests.support.tcp_proxy import TcpProxy
 from tests.support.tiny_clip import build_tiny_clip
 
 STORY = "Aldar Kose tricks a wealthy merchant by selling him a magical pot at the bazaar, then rides home at sunset"
@@ -178,14 +177,14 @@ def test_frame_one_is_the_reference_from_the_moment_it_arrives(services, tmp_pat
     # arrives: here keeping it waits until they all were. Had they waited for it to be kept, this would deadlock.
     others_scored = threading.Event()
     waited = {}
-    real_keep = orchestrator._keep_as_png
+    real_keep = frames.keep_as_png
 
     def keep(attempt: Path, frame: Path) -> None:
         if frame.name == "frame_001.png":
             waited["scored"] = others_scored.wait(20)
         real_keep(attempt, frame)
 
-    monkeypatch.setattr(orchestrator, "_keep_as_png", keep)
+    monkeypatch.setattr(frames, "keep_as_png", keep)
     server, port = _gateway(services, tmp_path / "outputs", "validator_tiny")
     scored: set[int] = set()
     try:
@@ -290,35 +289,6 @@ def test_the_documents_are_made_once_after_the_last_frame_with_the_final_scores(
     words = "\n".join(page.extract_text() for page in reader.pages)
     for frame in storyboard.frames:
         assert f"seed {frame.seed} · consistency {frame.score.consistency:.2f}" in words
-
-
-def test_the_validator_is_sent_each_image_once_and_named_by_digest_after(services, tmp_path):
-    # Before, each frame went with a copy of frame 1 and the repetition check sent every kept frame again: about
-    # three times the frames' bytes. Now frame 1 goes once, and the repetition check names every frame by digest.
-    proxy = TcpProxy(int(services["validator_tiny"].rsplit(":", 1)[1]))
-    try:
-        storyboard = _storyboard_through(
-            services, tmp_path / "outputs", "validator_tiny", validator_address=f"127.0.0.1:{proxy.port}"
-        )
-    finally:
-        proxy.close()
-    assert all(frame.verdict != common_pb2.VERDICT_NOT_VALIDATED for frame in storyboard.frames)
-    attempts = sorted((tmp_path / "outputs" / storyboard.id / "attempts").iterdir())
-    assert len(attempts) == 6  # one attempt per frame (so the bound below counts every image sent)
-    images = sum(path.stat().st_size for path in attempts)
-    assert images < proxy.bytes_sent < images * 1.15 + 30_000, (proxy.bytes_sent, images)
-
-
-def test_a_validator_that_forgets_images_is_sent_them_again_and_scores_the_same(services, tmp_path):
-    remembering = _storyboard_through(services, tmp_path / "a", "validator_tiny")
-    forgetting = _storyboard_through(services, tmp_path / "b", "validator_forgetful")
-    for forgot, remembered in zip(forgetting.frames, remembering.frames, strict=True):
-        assert forgot.verdict == remembered.verdict
-        assert forgot.score.most_similar_index == remembered.score.most_similar_index
-        for name in ("consistency", "alignment", "repetition"):  # embedded in other batches: float noise only
-            assert getattr(forgot.score, name) == pytest.approx(getattr(remembered.score, name), abs=1e-5)
-    assert all(frame.verdict != common_pb2.VERDICT_NOT_VALIDATED for frame in forgetting.frames)
-    assert forgetting.state == storyboards_pb2.STORYBOARD_STATE_COMPLETED
 
 
 @pytest.mark.parametrize(

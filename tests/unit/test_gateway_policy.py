@@ -22,9 +22,9 @@ import schemathesis
 from gateway import service
 from gateway.auth import ApiKeys, hash_key
 from gateway.auth import main as auth_main
+from gateway.decisions import frame_seed
 from gateway.server import create_server as create_gateway
 from gateway.settings import GatewaySettings
-from gateway.spec import frame_seed
 from services.planner.server import create_server as create_planner
 from services.planner.settings import PlannerSettings
 from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
@@ -166,9 +166,9 @@ def test_a_frame_failing_validation_once_is_rendered_again_with_a_new_recorded_s
     assert report["validator_model"] == "scripted" and report["renderer_backends"] == ["scripted"]
     assert set(report["timings"]) >= {"planning_seconds", "rendering_seconds", "assembling_seconds", "total_seconds"}
     assert (folder / "storyboard.pdf").read_bytes().startswith(b"%PDF")
-    # One repetition check, over the kept frames, last. (Counting 6-frame calls would not do: the first attempts
-    # of all six frames may arrive together and be scored in one call.)
-    assert stack.validator.digest_only_calls == [[1, 2, 3, 4, 5, 6]] == stack.validator.calls[-1:]
+    # Each attempt scored on its own, then one repetition check over the kept frames, last.
+    assert stack.validator.calls[-1] == [1, 2, 3, 4, 5, 6]
+    assert sorted(call for call in stack.validator.calls[:-1]) == [[1], [2], [3], [3], [4], [5], [6]]
 
 
 def test_when_every_attempt_is_weak_the_best_one_is_kept(stacks):

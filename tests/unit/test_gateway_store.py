@@ -1,14 +1,15 @@
-"""The gateway's SQLite job store on its own: what survives a restart, idempotency, limits, owners, events."""
+"""The gateway's SQLite job store on its own (what survives a restart, idempotency, limits, owners), and the event
+log watchers follow on an asyncio loop."""
 
 from __future__ import annotations
 
-import threading
-import time
+import asyncio
 
 import pytest
 
-from gateway.jobs import JobStore
+from gateway.events import EventLog
 from gateway.outputs import AttemptInfo
+from gateway.store import JobStore
 from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -54,21 +55,15 @@ def test_a_job_its_state_attempts_and_events_survive_a_restart(paths):
     assert resumed.meta == {"stage_seconds": {"planning": 0.5}}
     [saved] = again.attempts(resumed)
     assert saved == attempt
-    events = _until(again, resumed, 1, count=2)
-    assert [e.event.sequence for e in events] == [2, 3]
+    events, ended = again.events_after(resumed.id, 1, limit=10)
+    assert [e.event.sequence for e in events] == [2, 3] and not ended
     assert events[1].image_path == paths[1] / job.id / attempt.file
     assert again.create(SPEC, "key-1", owner="alice")[0].id == job.id  # the idempotency key is remembered
     again.close()
 
 
-def _until(store: JobStore, job, after: int, count: int):
-    """The first ``count`` events after ``after`` (the job is unfinished, so follow would wait for more)."""
-    received = []
-    for logged in store.follow(job, after, lambda: len(received) < count):
-        received.append(logged)
-        if len(received) == count:
-            break
-    return received
+async def _followed(log: EventLog, job_id: str, after: int) -> list[int]:
+    return [logged.event.sequence async for logged in log.follow(job_id, after)]
 
 
 def test_follow_ends_with_the_final_event_and_resumes_after_any_sequence(paths):
@@ -79,57 +74,61 @@ def test_follow_ends_with_the_final_event_and_resumes_after_any_sequence(paths):
     store.finish(job, sb.STORYBOARD_STATE_CANCELLED, failed=sb.Failed(code="CANCELLED", message="x"))
     store.close()
     again = _open(paths)
-    job = again.get(job.id)
-    everything = [logged.event for logged in again.follow(job, 0, lambda: True)]
-    assert [e.sequence for e in everything] == [1, 2, 3, 4, 5]
-    assert everything[0].HasField("accepted") and everything[-1].HasField("failed")
-    assert [e.event.sequence for e in again.follow(job, 3, lambda: True)] == [4, 5]
-    assert list(again.follow(job, 5, lambda: True)) == []
-    with pytest.raises(InvalidArgument, match="after_sequence"):
-        list(again.follow(job, -1, lambda: True))
+
+    async def follow() -> None:
+        log = EventLog(again, asyncio.get_running_loop())
+        everything = [logged.event async for logged in log.follow(job.id, 0)]
+        assert [e.sequence for e in everything] == [1, 2, 3, 4, 5]
+        assert everything[0].HasField("accepted") and everything[-1].HasField("failed")
+        assert await _followed(log, job.id, 3) == [4, 5]
+        assert await _followed(log, job.id, 5) == []
+        with pytest.raises(InvalidArgument, match="after_sequence"):
+            await _followed(log, job.id, -1)
+
+    asyncio.run(follow())
     again.close()
 
 
 def test_a_watcher_wakes_on_new_events_and_stops_at_the_end(paths):
     store = _open(paths)
     job, _ = store.create(SPEC)
-    seen: list[int] = []
-    watcher = threading.Thread(target=lambda: seen.extend(e.event.sequence for e in store.follow(job, 0, lambda: True)))
-    watcher.start()
-    store.append(job, plan_ready=sb.PlanReady())
-    store.finish(job, sb.STORYBOARD_STATE_COMPLETED, completed=sb.Completed())
-    watcher.join(10)
-    assert not watcher.is_alive() and seen == [1, 2, 3]
+
+    async def watch() -> list[int]:
+        log = EventLog(store, asyncio.get_running_loop())
+        watcher = asyncio.create_task(_followed(log, job.id, 0))
+        await asyncio.sleep(0.05)
+        assert not watcher.done()  # waiting for more
+        store.append(job, plan_ready=sb.PlanReady())
+        await asyncio.sleep(0.05)
+        store.finish(job, sb.STORYBOARD_STATE_COMPLETED, completed=sb.Completed())
+        return await asyncio.wait_for(watcher, 10)
+
+    assert asyncio.run(watch()) == [1, 2, 3]
     store.close()
 
 
-def test_a_watcher_sleeps_through_the_events_of_other_storyboards(paths):
-    """An event wakes its own storyboard's watchers only. Waking every watcher on every event made the gateway's CPU
-    per storyboard grow with the storyboards streaming at once (1.5x at 48)."""
+def test_a_watcher_sleeps_through_the_events_of_other_storyboards(paths, monkeypatch):
+    """An event wakes its own storyboard's watchers only: waking every watcher on every event would make the gateway's
+    work per event grow with the storyboards streaming at once."""
     store = _open(paths)
     quiet, _ = store.create(SPEC)
     busy, _ = store.create(SPEC)
-    looks, stop = [], threading.Event()
+    looks: list[str] = []
+    real = store.events_after
+    monkeypatch.setattr(store, "events_after", lambda job_id, *args: looks.append(job_id) or real(job_id, *args))
 
-    def still_wanted() -> bool:  # asked each time the watcher looks for new events
-        looks.append(1)
-        return not stop.is_set()
+    async def watch() -> None:
+        log = EventLog(store, asyncio.get_running_loop())
+        watcher = asyncio.create_task(_followed(log, quiet.id, 1))
+        await asyncio.sleep(0.05)
+        for step in range(1, 101):
+            store.append(busy, frame_progress=sb.FrameRenderProgress(frame=1, attempt=1, step=step, total_steps=100))
+            await asyncio.sleep(0)  # room for a woken watcher to look
+        assert looks == [quiet.id]  # the first look only
+        store.finish(quiet, sb.STORYBOARD_STATE_COMPLETED, completed=sb.Completed())
+        assert await asyncio.wait_for(watcher, 10) == [2]
 
-    watcher = threading.Thread(target=lambda: list(store.follow(quiet, 1, still_wanted)))
-    watcher.start()
-    while not looks:
-        time.sleep(0.001)
-    started = time.monotonic()
-    for step in range(1, 101):
-        store.append(busy, frame_progress=sb.FrameRenderProgress(frame=1, attempt=1, step=step, total_steps=100))
-        time.sleep(0.001)  # room for a woken watcher to look
-    looked = len(looks)
-    timeouts = (time.monotonic() - started) // 0.5  # a waiting watcher looks again every half second anyway
-    stop.set()
-    store.append(quiet, plan_ready=sb.PlanReady())
-    watcher.join(10)
-    assert not watcher.is_alive()
-    assert looked <= 2 + timeouts  # the first look, and at most one for the wait it was in
+    asyncio.run(watch())
     store.close()
 
 
@@ -175,9 +174,9 @@ def test_only_a_finished_job_is_reopened(paths):
     store = _open(paths)
     job, _ = store.create(SPEC, owner="alice")
     with pytest.raises(FailedPrecondition):
-        store.reopen(job, lambda current: None, max_active=0)
+        store.reopen(job.id, lambda current: None, max_active=0)
     store.finish(job, sb.STORYBOARD_STATE_COMPLETED, completed=sb.Completed())
-    reopened = store.reopen(job, lambda current: current.meta.update(regenerate={"frame": 1}), max_active=0)
+    reopened = store.reopen(job.id, lambda current: current.meta.update(regenerate={"frame": 1}), max_active=0)
     assert reopened.storyboard.state == sb.STORYBOARD_STATE_QUEUED and reopened.meta["regenerate"] == {"frame": 1}
     assert [j.id for j in store.unfinished()] == [job.id]
     store.close()
@@ -189,3 +188,27 @@ def test_a_second_gateway_cannot_open_the_same_store(paths):
         _open(paths)
     store.close()
     _open(paths).close()  # free again once the first one is closed
+
+
+def test_events_are_numbered_from_the_log_whoever_logs_them(paths):
+    # The gateway's faces and a storyboard's run each hold their own copy of a job: the log decides the next number.
+    store = _open(paths)
+    job, _ = store.create(SPEC)
+    other_copy = store.get(job.id)
+    store.append(job, plan_ready=sb.PlanReady())
+    store.finish(other_copy, sb.STORYBOARD_STATE_CANCELLED, failed=sb.Failed(code="CANCELLED"))
+    events, ended = store.events_after(job.id, 0, limit=10)
+    assert [e.event.sequence for e in events] == [1, 2, 3] and ended
+    store.close()
+
+
+def test_a_cancel_is_recorded_for_the_job_and_cleared_when_it_is_reopened(paths):
+    store = _open(paths)
+    job, _ = store.create(SPEC)
+    running_copy = store.get(job.id)
+    store.request_cancel(job)
+    store.update(running_copy, lambda storyboard: setattr(storyboard, "state", sb.STORYBOARD_STATE_RENDERING))
+    assert store.get(job.id).cancel_requested  # a run saving its own copy does not undo the cancel
+    store.finish(running_copy, sb.STORYBOARD_STATE_CANCELLED, failed=sb.Failed(code="CANCELLED"))
+    assert not store.reopen(job.id, lambda current: None, max_active=0).cancel_requested
+    store.close()

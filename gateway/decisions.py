@@ -1,0 +1,79 @@
+"""What the gateway decides about a storyboard's frames, as pure functions of what it knows: each attempt's seed and
+adapters, whether a frame is tried again, which attempt is kept, which frames are left to make."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+from gateway.outputs import AttemptInfo
+from storyboard.v1 import common_pb2
+from storyboard.v1 import storyboards_pb2 as sb
+from storyboard_common.validation import MAX_SEED
+
+REFERENCE_FRAME = 1  # every other frame's character is measured against this one
+
+
+def frame_seed(base_seed: int, frame: int, attempt: int) -> int:
+    """The seed of an attempt at a frame: base + frame - 1 for first attempts, as the original did; retries get a
+    seed hashed from all three, so they never collide with another frame's first attempt by construction."""
+    if attempt == 1:
+        return (base_seed + frame - 1) % (MAX_SEED + 1)
+    digest = hashlib.sha256(f"{base_seed}:{frame}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & MAX_SEED
+
+
+def frame_adapters(
+    plan: common_pb2.Plan, scene: common_pb2.Scene, extra: Sequence[common_pb2.AdapterRef]
+) -> list[common_pb2.AdapterRef]:
+    """The adapters a frame is drawn with: those of the characters it shows (at full weight), then the request's
+    own, each adapter once; where the request names a character's adapter too, its weight is the one used."""
+    weights = {
+        character.adapter: 1.0
+        for character in plan.characters
+        if character.adapter and character.trigger_token in scene.trigger_tokens
+    }
+    weights.update((adapter.name, adapter.weight) for adapter in extra)
+    return [common_pb2.AdapterRef(name=name, weight=weight) for name, weight in weights.items()]
+
+
+def attempt_numbers(max_retries: int) -> range:
+    """The attempts a frame may have: the first, then up to ``max_retries`` more."""
+    return range(1, max_retries + 2)
+
+
+def tries_again(frame: int, verdict: int) -> bool:
+    """Whether a frame whose latest attempt got ``verdict`` is rendered again (while retries are left). Frame 1 is
+    the reference, measured against itself: its first attempt is always the one kept."""
+    return verdict == common_pb2.VERDICT_LOW_CONSISTENCY and frame != REFERENCE_FRAME
+
+
+def better(candidate: AttemptInfo, best: AttemptInfo | None) -> bool:
+    """Whether ``candidate`` is kept over ``best``: higher consistency wins; an attempt without a score never replaces
+    one with a score."""
+    if best is None:
+        return True
+    if candidate.score is None:
+        return False
+    return best.score is None or candidate.score.consistency > best.score.consistency
+
+
+def best_attempt(attempts: Iterable[AttemptInfo]) -> AttemptInfo | None:
+    """The attempt ``better`` keeps among ``attempts``, the earliest of equals."""
+    kept: AttemptInfo | None = None
+    for attempt in attempts:
+        if better(attempt, kept):
+            kept = attempt
+    return kept
+
+
+def next_attempt_number(attempts: Iterable[AttemptInfo]) -> int:
+    """The number of a frame's next attempt, after those it has."""
+    return max((attempt.attempt for attempt in attempts), default=0) + 1
+
+
+def frames_to_make(frames: Sequence[sb.FrameResult], present: Iterable[int]) -> list[int]:
+    """The frames a run still makes: those not kept yet, and those kept whose file is gone (``present`` names the
+    frames whose file is in the folder)."""
+    on_disk = set(present)
+    return [frame.frame for frame in frames if not frame.rendered or frame.frame not in on_disk]

@@ -1,0 +1,179 @@
+"""The services the gateway drives, over asyncio gRPC channels: the planner, the renderer replicas (spread over by
+``round_robin``) and the validator.
+
+Retries are declared, not hand-rolled: a call that finds no replica able to take it (UNAVAILABLE before any answer)
+is sent again by the channel's own retry policy (``render_unavailable_retries``); a render a replica refuses as busy
+(RESOURCE_EXHAUSTED before the frame started: its open calls or its queue are full) is sent again by one tenacity
+policy, after a jittered, doubling wait, until the frame's deadline. A render whose replica went away while at work
+on it (stopped, scaled down, restarted) is not the frame's fault: it is sent again at once, without counting, up to
+``MAX_LOST_AT_WORK`` times (a frame that takes every replica down with it fails instead of looping).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
+
+from gateway.metrics import Metrics
+from storyboard_common.channels import ChannelSecurity, connect_every_replica, open_aio_channel
+from storyboard_common.errors import ServiceError
+from storyboard_common.interceptors import request_metadata
+from storyboard_common.progress import ProgressThrottle
+from storyboard_common.v1 import (
+    planner_pb2,
+    planner_pb2_grpc,
+    renderer_pb2,
+    renderer_pb2_grpc,
+    validator_pb2,
+    validator_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+BUSY_BACKOFF_FIRST, BUSY_BACKOFF_MAX, MAX_BUSY_WAITS = 0.2, 5.0, 60
+MAX_LOST_AT_WORK = 5
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """Deadlines of the calls the gateway makes, and how often it sends a render again."""
+
+    plan_timeout: float = 120.0
+    frame_timeout: float = 600.0
+    validate_timeout: float = 60.0
+    render_unavailable_retries: int = 3
+    progress_interval: float = 0.1  # least seconds between two progress events of a frame (first and last go out)
+
+
+class ReplicaBusy(Exception):
+    """A replica refused a render before starting it (RESOURCE_EXHAUSTED): send it again after a wait."""
+
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        super().__init__(error.details())
+        self.error = error
+
+
+class Downstream:
+    """Stubs of the services the gateway drives, on channels opened in the running loop."""
+
+    def __init__(
+        self,
+        planner: str,
+        renderers: str,
+        validator: str,
+        limits: CallLimits,
+        metrics: Metrics,
+        security: ChannelSecurity | None = None,
+    ) -> None:
+        self.limits, self._metrics, self._security, self._renderers = limits, metrics, security, renderers
+        attempts = limits.render_unavailable_retries + 1
+        self._channels = [
+            open_aio_channel(planner, retry_services=("storyboard.v1.Planner",), security=security),
+            open_aio_channel(renderers, retry_services=("storyboard.v1.Renderer",), attempts=attempts,
+                             security=security),
+        ]  # fmt: skip
+        self.planner = planner_pb2_grpc.PlannerStub(self._channels[0])
+        self.renderer = renderer_pb2_grpc.RendererStub(self._channels[1])
+        self.validator: validator_pb2_grpc.ValidatorStub | None = None
+        if validator:
+            self._channels.append(
+                open_aio_channel(validator, retry_services=("storyboard.v1.Validator",), security=security)
+            )
+            self.validator = validator_pb2_grpc.ValidatorStub(self._channels[2])
+
+    async def connect_renderers(self) -> int:
+        """Connect to every renderer replica before the first frame, so that frames are spread over all of them from
+        the first storyboard on; returns how many replicas accepted a connection."""
+        return await connect_every_replica(self._channels[1], self._renderers, self._security)
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+    # -- calls --------------------------------------------------------------------------------------------------
+
+    async def plan(self, request: planner_pb2.PlanRequest) -> planner_pb2.PlanResponse:
+        with self._metrics.timed("plan"):
+            return await self.planner.Plan(request, timeout=self.limits.plan_timeout, metadata=request_metadata())
+
+    async def validator_info(self) -> validator_pb2.ValidatorInfo:
+        assert self.validator is not None
+        return await self.validator.Info(
+            validator_pb2.ValidatorInfoRequest(), timeout=self.limits.validate_timeout, metadata=request_metadata()
+        )
+
+    async def score(self, request: validator_pb2.ScoreRequest, stage: str) -> validator_pb2.ScoreResponse:
+        assert self.validator is not None
+        with self._metrics.timed(stage):
+            timeout = self.limits.validate_timeout
+            return await self.validator.Score(request, timeout=timeout, metadata=request_metadata())
+
+    async def render(
+        self, request: renderer_pb2.RenderRequest, progress: Callable[[renderer_pb2.FrameProgress], None]
+    ) -> renderer_pb2.RenderedFrame:
+        """The frame from a replica, sent again while replicas are busy or go away (see the module's text);
+        ``progress`` is told each step the replica reports, thinned to the interval."""
+        busy = AsyncRetrying(
+            retry=retry_if_exception(lambda error: isinstance(error, ReplicaBusy)),
+            wait=wait_random_exponential(multiplier=BUSY_BACKOFF_FIRST, max=BUSY_BACKOFF_MAX),
+            stop=stop_after_delay(self.limits.frame_timeout) | stop_after_attempt(MAX_BUSY_WAITS),
+            before_sleep=lambda _state: self._metrics.retries.labels("replica_busy").inc(),
+            reraise=True,
+        )
+        try:
+            async for attempt in busy:
+                with attempt:
+                    return await self._render_resuming_lost(request, progress)
+        except ReplicaBusy as busy_to_the_end:
+            raise busy_to_the_end.error from None
+        raise AssertionError("unreachable: the retrying loop returns or raises")
+
+    async def _render_resuming_lost(
+        self, request: renderer_pb2.RenderRequest, progress: Callable[[renderer_pb2.FrameProgress], None]
+    ) -> renderer_pb2.RenderedFrame:
+        lost = 0
+        while True:
+            call = _RenderCall()
+            try:
+                return await self._render_once(request, progress, call)
+            except grpc.aio.AioRpcError as error:
+                code = error.code()
+                if code == grpc.StatusCode.UNAVAILABLE and call.started and lost < MAX_LOST_AT_WORK:
+                    lost += 1
+                    log.warning("render of frame %d lost its replica while at work; sending it again",
+                                request.frames[0].frame)  # fmt: skip
+                    self._metrics.retries.labels("replica_lost").inc()
+                    continue
+                if code == grpc.StatusCode.RESOURCE_EXHAUSTED and not call.started:
+                    raise ReplicaBusy(error) from None
+                raise
+
+    async def _render_once(
+        self,
+        request: renderer_pb2.RenderRequest,
+        progress: Callable[[renderer_pb2.FrameProgress], None],
+        call: _RenderCall,
+    ) -> renderer_pb2.RenderedFrame:
+        """One Render call; ``call.started`` is set once the replica's first message shows it at work."""
+        # The replica sends one step per interval at most, as asked. This guard, at half of it so that network jitter
+        # never drops one of those, holds a renderer that ignores the request to about the same rate.
+        throttle = ProgressThrottle(self.limits.progress_interval / 2)
+        stream = self.renderer.Render(request, timeout=self.limits.frame_timeout, metadata=request_metadata())
+        with self._metrics.timed("render"):
+            async for event in stream:
+                call.started = True
+                if event.HasField("frame"):
+                    return event.frame
+                if throttle.passes(event.progress.step, event.progress.total_steps):
+                    progress(event.progress)
+        raise ServiceError(f"renderer ended the stream for frame {request.frames[0].frame} without a frame")
+
+
+@dataclass
+class _RenderCall:
+    """What one Render call has shown so far."""
+
+    started: bool = False  # the replica sent a message: it was at work on the frame

@@ -1,0 +1,200 @@
+"""One storyboard's frames, each made by attempts until one is kept: render an attempt, save it, judge it, try again
+while it is too far from frame 1 and retries are left, keep the best.
+
+Every attempt is saved (its file, seed, timings, scores) before the next step, so a resumed run takes the attempts an
+earlier one saved as they are instead of rendering them again (a frame is a function of its spec and seed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from gateway import decisions, documents, outputs
+from gateway.downstream import Downstream
+from gateway.metrics import Metrics
+from gateway.outputs import AttemptInfo
+from gateway.store import Job, JobStore
+from gateway.validation import Picture, Validation
+from storyboard.v1 import common_pb2
+from storyboard.v1 import storyboards_pb2 as sb
+from storyboard_common import images
+from storyboard_common.v1 import renderer_pb2
+
+KEPT_PNG_LEVEL = 6  # frame_NNN.png made from a WebP or JPEG frame: zlib's default, as Pillow saves a PNG
+_MIME_BY_EXTENSION = {extension: mime for mime, extension in images.EXTENSIONS.items()}
+
+
+@dataclass(frozen=True)
+class FramePolicy:
+    """What the gateway's settings decide about a storyboard's frames."""
+
+    max_retries: int = 2
+    frames_in_flight: int = 8
+
+
+@dataclass
+class FrameMaker:
+    """Makes the frames of one planned storyboard, any number at once, each as its own task."""
+
+    job: Job
+    plan: common_pb2.Plan
+    validation: Validation
+    store: JobStore
+    downstream: Downstream
+    metrics: Metrics
+    policy: FramePolicy
+
+    async def make(self, scene: common_pb2.Scene) -> None:
+        """Produce the frame: its attempts, then the best one kept as frame_NNN.png."""
+        saved = {attempt.attempt: attempt for attempt in self.store.attempts(self.job, scene.frame)
+                 if (self.job.output_dir / attempt.file).is_file()}  # fmt: skip
+        regeneration = self.job.meta.get("regenerate")
+        if regeneration and regeneration["frame"] == scene.frame:
+            kept = await self._regenerated(scene, saved, regeneration["attempt"], regeneration["seed"])
+        else:
+            kept = await self._best(scene, saved)
+        if scene.frame == decisions.REFERENCE_FRAME:  # known already, unless an earlier run had judged it too
+            self.validation.set_reference(await self._picture(kept))
+        await asyncio.to_thread(keep_as_png, self.job.output_dir / kept.file, self.frame_path(scene.frame))
+        self._keep(scene.frame, kept)
+
+    def frame_path(self, frame: int) -> Path:
+        return self.job.output_dir / outputs.frame_file_name(frame)
+
+    async def _best(self, scene: common_pb2.Scene, saved: dict[int, AttemptInfo]) -> AttemptInfo:
+        """Attempts until one is consistent enough or the retries are spent; the best is kept."""
+        attempts: list[AttemptInfo] = []
+        for number in decisions.attempt_numbers(self.policy.max_retries):
+            attempt, picture = saved.get(number), None
+            if attempt is None:
+                seed = decisions.frame_seed(self.job.storyboard.spec.base_seed, scene.frame, number)
+                reason = "consistency below threshold" if number > 1 else ""
+                attempt, picture = await self._render(scene, number, seed, reason, "low_consistency")
+            if not attempt.validated:
+                await self._judge(scene, attempt, picture)
+            attempts.append(attempt)
+            if not decisions.tries_again(scene.frame, attempt.verdict):
+                break
+        kept = decisions.best_attempt(attempts)
+        assert kept is not None  # a frame has at least one attempt
+        return kept
+
+    async def _regenerated(
+        self, scene: common_pb2.Scene, saved: dict[int, AttemptInfo], number: int, seed: int
+    ) -> AttemptInfo:
+        """The one attempt a user asked for, with the seed chosen when they asked; kept whatever it scores."""
+        attempt, picture = saved.get(number), None
+        if attempt is None:
+            attempt, picture = await self._render(scene, number, seed, "regeneration requested", "regenerate")
+        if not attempt.validated:
+            await self._judge(scene, attempt, picture)
+        return attempt
+
+    async def _render(
+        self, scene: common_pb2.Scene, number: int, seed: int, reason: str, retry_kind: str
+    ) -> tuple[AttemptInfo, Picture]:
+        """Render one attempt, save its image and record it (its FrameRendered event with it)."""
+        if reason:
+            self.store.append(
+                self.job, retry=sb.FrameRetry(frame=scene.frame, attempt=number, seed=seed, reason=reason)
+            )
+            self.metrics.retries.labels(retry_kind).inc()
+        started = time.perf_counter()
+        rendered = await self.downstream.render(self._request(scene, seed), lambda step: self._progress(step, number))
+        image = rendered.image
+        extension = images.EXTENSIONS.get(image.mime_type, ".png")
+        file = f"attempts/frame_{scene.frame:03d}_attempt_{number}{extension}"
+        picture = Picture(image.data, _MIME_BY_EXTENSION[extension])
+        if scene.frame == decisions.REFERENCE_FRAME:
+            self.validation.set_reference(picture)  # its first attempt is kept whatever it scores
+        await asyncio.to_thread(outputs.write_bytes_atomic, self.job.output_dir / file, image.data)
+        attempt = AttemptInfo(
+            frame=scene.frame, attempt=number, seed=rendered.seed, prompt=scene.prompt, file=file,
+            backend=rendered.backend, timings=rendered.timings, render_seconds=time.perf_counter() - started,
+        )  # fmt: skip
+        event = sb.FrameRendered(
+            frame=scene.frame, attempt=number, seed=rendered.seed, timings=rendered.timings, backend=rendered.backend,
+            image=common_pb2.Image(mime_type=image.mime_type, width=image.width, height=image.height),
+        )  # fmt: skip
+
+        def record(storyboard: sb.Storyboard) -> None:
+            result = storyboard.frames[scene.frame - 1]
+            result.seeds_tried.append(attempt.seed)
+            result.attempts = len(result.seeds_tried)
+
+        self.store.update(self.job, record, attempt=attempt, image_file=file, frame_rendered=event)
+        self.metrics.frames.labels("rendered").inc()
+        return attempt, picture
+
+    def _request(self, scene: common_pb2.Scene, seed: int) -> renderer_pb2.RenderRequest:
+        spec = self.job.storyboard.spec
+        frame = renderer_pb2.FrameSpec(
+            frame=scene.frame, prompt=scene.prompt, prompt_2=scene.prompt_2, negative_prompt=self.plan.negative_prompt,
+            seed=seed, width=spec.width, height=spec.height, steps=spec.num_inference_steps,
+            guidance_scale=spec.guidance_scale, adapters=decisions.frame_adapters(self.plan, scene, spec.adapters),
+            scene=documents.reader_scene(scene, self.plan.characters),  # a sketch panel's caption is read by people
+            deterministic=spec.deterministic,
+        )  # fmt: skip
+        return renderer_pb2.RenderRequest(
+            frames=[frame], progress_interval_seconds=self.downstream.limits.progress_interval
+        )
+
+    def _progress(self, step: renderer_pb2.FrameProgress, attempt: int) -> None:
+        self.store.append(
+            self.job,
+            frame_progress=sb.FrameRenderProgress(
+                frame=step.frame, attempt=attempt, step=step.step, total_steps=step.total_steps
+            ),
+        )
+
+    async def _judge(self, scene: common_pb2.Scene, attempt: AttemptInfo, picture: Picture | None) -> None:
+        """Score the attempt (one saved by an earlier run is read back from its file) and record its verdict."""
+        if picture is None:
+            picture = await self._picture(attempt)
+            if scene.frame == decisions.REFERENCE_FRAME:
+                self.validation.set_reference(picture)
+        started = time.perf_counter()
+        judgement = await self.validation.judge(picture, scene.prompt, scene.frame)
+        attempt.validate_seconds = time.perf_counter() - started
+        attempt.score, attempt.verdict, attempt.reason = judgement.score, judgement.verdict, judgement.reason
+        attempt.validated = True
+        event = sb.FrameValidated(
+            frame=scene.frame, attempt=attempt.attempt, score=judgement.score, verdict=judgement.verdict,
+            reason=judgement.reason,
+        )  # fmt: skip
+        self.store.save_attempt(self.job, attempt, frame_validated=event)
+
+    async def _picture(self, attempt: AttemptInfo) -> Picture:
+        """An attempt's image, read back from its file."""
+        path = self.job.output_dir / attempt.file
+        return Picture(await asyncio.to_thread(path.read_bytes), _MIME_BY_EXTENSION.get(path.suffix, "image/png"))
+
+    def _keep(self, frame: int, kept: AttemptInfo) -> None:
+        def change(storyboard: sb.Storyboard) -> None:
+            result = storyboard.frames[frame - 1]
+            result.seed, result.rendered, result.verdict = kept.seed, True, kept.verdict
+            result.ClearField("score")
+            if kept.score is not None:
+                result.score.CopyFrom(kept.score)
+
+        self.store.update(self.job, change)
+        self.metrics.frames.labels("kept").inc()
+
+
+def keep_as_png(attempt: Path, frame: Path) -> None:
+    """Make ``frame`` (frame_NNN.png) the kept attempt's image as PNG, as the original's were, whatever the renderer
+    sent. A PNG attempt becomes the frame file by a hard link (the same bytes, stored once); any other is decoded and
+    written as PNG."""
+    with attempt.open("rb") as handle:
+        is_png = handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    if is_png:
+        outputs.link_atomic(attempt, frame)
+        return
+    with Image.open(attempt) as image:
+        data, _ = images.encode(image, "PNG", png_level=KEPT_PNG_LEVEL)
+    outputs.write_bytes_atomic(frame, data)

@@ -1,0 +1,263 @@
+"""One storyboard carried from queued to a final state: plan -> make every frame (``gateway.frames``), several at
+once -> check the kept frames for repetition -> assemble the documents -> completed. Every step is an event in the
+storyboard's log.
+
+A run resumes whatever an earlier one left: the plan is not asked for again, kept frames are not made again, saved
+attempts are not rendered again. A run cancelled by its user ends CANCELLED; one stopped because the gateway stops
+is left unfinished, for the next start to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from gateway import decisions, documents, outputs
+from gateway.catalog import spec_error
+from gateway.downstream import Downstream
+from gateway.frames import FrameMaker, FramePolicy
+from gateway.metrics import Metrics
+from gateway.store import Job, JobStore
+from gateway.validation import Picture, Validation
+from storyboard.v1 import common_pb2
+from storyboard.v1 import storyboards_pb2 as sb
+from storyboard_common.errors import Cancelled, status_for
+from storyboard_common.images import MIME_TYPES
+from storyboard_common.v1 import planner_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StoryboardRun:
+    """The work on one storyboard, from the moment a slot is free until it ends (or the gateway stops)."""
+
+    job: Job
+    store: JobStore
+    downstream: Downstream
+    metrics: Metrics
+    policy: FramePolicy
+    cancelled_by_user: Callable[[], bool]
+
+    async def run(self, slots: asyncio.Semaphore) -> None:
+        """Wait for a slot, then work the storyboard to its end; never raises but for its task's cancellation."""
+        try:
+            async with slots:
+                self.job = self.store.get(self.job.id)  # as it is now: it waited for its slot
+                if not self.job.finished:
+                    await self._work()
+        except asyncio.CancelledError:
+            self._stopped()
+            raise
+        except Exception as error:
+            self._fail(_first_cause(error))
+
+    async def _work(self) -> None:
+        if self.job.cancel_requested:
+            raise Cancelled("storyboard cancelled")
+        await asyncio.to_thread(remove_half_written_files, self.job.output_dir)
+        plan = await self._plan()
+        validation = await Validation.ask(self.downstream, [c.trigger_token for c in plan.characters])
+        maker = FrameMaker(self.job, plan, validation, self.store, self.downstream, self.metrics, self.policy)
+        await self._make_frames(maker)
+        await self._check_repetition(plan, validation)
+        files = await self._assemble(plan, validation)
+        self._complete(files)
+
+    # -- stages -------------------------------------------------------------------------------------------------
+
+    async def _plan(self) -> common_pb2.Plan:
+        """The plan: the one an earlier run made, else the planner's."""
+        if self.job.storyboard.HasField("plan"):  # a resume or a regeneration
+            plan = self.job.storyboard.plan
+            await asyncio.to_thread(refresh_plan_files, self.job.output_dir, plan)
+            return plan
+        self._set_state(sb.STORYBOARD_STATE_PLANNING)
+        spec = self.job.storyboard.spec
+        options = planner_pb2.PlanOptions(temperature=spec.temperature, seed=spec.base_seed, characters=spec.characters)
+        if spec.HasField("num_frames"):
+            options.num_frames = spec.num_frames
+        with self._stage("planning"):
+            try:
+                response = await self.downstream.plan(planner_pb2.PlanRequest(story=spec.story, options=options))
+            except grpc.aio.AioRpcError as error:
+                raise spec_error(error) from None
+        plan = response.plan
+        await asyncio.to_thread(outputs.write_plan_files, self.job.output_dir, plan)
+
+        def record(storyboard: sb.Storyboard) -> None:
+            storyboard.plan.CopyFrom(plan)
+            del storyboard.frames[:]
+            for scene in plan.scenes:
+                storyboard.frames.add(frame=scene.frame, file_name=outputs.frame_file_name(scene.frame))
+
+        self.store.update(self.job, record, plan_ready=sb.PlanReady(plan=plan))
+        return plan
+
+    async def _make_frames(self, maker: FrameMaker) -> None:
+        """Every frame not kept yet (or whose file went missing), ``frames_in_flight`` at a time. A frame that fails
+        stops the others at once (their renders are cancelled)."""
+        self._set_state(sb.STORYBOARD_STATE_RENDERING)
+        present = [s.frame for s in maker.plan.scenes if maker.frame_path(s.frame).is_file()]
+        todo = decisions.frames_to_make(self.job.storyboard.frames, present)
+        if 1 not in todo and self.job.storyboard.frames:  # frame 1 is kept: it is every frame's reference
+            data = await asyncio.to_thread(maker.frame_path(1).read_bytes)
+            maker.validation.set_reference(Picture(data, MIME_TYPES["PNG"]))
+        slots = asyncio.Semaphore(self.policy.frames_in_flight)
+
+        async def make(scene: common_pb2.Scene) -> None:
+            async with slots:
+                await maker.make(scene)
+
+        with self._stage("rendering"):
+            async with asyncio.TaskGroup() as frames:
+                for scene in maker.plan.scenes:
+                    if scene.frame in todo:
+                        frames.create_task(make(scene))
+
+    async def _check_repetition(self, plan: common_pb2.Plan, validation: Validation) -> None:
+        """Score every kept frame together: the final scores (against the final frame 1), and whether any frame is
+        nearly the same picture as another. Repetitive frames are reported, not rendered again."""
+        folder = self.job.output_dir
+        with self._stage("repetition_check"):
+            pictures = [
+                Picture(await asyncio.to_thread((folder / outputs.frame_file_name(s.frame)).read_bytes), "image/png")
+                for s in plan.scenes
+            ]
+            response = await validation.check_all(pictures, [scene.prompt for scene in plan.scenes])
+        if response is None:
+            return
+
+        def record(storyboard: sb.Storyboard) -> None:
+            for scene, score in zip(plan.scenes, response.scores, strict=True):
+                storyboard.frames[scene.frame - 1].score.CopyFrom(score)
+                storyboard.frames[scene.frame - 1].verdict = score.verdict
+
+        self.store.update(self.job, record)
+        attempts = self.store.attempts(self.job)
+        for scene, score in zip(plan.scenes, response.scores, strict=True):
+            if score.verdict == common_pb2.VERDICT_REPETITIVE:
+                similar = score.most_similar_index
+                other = plan.scenes[similar].frame if 0 <= similar < len(plan.scenes) else 0
+                kept = outputs.kept_attempt(self.job.storyboard.frames[scene.frame - 1], attempts)
+                reason = f"nearly the same picture as frame {other} (checked over all kept frames)"
+                self.store.append(self.job, frame_validated=sb.FrameValidated(
+                    frame=scene.frame, attempt=kept.attempt if kept else 0, score=score, verdict=score.verdict,
+                    reason=reason,
+                ))  # fmt: skip
+
+    async def _assemble(self, plan: common_pb2.Plan, validation: Validation) -> list[str]:
+        """frames.json, the grid, the PDF and report.json, made once every frame is kept."""
+        self._set_state(sb.STORYBOARD_STATE_ASSEMBLING)
+        folder = self.job.output_dir
+        with self._stage("assembling"), self.metrics.timed("assemble"):
+            snapshot, attempts = self.job.snapshot(), self.store.attempts(self.job)
+            metadata = await asyncio.to_thread(outputs.write_frames_metadata, folder, plan, snapshot.frames, attempts)
+            text = documents.document_text(snapshot, attempts, validation.unready_reason)
+            frames = [folder / outputs.frame_file_name(scene.frame) for scene in plan.scenes]
+            grid, pdf = await asyncio.to_thread(documents.write_documents, folder, plan, frames, text)
+        report = outputs.storyboard_report(
+            snapshot, attempts, thresholds=validation.thresholds, validator_model=validation.model,
+            stage_seconds=self.job.meta.get("stage_seconds", {}), notes=validation.report_notes(),
+        )  # fmt: skip
+        report_file = await asyncio.to_thread(outputs.write_report, folder, report)
+        frame_files = [outputs.frame_file_name(scene.frame) for scene in plan.scenes]
+        return [outputs.SCENE_BREAKDOWN, outputs.SDXL_PROMPTS, *frame_files, grid, metadata, report_file, pdf]
+
+    # -- ends ---------------------------------------------------------------------------------------------------
+
+    def _complete(self, files: list[str]) -> None:
+        self._count_end("completed")
+        self.store.update_meta(self.job, lambda meta: meta.pop("regenerate", None))
+        snapshot = self.job.snapshot()
+        snapshot.state = sb.STORYBOARD_STATE_COMPLETED
+        completed = sb.Completed(storyboard=snapshot, files=files)
+        self.store.finish(self.job, sb.STORYBOARD_STATE_COMPLETED, completed=completed)
+
+    def _stopped(self) -> None:
+        """The run's task was cancelled: by its user (it ends CANCELLED), or by the gateway stopping (it stays
+        unfinished, to be resumed by the next start)."""
+        if not self.cancelled_by_user():
+            log.info("storyboard %s suspended by the shutdown; the next start resumes it", self.job.id)
+            return
+        self._end_cancelled()
+
+    def _end_cancelled(self) -> None:
+        if self.store.get(self.job.id).finished:
+            return  # it ended before the cancel reached it
+        self.job.storyboard.cancel_requested = True
+        self._count_end("cancelled")
+        failed = sb.Failed(code="CANCELLED", message="storyboard cancelled; frames already written stay")
+        self.store.finish(self.job, sb.STORYBOARD_STATE_CANCELLED, failed=failed)
+
+    def _fail(self, error: BaseException) -> None:
+        if isinstance(error, Cancelled) or self.cancelled_by_user():
+            self._end_cancelled()
+            return
+        status = status_for(error)
+        if status is None:
+            log.error("storyboard %s failed on a bug", self.job.id, exc_info=error)
+            code, message = "INTERNAL", "internal error in the gateway"
+        else:
+            code, message = status[0].name, status[1]
+            log.info("storyboard %s failed: %s %s", self.job.id, code, message)
+        self._count_end("failed")
+        failed = sb.Failed(code=code, message=message)
+        self.store.finish(self.job, sb.STORYBOARD_STATE_FAILED, error=message, failed=failed)
+
+    def _count_end(self, state: str) -> None:
+        """Count a storyboard's end once: a regeneration ends it again, and is counted as a retry instead."""
+        if "regenerate" not in self.job.meta:
+            self.metrics.storyboards.labels(state).inc()
+
+    # -- bookkeeping --------------------------------------------------------------------------------------------
+
+    def _set_state(self, state: int) -> None:
+        self.store.update(self.job, lambda storyboard: setattr(storyboard, "state", state))
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Add the time the ``with`` body took to the job's saved stage timings (they add up across resumes)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+
+            def add(meta: dict[str, dict[str, float]]) -> None:
+                stages = meta.setdefault("stage_seconds", {})
+                stages[name] = stages.get(name, 0.0) + elapsed
+
+            self.store.update_meta(self.job, add)
+
+
+def _first_cause(error: BaseException) -> BaseException:
+    """The error a failed frame raised, out of the group its task group raises."""
+    while isinstance(error, BaseExceptionGroup):
+        causes = [e for e in error.exceptions if not isinstance(e, asyncio.CancelledError)]
+        error = causes[0] if causes else error.exceptions[0]
+    return error
+
+
+def refresh_plan_files(folder: Path, plan: common_pb2.Plan) -> None:
+    """On a resume or a regeneration: the prompts may have changed; the breakdown is written if it went missing (it
+    keeps the time it was first written)."""
+    if not (folder / outputs.SCENE_BREAKDOWN).exists():
+        outputs.write_plan_files(folder, plan)
+    else:
+        outputs.write_json_atomic(folder / outputs.SDXL_PROMPTS, outputs.sdxl_prompts(plan))
+
+
+def remove_half_written_files(folder: Path) -> None:
+    """Delete the hidden temporaries of atomic writes (``.NAME.XXXXXXXX.tmp``) that a killed gateway left in a job's
+    folder: nothing will finish them, and only this run writes to the folder now."""
+    if folder.is_dir():
+        for path in folder.rglob(".*.tmp"):
+            path.unlink(missing_ok=True)
