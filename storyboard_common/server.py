@@ -19,11 +19,14 @@ from grpc_reflection.v1alpha import reflection
 
 from storyboard_common.decoding import RequestDecodingInterceptor
 from storyboard_common.interceptors import ServiceInterceptor
+from storyboard_common.lifeline import watch_lifeline
 from storyboard_common.logs import configure_logging
 from storyboard_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
+# After its supervisor is gone, how much longer than its grace a service may take to stop before it exits outright.
+LIFELINE_STOP_SLACK_SECONDS = 30.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a 2048² PNG frame is well under this
 GRPC_FOREVER_MS = 2**31 - 1  # gRPC reads durations in milliseconds as a C int; its largest means "no limit"
 
@@ -147,7 +150,8 @@ def run_service(
     settings: ServiceSettings,
     create_server: Callable[[ServiceSettings], tuple[ServiceServer, int]],
 ) -> int:
-    """Run a service until SIGTERM or SIGINT, then stop it gracefully; returns the exit status (0 on a clean stop)."""
+    """Run a service until SIGTERM or SIGINT, or until the supervisor that started it is gone (see
+    ``storyboard_common.lifeline``), then stop it gracefully; returns the exit status (0 on a clean stop)."""
     configure_logging(name, settings.log_level, settings.log_format)
     stop_requested = threading.Event()
 
@@ -157,6 +161,8 @@ def run_service(
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    # Watched before the server is built, so that a supervisor lost during a slow start still stops this service.
+    watch_lifeline(stop_requested.set, hard_exit_after=settings.grace_seconds + LIFELINE_STOP_SLACK_SECONDS)
     server, _port = create_server(settings)
     server.start()
     stop_requested.wait()
