@@ -6,8 +6,9 @@
     storyboard status ID | cancel ID | fetch ID --output-dir DIR
 
 Options can also be set by the environment variables named in ``--help``. Failures exit non-zero with one line
-(``--verbose`` shows the stack trace); bad flags exit 2 naming the flag; Ctrl-C cancels and exits 130; a closed
-stdout (``| head``) ends a command quietly with 141.
+(``--verbose`` shows the stack trace; a local-stack service that failed adds the end of its log); bad flags exit 2
+naming the flag; Ctrl-C cancels and exits 130; a closed stdout (``| head``) ends a command quietly with 141. ``up``
+exits 0 when Ctrl-C or SIGTERM stops a ready stack, 130 or 143 when either interrupts its start-up.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import shlex
 import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -39,6 +39,7 @@ from storyboard.local_stack import (
     LocalStack,
     StackError,
     StackOptions,
+    stop_on_signals,
 )
 from storyboard.progress import LiveReporter, PlainReporter, frames_table, summary_rows
 from storyboard.results import PLAN_FILES, SCENE_BREAKDOWN, SDXL_PROMPTS, StoryboardResult, write_named_files
@@ -216,24 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands ---------------------------------------------------------------------------------------------------
 
 
-def _wait_for_stop_signal() -> None:
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     stack = LocalStack(_stack_options(args))
-    print("starting the local stack…", flush=True)
-    with stack:
-        for name, address in stack.addresses():
-            print(f"  {name:<12} {address}")
-        for note in stack.notes:
-            print(f"note: {note}")
-        print("ready; Ctrl-C stops it", flush=True)
-        _wait_for_stop_signal()
-        print("stopping…", flush=True)
+    # Signals are handled before the first service starts: one during start-up stops those already started and
+    # exits 128 + its number (130, 143); once ready, Ctrl-C or SIGTERM is the way to stop the stack and exits 0.
+    with stop_on_signals(stack):
+        print("starting the local stack…", flush=True)
+        with stack:
+            for name, address in stack.addresses():
+                print(f"  {name:<12} {address}")
+            for note in stack.notes:
+                print(f"note: {note}")
+            print("ready; Ctrl-C stops it", flush=True)
+            stack.wait()  # a service that keeps exiting raises StackError naming it: exit 1
+    print("stopped", flush=True)
     return 0
 
 
@@ -431,12 +428,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         os.environ["OPENAI_API_KEY"] = args.api_key  # inherited by the planner process; never printed
     # Free ports for everything, so this run never collides with a stack the user runs meanwhile.
     options.grpc_port = options.http_port = options.planner_port = options.renderer_port = options.validator_port = 0
+    options.max_restarts = 0  # a service that exits ends the run with an error naming it, rather than leave it hanging
     out = sys.stderr if args.json else sys.stdout
     print(f"no gateway at {address}; starting a local stack for this run", file=out, flush=True)
-    with LocalStack(options, log_dir=Path(tempfile.mkdtemp(prefix="storyboard-logs-"))) as stack:
+    stack = LocalStack(options, log_dir=Path(tempfile.mkdtemp(prefix="storyboard-logs-")))
+    # SIGTERM stops the stack (exit 143); Ctrl-C stays KeyboardInterrupt, which cancels the storyboard first (130).
+    with stop_on_signals(stack, [signal.SIGTERM]), stack:
         for note in stack.notes:
             print(f"note: {note}", file=out)
         with Client(stack.gateway_address) as client:
+            stack.on_stop.append(client.close)  # a stack that stops by itself ends the run's stream at once
             return _report(_follow(client.generate(spec), args.json), args, client)
 
 
@@ -546,7 +547,12 @@ def _run(argv: Sequence[str] | None) -> int:
         return 130
     except BrokenPipeError:
         raise  # an OSError, but no failure to report: main ends quietly
-    except (StackError, grpc.RpcError, OSError) as error:
+    except StackError as error:
+        if args.verbose:
+            raise
+        print(f"storyboard: {error}", file=sys.stderr)  # one line, then the end of a failed service's log if any
+        return error.exit_status
+    except (grpc.RpcError, OSError) as error:
         if args.verbose:
             raise
         print(f"storyboard: {_one_line(error)}", file=sys.stderr)
