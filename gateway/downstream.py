@@ -1,12 +1,13 @@
 """The services the gateway drives, over asyncio gRPC channels: the planner, the renderer replicas (spread over by
 ``round_robin``) and the validator.
 
-Retries are declared, not hand-rolled: a call that finds no replica able to take it (UNAVAILABLE before any answer)
-is sent again by the channel's own retry policy (``render_unavailable_retries``); a render a replica refuses as busy
-(RESOURCE_EXHAUSTED before the frame started: its open calls or its queue are full) is sent again by one tenacity
-policy, after a jittered, doubling wait, until the frame's deadline. A render whose replica went away while at work
-on it (stopped, scaled down, restarted) is not the frame's fault: it is sent again at once, without counting, up to
-``MAX_LOST_AT_WORK`` times (a frame that takes every replica down with it fails instead of looping).
+Retries are declared, not hand-rolled. A call that finds its replica gone before any answer is sent again at once,
+to another replica, by the channel's own retry policy (``render_unavailable_retries`` times for a render). A render
+that no replica takes even so (every one is busy, warming up, restarting or unreachable: RESOURCE_EXHAUSTED or
+UNAVAILABLE before the frame began) waits for one, by one tenacity policy: sent again after a jittered, doubling
+wait, until the frame's deadline. A render whose replica went away while at work on it (stopped, scaled down,
+restarted) is not the frame's fault: it is sent again at once, without counting, up to ``MAX_LOST_AT_WORK`` times
+(a frame that takes every replica down with it fails instead of looping).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from gateway.metrics import Metrics
 from storyboard_common.channels import ChannelSecurity, connect_every_replica, open_aio_channel
@@ -33,7 +41,7 @@ from storyboard_common.v1 import (
 )
 
 log = logging.getLogger(__name__)
-BUSY_BACKOFF_FIRST, BUSY_BACKOFF_MAX, MAX_BUSY_WAITS = 0.2, 5.0, 60
+WAIT_FIRST, WAIT_MAX, MAX_WAITS = 0.2, 5.0, 60  # for a replica to take a frame: seconds, then times
 MAX_LOST_AT_WORK = 5
 
 
@@ -48,8 +56,9 @@ class CallLimits:
     progress_interval: float = 0.1  # least seconds between two progress events of a frame (first and last go out)
 
 
-class ReplicaBusy(Exception):
-    """A replica refused a render before starting it (RESOURCE_EXHAUSTED): send it again after a wait."""
+class NoReplicaTookIt(Exception):
+    """No replica began the render (RESOURCE_EXHAUSTED or UNAVAILABLE before it started): send it again after a
+    wait."""
 
     def __init__(self, error: grpc.aio.AioRpcError) -> None:
         super().__init__(error.details())
@@ -117,19 +126,25 @@ class Downstream:
         """The frame from a replica, sent again while replicas are busy or go away (see the module's text);
         ``progress`` is told each step the replica reports, thinned to the interval."""
         busy = AsyncRetrying(
-            retry=retry_if_exception(lambda error: isinstance(error, ReplicaBusy)),
-            wait=wait_random_exponential(multiplier=BUSY_BACKOFF_FIRST, max=BUSY_BACKOFF_MAX),
-            stop=stop_after_delay(self.limits.frame_timeout) | stop_after_attempt(MAX_BUSY_WAITS),
-            before_sleep=lambda _state: self._metrics.retries.labels("replica_busy").inc(),
+            retry=retry_if_exception(lambda error: isinstance(error, NoReplicaTookIt)),
+            wait=wait_random_exponential(multiplier=WAIT_FIRST, max=WAIT_MAX),
+            stop=stop_after_delay(self.limits.frame_timeout) | stop_after_attempt(MAX_WAITS),
+            before_sleep=self._count_wait,
             reraise=True,
         )
         try:
             async for attempt in busy:
                 with attempt:
                     return await self._render_resuming_lost(request, progress)
-        except ReplicaBusy as busy_to_the_end:
+        except NoReplicaTookIt as busy_to_the_end:
             raise busy_to_the_end.error from None
         raise AssertionError("unreachable: the retrying loop returns or raises")
+
+    def _count_wait(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        busy = isinstance(error, NoReplicaTookIt) and error.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        self._metrics.retries.labels("replica_busy" if busy else "replica_lost").inc()
+        log.info("no renderer took the frame (%s); waiting to send it again", error)
 
     async def _render_resuming_lost(
         self, request: renderer_pb2.RenderRequest, progress: Callable[[renderer_pb2.FrameProgress], None]
@@ -147,8 +162,8 @@ class Downstream:
                                 request.frames[0].frame)  # fmt: skip
                     self._metrics.retries.labels("replica_lost").inc()
                     continue
-                if code == grpc.StatusCode.RESOURCE_EXHAUSTED and not call.started:
-                    raise ReplicaBusy(error) from None
+                if code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE) and not call.started:
+                    raise NoReplicaTookIt(error) from None
                 raise
 
     async def _render_once(

@@ -57,8 +57,9 @@ class GatewaySettings(ServiceSettings):
         3,
         ge=0,
         le=20,
-        description="times a render that no replica took up (UNAVAILABLE before it began) is sent again; a render "
-        "whose replica went away while at work on it is sent again without counting",
+        description="times a render whose replica was gone before it began is sent at once to another replica; "
+        "when none takes it, it waits for one (until --frame-timeout-seconds), and a render whose replica went away "
+        "while at work on it is sent again without counting",
     )
     max_running: int = Field(8, ge=1, le=1024, description="storyboards worked on at once; others wait queued")
     frames_in_flight: int = Field(8, ge=1, le=256, description="render calls in flight per storyboard")
