@@ -16,7 +16,7 @@ export UV_LINK_MODE := copy
 
 help:
 	@echo "make demo   - set up, run the local stack on the embedded defaults, make a storyboard, print its folder"
-	@echo "make test   - set up, then lint and run the whole test suite"
+	@echo "make test   - set up, then lint (ruff, buf, the import contracts) and run the whole test suite"
 	@echo "make up     - run the local stack until Ctrl-C"
 	@echo "make protos - regenerate the gRPC stubs from protos/"
 	@echo "make reliability - the reliability suite (kills, LLM faults, hostile input, fuzzing, load)"
@@ -50,6 +50,7 @@ lint-protos: node_modules/.bin/buf
 lint: $(STAMP) lint-protos
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 demo: $(STAMP)
 	$(PY) -m storyboard.cli generate --story "$(DEMO_STORY)" --outputs $(DEMO_OUTPUTS) --characters examples/characters.toml

@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from storyboard.local_stack import renderer_ports
+from storyboard_server.local_stack import renderer_ports
 from tests.support.tiny_clip import build_tiny_clip
 
 pytestmark = pytest.mark.integration

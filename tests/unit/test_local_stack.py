@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from storyboard.local_stack import LocalStack, StackError, StackOptions, stop_on_signals
+from storyboard_server.local_stack import LocalStack, StackError, StackOptions, stop_on_signals
 from tests.support.processes import free_port
 
 
@@ -78,3 +78,15 @@ def test_stop_on_signals_turns_a_signal_into_a_stop_request_and_restores_the_han
         os.kill(os.getpid(), signal.SIGTERM)  # handled in this (the main) thread before kill returns
         assert stack._events.get(timeout=5) == ("signal", signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_local_stack_takes_str_paths_for_its_files_and_logs(tmp_path):
+    options = StackOptions(
+        planner="offline", characters=str(tmp_path / "missing.toml"), outputs=str(tmp_path / "out"),
+        grpc_port=0, http_port=0, planner_port=0, renderer_port=0, validator_port=0,
+    )  # fmt: skip
+    with pytest.raises(StackError) as caught, LocalStack(options, log_dir=str(tmp_path / "logs")):
+        pass
+    assert "planner exited with status 2 while starting" in str(caught.value)
+    assert "missing.toml does not exist" in str(caught.value)  # the tail of the log written under the str log_dir
+    assert (tmp_path / "logs" / "planner.log").exists()

@@ -13,7 +13,6 @@ import pytest
 
 from storyboard import AsyncClient, Client
 from storyboard import events as ev
-from storyboard.local_stack import LocalStack, StackError, StackOptions
 from storyboard.v1 import storyboards_pb2
 from tests.support.scripted import BlockingRenderer, serve_renderer
 from tests.support.stack import in_process_stack
@@ -91,18 +90,6 @@ def test_save_and_the_file_writers_take_str_and_path_like_folders(stack, tmp_pat
                                      for p in Path("some/str/folder").rglob("*") if p.is_file())  # fmt: skip
     assert {"frame_006.png", "frames.json", "report.json", "storyboard_grid.png", "storyboard.pdf"} <= set(written)
     assert result.save(Folder(tmp_path / "path-like")) == written
-
-
-def test_a_local_stack_takes_str_paths_for_its_files_and_logs(tmp_path):
-    options = StackOptions(
-        planner="offline", characters=str(tmp_path / "missing.toml"), outputs=str(tmp_path / "out"),
-        grpc_port=0, http_port=0, planner_port=0, renderer_port=0, validator_port=0,
-    )  # fmt: skip
-    with pytest.raises(StackError) as caught, LocalStack(options, log_dir=str(tmp_path / "logs")):
-        pass
-    assert "planner exited with status 2 while starting" in str(caught.value)
-    assert "missing.toml does not exist" in str(caught.value)  # the tail of the log written under the str log_dir
-    assert (tmp_path / "logs" / "planner.log").exists()
 
 
 def test_create_get_list_plan_cancel_and_fetch(stack, tmp_path):

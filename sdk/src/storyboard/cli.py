@@ -30,18 +30,7 @@ import grpc
 from google.protobuf import json_format
 
 from storyboard.client import DEFAULT_ADDRESS, Client, make_spec
-from storyboard.local_stack import (
-    DEFAULT_GRPC_PORT,
-    DEFAULT_HTTP_PORT,
-    DEFAULT_PLANNER_PORT,
-    DEFAULT_RENDERER_PORT,
-    DEFAULT_VALIDATOR_PORT,
-    LocalStack,
-    StackError,
-    StackOptions,
-    stop_on_signals,
-)
-from storyboard.progress import LiveReporter, PlainReporter, frames_table, summary_rows
+from storyboard.progress import PlainReporter, summary_rows
 from storyboard.results import PLAN_FILES, SCENE_BREAKDOWN, SDXL_PROMPTS, StoryboardResult, write_named_files
 from storyboard.v1 import common_pb2, storyboards_pb2
 
@@ -81,6 +70,9 @@ def _env(name: str, default: Any, kind: Callable[[str], Any] = str) -> Any:
 
 
 PORT = _bounded(int, 0, 65535)
+# The local stack's ports, as storyboard up binds them unless told otherwise.
+DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT = 50051, 8000
+DEFAULT_PLANNER_PORT, DEFAULT_RENDERER_PORT, DEFAULT_VALIDATOR_PORT = 50052, 50053, 50054
 
 
 @dataclass(frozen=True)
@@ -134,24 +126,14 @@ def _add_stack_options(parser: argparse.ArgumentParser) -> None:
         )  # fmt: skip
 
 
-def _stack_options(args: argparse.Namespace) -> StackOptions:
-    return StackOptions(
-        planner=args.planner,
-        renderer_backend=args.renderer_backend,
-        base_model=args.base_model,
-        adapters_dir=args.adapters_dir,
-        characters=args.characters,
-        clip_model=args.clip_model,
-        clip_pretrained=args.clip_pretrained,
-        device=args.device,
-        renderers=args.renderers,
-        outputs=args.outputs,
-        grpc_port=args.grpc_port,
-        http_port=args.http_port,
-        planner_port=args.planner_port,
-        renderer_port=args.renderer_port,
-        validator_port=args.validator_port,
-    )
+def _stack_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The local stack's options (``StackOptions`` of the server package) from the command line."""
+    return {option.dest: getattr(args, option.dest) for option in STACK_FLAGS}
+
+
+def _local_stack(needed_for: str) -> Any:
+    """The server package's local stack (``storyboard_server.local_stack``), found through its entry point."""
+    return _server("stack", needed_for)
 
 
 def _add_gateway_options(parser: argparse.ArgumentParser) -> None:
@@ -218,10 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    stack = LocalStack(_stack_options(args))
+    stacks = _local_stack("storyboard up")
+    stack = stacks.LocalStack(stacks.StackOptions(**_stack_options(args)))
     # Signals are handled before the first service starts: one during start-up stops those already started and
     # exits 128 + its number (130, 143); once ready, Ctrl-C or SIGTERM is the way to stop the stack and exits 0.
-    with stop_on_signals(stack):
+    with stacks.stop_on_signals(stack):
         print("starting the local stack…", flush=True)
         with stack:
             for name, address in stack.addresses():
@@ -312,23 +295,32 @@ def _generate_spec(args: argparse.Namespace, story: str, adapter: str | None) ->
     )  # fmt: skip
 
 
-def _lora(args: argparse.Namespace, local: bool, options: StackOptions | None) -> str | None:
+def _lora(args: argparse.Namespace, local_options: dict[str, Any] | None) -> str | None:
     """The adapter name for --lora-path; a checkpoint path becomes the local stack's adapters folder."""
     if not args.lora_path:
         return None
     path = Path(args.lora_path)
     if not path.exists():
         return args.lora_path
-    if not local or options is None:
+    if local_options is None:
         raise CliError("--lora-path: a checkpoint path works only when generate starts its own local stack; "
                        "give the adapter's name as the gateway knows it", 2)  # fmt: skip
-    options.adapters_dir = path.resolve().parent
+    local_options["adapters_dir"] = path.resolve().parent
     return path.stem if path.is_file() else path.name
 
 
+def _live() -> Any:
+    """``storyboard.live`` (bars and tables on a terminal) where rich is installed, else None."""
+    try:
+        from storyboard import live
+    except ImportError:  # the SDK without its progress extra: plain lines
+        return None
+    return live
+
+
 def _follow(run: Any, json_mode: bool) -> StoryboardResult:
-    live = sys.stdout.isatty() and not json_mode
-    reporter = LiveReporter() if live else PlainReporter(sys.stderr if json_mode else sys.stdout)
+    live = _live() if sys.stdout.isatty() and not json_mode else None
+    reporter = live.LiveReporter() if live else PlainReporter(sys.stderr if json_mode else sys.stdout)
     try:
         with reporter:
             for event in run:
@@ -346,7 +338,7 @@ def _report(result: StoryboardResult, args: argparse.Namespace, client: Client) 
         failure = result.failure
         raise CliError(f"storyboard {result.storyboard_id} failed: {failure.code}: {failure.message}")
     assert result.final is not None
-    saved = result.save(args.output_dir) if args.output_dir is not None else []
+    saved = client.download(result.final.id, args.output_dir) if args.output_dir is not None else []
     if args.json:
         document = {
             "id": result.final.id,
@@ -358,10 +350,8 @@ def _report(result: StoryboardResult, args: argparse.Namespace, client: Client) 
         }  # fmt: skip
         print(json.dumps(document, indent=2, ensure_ascii=False))
         return 0
-    if sys.stdout.isatty():
-        from rich.console import Console
-
-        Console().print(frames_table(result))
+    if sys.stdout.isatty() and (live := _live()):
+        live.Console().print(live.frames_table(result))
     else:
         for row in summary_rows(result):
             print("frame {} seed {} attempts {} consistency {} alignment {} verdict {}".format(*row))
@@ -418,22 +408,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if args.gateway or client.is_serving():
             if args.api_key:
                 raise CliError("--api-key: the gateway's planner has its own key; it is used only by a local stack", 2)
-            spec = _generate_spec(args, story, _lora(args, local=False, options=None))
+            spec = _generate_spec(args, story, _lora(args, None))
             for line in _ignored_stack_options_note(args, address):
                 print(f"storyboard: note: {line}", file=sys.stderr, flush=True)  # stdout: the output alone
             return _report(_follow(client.generate(spec), args.json), args, client)
+    return _generate_on_a_local_stack(args, story, address)
+
+
+def _generate_on_a_local_stack(args: argparse.Namespace, story: str, address: str) -> int:
+    stacks = _local_stack(f"no gateway answers at {address}, and starting a local stack")
     options = _stack_options(args)
-    spec = _generate_spec(args, story, _lora(args, local=True, options=options))
+    spec = _generate_spec(args, story, _lora(args, options))
     if args.api_key:
         os.environ["OPENAI_API_KEY"] = args.api_key  # inherited by the planner process; never printed
     # Free ports for everything, so this run never collides with a stack the user runs meanwhile.
-    options.grpc_port = options.http_port = options.planner_port = options.renderer_port = options.validator_port = 0
-    options.max_restarts = 0  # a service that exits ends the run with an error naming it, rather than leave it hanging
+    options.update(grpc_port=0, http_port=0, planner_port=0, renderer_port=0, validator_port=0)
+    options["max_restarts"] = 0  # a service that exits ends the run with an error naming it, not left hanging
     out = sys.stderr if args.json else sys.stdout
     print(f"no gateway at {address}; starting a local stack for this run", file=out, flush=True)
-    stack = LocalStack(options, log_dir=Path(tempfile.mkdtemp(prefix="storyboard-logs-")))
+    stack = stacks.LocalStack(stacks.StackOptions(**options), log_dir=Path(tempfile.mkdtemp(prefix="storyboard-logs-")))
     # SIGTERM stops the stack (exit 143); Ctrl-C stays KeyboardInterrupt, which cancels the storyboard first (130).
-    with stop_on_signals(stack, [signal.SIGTERM]), stack:
+    with stacks.stop_on_signals(stack, [signal.SIGTERM]), stack:
         for note in stack.notes:
             print(f"note: {note}", file=out)
         with Client(stack.gateway_address) as client:
@@ -531,6 +526,12 @@ def _discard_stdout() -> None:
     os.close(devnull)
 
 
+def _stack_errors() -> tuple[type[Exception], ...]:
+    """The local stack's error, where the server package is installed (its message says what failed, and how)."""
+    found = entry_points(group="storyboard.server", name="stack")
+    return (next(iter(found)).load().StackError,) if found else ()
+
+
 def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -547,11 +548,11 @@ def _run(argv: Sequence[str] | None) -> int:
         return 130
     except BrokenPipeError:
         raise  # an OSError, but no failure to report: main ends quietly
-    except StackError as error:
+    except _stack_errors() as error:
         if args.verbose:
             raise
         print(f"storyboard: {error}", file=sys.stderr)  # one line, then the end of a failed service's log if any
-        return error.exit_status
+        return error.exit_status  # type: ignore[attr-defined]
     except (grpc.RpcError, OSError) as error:
         if args.verbose:
             raise

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from storyboard.v1 import common_pb2, storyboards_pb2
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 VERDICT_NAMES = {
     common_pb2.VERDICT_PASS: "pass",
@@ -63,7 +65,11 @@ class FrameRendered(Event):
     mime_type: str = "image/png"
 
     def image(self) -> Image.Image:
-        """The frame as a PIL image."""
+        """The frame as a PIL image (Pillow: the SDK's ``images`` extra)."""
+        try:
+            from PIL import Image
+        except ImportError:
+            raise ImportError("FrameRendered.image() needs Pillow: pip install 'storyboard-sdk[images]'") from None
         return Image.open(io.BytesIO(self.data))
 
 

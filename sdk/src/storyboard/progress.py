@@ -1,13 +1,10 @@
-"""How the CLI shows a storyboard being made: live bars on a terminal, one plain line per event elsewhere."""
+"""How the CLI shows a storyboard being made: one plain line per event (``storyboard.live`` draws bars on a terminal
+where rich is installed)."""
 
 from __future__ import annotations
 
 import sys
 from typing import TextIO
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from storyboard import events as ev
 from storyboard.results import StoryboardResult
@@ -30,62 +27,16 @@ class PlainReporter:
         print(text, file=self._out, flush=True)
 
     def show(self, event: ev.StoryboardEvent) -> None:
-        for line in describe(event) + _new_reason(event, self._reasons):
+        for line in describe(event) + new_reason(event, self._reasons):
             self.say(line)
 
 
-def _new_reason(event: ev.StoryboardEvent, seen: set[str]) -> list[str]:
+def new_reason(event: ev.StoryboardEvent, seen: set[str]) -> list[str]:
     """Why frames were not validated, the first time a reason comes up (it is the same for every frame)."""
     if not isinstance(event, ev.FrameValidated) or not event.reason or event.reason in seen:
         return []
     seen.add(event.reason)
     return [f"  ({event.reason})"]
-
-
-class LiveReporter:
-    """A bar for the storyboard and one per frame being rendered, with the plan printed as soon as it is ready."""
-
-    def __init__(self, console: Console | None = None) -> None:
-        self._console = console or Console()
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=self._console, transient=False,
-        )  # fmt: skip
-        self._overall: TaskID | None = None
-        self._frames: dict[int, TaskID] = {}
-        self._reasons: set[str] = set()
-
-    def __enter__(self) -> LiveReporter:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._progress.stop()
-
-    def say(self, text: str) -> None:
-        self._progress.console.print(text, highlight=False, markup=False)
-
-    def show(self, event: ev.StoryboardEvent) -> None:
-        if isinstance(event, ev.PlanReady):
-            for line in describe(event):
-                self.say(line)
-            self._overall = self._progress.add_task("storyboard", total=len(event.plan.scenes))
-        elif isinstance(event, ev.FrameProgress):
-            task = self._frames.get(event.frame)
-            label = f"  frame {event.frame}" + (f" (attempt {event.attempt})" if event.attempt > 1 else "")
-            if task is None:
-                task = self._frames[event.frame] = self._progress.add_task(label, total=event.total_steps)
-            self._progress.update(task, description=label, completed=event.step, total=event.total_steps)
-        elif isinstance(event, ev.FrameValidated):
-            if event.frame in self._frames:
-                self._progress.remove_task(self._frames.pop(event.frame))
-            if self._overall is not None and event.verdict != "low consistency":
-                self._progress.advance(self._overall)
-            for line in describe(event) + _new_reason(event, self._reasons):
-                self.say(line)
-        elif isinstance(event, ev.Retry | ev.Accepted | ev.Completed):
-            for line in describe(event):
-                self.say(line)
 
 
 def describe(event: ev.StoryboardEvent) -> list[str]:
@@ -108,16 +59,6 @@ def describe(event: ev.StoryboardEvent) -> list[str]:
     if isinstance(event, ev.Completed):
         return [f"storyboard {event.storyboard_id} completed"]
     return []
-
-
-def frames_table(result: StoryboardResult) -> Table:
-    """The final table: each frame's seed, attempts, scores and verdict."""
-    table = Table(title="frames")
-    for column in ("frame", "seed", "attempts", "consistency", "alignment", "verdict"):
-        table.add_column(column, justify="right" if column != "verdict" else "left")
-    for row in summary_rows(result):
-        table.add_row(*(str(value) for value in row))
-    return table
 
 
 def summary_rows(result: StoryboardResult) -> list[tuple[object, ...]]:

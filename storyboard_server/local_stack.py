@@ -39,7 +39,7 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from storyboard.results import StrPath
+from gateway.outputs import StrPath
 from storyboard_common.v1 import validator_pb2, validator_pb2_grpc
 
 LOOPBACK = "127.0.0.1"
