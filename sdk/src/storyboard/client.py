@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,8 @@ from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 SERVICE = "storyboard.v1.Storyboards"
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_IDEMPOTENT = ("Get", "List", "Plan", "Cancel", "Create")  # Create carries an idempotency key
+# Create carries an idempotency key; Watch (before its first event) and DownloadFiles start again from the same place.
+_IDEMPOTENT = ("Get", "List", "Plan", "Cancel", "Create", "Watch", "DownloadFiles")
 
 
 def _service_config() -> str:
@@ -66,7 +66,7 @@ class ClientOptions:
     tls: bool = False
     root_certificates: bytes | None = None  # PEM; None uses the system's roots
     timeout: float | None = None  # seconds per unary call; streams run until the storyboard ends
-    reconnects: int = 5  # times a dropped Watch/Generate stream is resumed
+    reconnects: int = 5  # times a dropped Watch stream is resumed (each waits for the gateway by the retry policy)
 
     def channel_args(self) -> list[tuple[str, Any]]:
         return [
@@ -113,15 +113,17 @@ def _regenerate_request(
     return request
 
 
-def _backoff(attempt: int) -> float:
-    return min(0.2 * 2**attempt, 3.0)
-
-
 class GenerateRun:
     """The events of one storyboard as they happen; collects them into ``result`` as they pass."""
 
-    def __init__(self, events: Iterator[StoryboardEvent], cancel: Any, source: ClientOptions | None = None) -> None:
-        self.result = StoryboardResult(source=source)
+    def __init__(
+        self,
+        events: Iterator[StoryboardEvent],
+        cancel: Any,
+        source: ClientOptions | None = None,
+        storyboard_id: str = "",
+    ) -> None:
+        self.result = StoryboardResult(storyboard_id=storyboard_id, source=source)
         self._events = events
         self._cancel = cancel
 
@@ -196,31 +198,8 @@ class Client:
         self, spec: storyboards_pb2.StoryboardSpec | None = None, *, idempotency_key: str = "", **fields: Any
     ) -> GenerateRun:
         """Create a storyboard and follow it: iterate the returned run for typed events."""
-        request = storyboards_pb2.GenerateRequest(
-            spec=make_spec(spec, **fields), idempotency_key=idempotency_key or uuid.uuid4().hex
-        )
-        return GenerateRun(self._generate(request), self.cancel, self.options)
-
-    def _generate(self, request: storyboards_pb2.GenerateRequest) -> Iterator[StoryboardEvent]:
-        last, storyboard_id = 0, ""
-        for attempt in range(self.options.reconnects + 1):
-            try:
-                if storyboard_id:
-                    stream = self._stub.Watch(
-                        storyboards_pb2.WatchRequest(id=storyboard_id, after_sequence=last), metadata=self._metadata
-                    )
-                else:  # the same idempotency key returns the same storyboard
-                    stream = self._stub.Generate(request, metadata=self._metadata)
-                for raw in stream:
-                    if raw.sequence <= last:
-                        continue
-                    last, storyboard_id = raw.sequence, raw.storyboard_id
-                    yield from_proto(raw)
-                return
-            except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.options.reconnects:
-                    raise
-                time.sleep(_backoff(attempt))
+        created = self.create(spec, idempotency_key=idempotency_key, **fields)
+        return GenerateRun(self.watch(created.id), self.cancel, self.options, created.id)
 
     def get(self, storyboard_id: str) -> storyboards_pb2.Storyboard:
         return self._call(self._stub.Get, storyboards_pb2.GetRequest(id=storyboard_id))
@@ -229,9 +208,10 @@ class Client:
         return self._call(self._stub.List, storyboards_pb2.ListRequest(page_size=page_size, page_token=page_token))
 
     def watch(self, storyboard_id: str, after_sequence: int = 0) -> Iterator[StoryboardEvent]:
-        """A storyboard's events after ``after_sequence`` until it ends, resuming after a dropped connection."""
+        """A storyboard's events after ``after_sequence`` until it ends, resumed after a dropped connection from the
+        last event received (the channel's retry policy waits for the gateway to be back)."""
         last = after_sequence
-        for attempt in range(self.options.reconnects + 1):
+        for resume in range(self.options.reconnects + 1):
             try:
                 request = storyboards_pb2.WatchRequest(id=storyboard_id, after_sequence=last)
                 for raw in self._stub.Watch(request, metadata=self._metadata):
@@ -239,9 +219,8 @@ class Client:
                     yield from_proto(raw)
                 return
             except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.options.reconnects:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or resume == self.options.reconnects:
                     raise
-                time.sleep(_backoff(attempt))
 
     def fetch(self, storyboard_id: str) -> StoryboardResult:
         """A storyboard's plan and outcome, collected from its events once it has ended; ``.save(folder)`` downloads
@@ -337,7 +316,7 @@ class AsyncClient:
 
     async def watch(self, storyboard_id: str, after_sequence: int = 0) -> AsyncIterator[StoryboardEvent]:
         last = after_sequence
-        for attempt in range(self.options.reconnects + 1):
+        for resume in range(self.options.reconnects + 1):
             try:
                 request = storyboards_pb2.WatchRequest(id=storyboard_id, after_sequence=last)
                 async for raw in self._stub.Watch(request, metadata=self._metadata):
@@ -345,9 +324,8 @@ class AsyncClient:
                     yield from_proto(raw)
                 return
             except grpc.aio.AioRpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.options.reconnects:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or resume == self.options.reconnects:
                     raise
-                await asyncio.sleep(_backoff(attempt))
 
     async def fetch(self, storyboard_id: str) -> StoryboardResult:
         result = StoryboardResult(source=self.options)
