@@ -74,8 +74,8 @@ class ClipEmbedder:
         self._images: LruCache[str, torch.Tensor] = LruCache(cache_size)
         self._texts: LruCache[str, torch.Tensor] = LruCache(cache_size)
         self._forward_lock = threading.Lock()
-        # Decoding a 1024x1024 PNG takes longer than a GPU needs to embed it, and PIL releases the GIL while it
-        # decodes and resizes, so a call's images are opened side by side.
+        # Decoding and resizing a large frame costs more than embedding it on a GPU, and Pillow does both off the
+        # interpreter's lock, so a call's images are opened side by side.
         self._pool = ThreadPoolExecutor(max(1, preprocess_workers), thread_name_prefix="clip-preprocess")
 
     def image_embeddings(self, images: Mapping[str, Callable[[], Image.Image]]) -> dict[str, torch.Tensor]:
