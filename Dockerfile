@@ -48,6 +48,7 @@ COPY pyproject.toml README.md ./
 COPY storyboard_common storyboard_common
 COPY services services
 COPY gateway gateway
+COPY storyboard_server storyboard_server
 RUN /opt/build/bin/python tools/gen_protos.py \
     && uv build --wheel --out-dir /wheels --build-constraint deploy/requirements/build.txt sdk \
     && uv build --wheel --out-dir /wheels --build-constraint deploy/requirements/build.txt .
