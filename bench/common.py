@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # for tests.support when a benchmark runs as a script
+    sys.path.insert(0, str(REPO))  # for bench and the services when a benchmark runs as a script
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Planner latency, offline backend: ``Planner.Plan`` over loopback gRPC to a planner process (what the gateway
-sees), over the planner's own test stories (tests/unit/test_planner_offline.py: one word to a dozen sentences,
-one to three registered characters or none, an injection attempt), at 6, 8 and 10 frames, with the character
-registry in examples/characters.toml. Temperature 0.7 (the gateway's default), so the plan cache (temperature 0
-only) never answers. The first call of each process is reported apart: it pays one-time loading.
+sees), over the stories of bench/stories.py (one word to a dozen sentences, one to three registered characters or
+none, an injection attempt), at 6, 8 and 10 frames, with the character registry in examples/characters.toml.
+Temperature 0.7 (the gateway's default), so the plan cache (temperature 0 only) never answers. The first call of
+each process is reported apart: it pays one-time loading.
 
     .venv/bin/python -m bench.planner_bench --rounds 3
 """
@@ -23,9 +23,9 @@ if str(REPO) not in sys.path:
 import grpc  # noqa: E402
 
 from bench.common import Section, median, percentile, table  # noqa: E402
+from bench.processes import Processes  # noqa: E402
+from bench.stories import STORIES  # noqa: E402
 from storyboard_common.v1 import planner_pb2, planner_pb2_grpc  # noqa: E402
-from tests.support.processes import ProcessGroup  # noqa: E402
-from tests.unit.test_planner_offline import STORIES  # noqa: E402
 
 FRAME_COUNTS = (6, 8, 10)
 GPU_FRAME_SECONDS = 1.0
@@ -33,8 +33,8 @@ GPU_FRAME_SECONDS = 1.0
 
 def measure(rounds: int, scratch: Path) -> tuple[float, list[float], dict[int, list[float]]]:
     """(first call seconds, every later call's seconds, seconds by frame count)."""
-    with ProcessGroup(scratch / "logs") as group:
-        planner = group.planner("--backend", "offline", "--characters-file", str(REPO / "examples/characters.toml"))
+    with Processes(scratch / "logs") as processes:
+        planner = processes.planner("--backend", "offline", "--characters-file", str(REPO / "examples/characters.toml"))
         with grpc.insecure_channel(planner.address) as channel:
             stub = planner_pb2_grpc.PlannerStub(channel)
 

@@ -25,6 +25,7 @@ Writes a markdown table (machine, versions, date, settings, results) to ``bench/
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import os
 import platform
@@ -35,12 +36,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # for tests.support.tiny_sdxl when run as a script
+    sys.path.insert(0, str(REPO))  # for bench and the services when run as a script
 
 from bench.common import cpu_model  # noqa: E402
 
@@ -119,6 +121,47 @@ SDXL_SCHEDULER: dict[str, Any] = {
     "timestep_spacing": "leading",
     "interpolation_type": "linear",
     "use_karras_sigmas": False,
+}
+
+# The toy (--toy, the default without CUDA): SDXL's structure (text_time conditioning, cross-attention on both text
+# encoders' hidden states) at toy widths, built in a second, to show on a CPU that the script works. The VAE
+# downsamples by 2, so a 64x64 frame is a 32x32 latent.
+TOY_TEXT_ENCODER: dict[str, Any] = {
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 2,
+    "projection_dim": 32,
+    "hidden_act": "gelu",
+}
+TOY_TIME_EMBED_DIM = 8
+TOY_UNET: dict[str, Any] = {
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "sample_size": 32,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "attention_head_dim": (2, 4),
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": TOY_TIME_EMBED_DIM,
+    "transformer_layers_per_block": (1, 1),
+    # six time ids, each embedded, plus the second encoder's pooled projection
+    "projection_class_embeddings_input_dim": 6 * TOY_TIME_EMBED_DIM + TOY_TEXT_ENCODER["projection_dim"],
+    "cross_attention_dim": 2 * TOY_TEXT_ENCODER["hidden_size"],  # both encoders' hidden states, concatenated
+    "norm_num_groups": 8,
+}
+TOY_VAE: dict[str, Any] = {
+    "block_out_channels": [16, 32],
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 2,
+    "up_block_types": ["UpDecoderBlock2D"] * 2,
+    "latent_channels": 4,
+    "sample_size": 64,
+    "norm_num_groups": 8,
 }
 
 
@@ -213,6 +256,25 @@ def real_unet_config() -> dict[str, Any]:
     return dict(SDXL_UNET)
 
 
+def clip_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
+    """A ``CLIPTokenizer`` with CLIP's vocabulary, built from the file open_clip ships (nothing is downloaded)."""
+    tokenizer = copy.deepcopy(_clip_tokenizer())  # building one takes a second or two; copying, a fraction of that
+    tokenizer.pad_token = pad_token  # SDXL's second tokenizer pads with "!"
+    return tokenizer
+
+
+@lru_cache(maxsize=1)
+def _clip_tokenizer() -> Any:
+    from services.planner.clip_tokens import build_clip_tokenizer, bundled_vocab_path
+
+    path = bundled_vocab_path()
+    if path is None:
+        raise SystemExit("open_clip, which ships CLIP's vocabulary, is not installed")
+    tokenizer = build_clip_tokenizer(path)
+    tokenizer.model_max_length = 77  # SDXL's window
+    return tokenizer
+
+
 @contextmanager
 def default_dtype(dtype: Any) -> Iterator[None]:
     """Build modules directly in ``dtype``: no float32 copy first (10 GB for the real UNet), no cast afterwards."""
@@ -232,8 +294,6 @@ def build_real_pipeline(device: str, dtype: Any) -> Any:
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from tests.support.tiny_sdxl import clip_tokenizer
-
     with torch.device(device), default_dtype(dtype):
         unet = UNet2DConditionModel(**real_unet_config())
         vae = AutoencoderKL(**SDXL_VAE)
@@ -251,12 +311,26 @@ def build_real_pipeline(device: str, dtype: Any) -> Any:
 
 
 def build_toy_pipeline(device: str, dtype: Any) -> Any:
+    """The toy, random weights drawn from seed 0 (torch's global random state is kept)."""
     import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from tests.support.tiny_sdxl import tiny_sdxl_pipeline
-
-    with torch.device(device), default_dtype(dtype):
-        return tiny_sdxl_pipeline()
+    with torch.device(device), default_dtype(dtype), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        unet = UNet2DConditionModel(**TOY_UNET)
+        vae = AutoencoderKL(**TOY_VAE)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**_CLIP_COMMON, **TOY_TEXT_ENCODER))
+        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**_CLIP_COMMON, **TOY_TEXT_ENCODER))
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer(pad_token="!"),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER),
+    )
 
 
 def count_guided_step_flops(unet_config: dict[str, Any], latent_size: int) -> tuple[int, int]:
@@ -458,9 +532,7 @@ def report(
 ) -> str:
     size = f"{plan.size}x{plan.size}"
     latent = plan.size // 2 if plan.toy else plan.size // 8
-    model = (
-        "tiny SDXL-shaped model (tests/support/tiny_sdxl.py) - NOT SDXL performance" if plan.toy else "SDXL-base 1.0"
-    )
+    model = "tiny SDXL-shaped model (bench/sdxl_bench.py's toy) - NOT SDXL performance" if plan.toy else "SDXL-base 1.0"
     lines = [
         f"# SDXL benchmark: {model}",
         "",
@@ -523,9 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     plan = make_plan(args)
     if plan.toy:
-        from tests.support.tiny_sdxl import tiny_unet_config
-
-        unet_config = tiny_unet_config()
+        unet_config = dict(TOY_UNET)
         parameters, step_flops = count_guided_step_flops(unet_config, plan.size // 2)  # the tiny VAE scales by 2
         build: Callable[[str, Any], Any] = build_toy_pipeline
     else:

@@ -36,10 +36,10 @@ from PIL import Image  # noqa: E402
 
 from bench.common import Section, median, ms, table  # noqa: E402
 from bench.natural_image import natural_image  # noqa: E402
+from bench.processes import Processes  # noqa: E402
 from gateway.frames import keep_as_png  # noqa: E402
 from storyboard import Client, events  # noqa: E402
 from storyboard_common.images import encode  # noqa: E402
-from tests.support.processes import ProcessGroup, free_port  # noqa: E402
 
 STORY = "A fox crosses a frozen river at dawn to reach its den before the storm."
 GPU_FRAME_SECONDS = 1.0
@@ -94,16 +94,15 @@ def _timed(work: Callable[[], object], repeats: int = 3) -> float:
     return median(times)
 
 
-def measure_format(group: ProcessGroup, planner: str, fmt: Format, options: argparse.Namespace, scratch: Path,
+def measure_format(processes: Processes, planner: str, fmt: Format, options: argparse.Namespace, scratch: Path,
                    image: Image.Image) -> FormatResult:  # fmt: skip
     """One storyboard of 1024x1024 frames in ``fmt`` through a renderer and a gateway of its own."""
     log = scratch / f"sent-{fmt.image_format}-{fmt.png_level}-{fmt.quality}.jsonl"
-    port = free_port()
-    renderer = group.spawn("transport-renderer", ["-m", "bench.fixed_cost_renderer", "--port", str(port),
-                           "--frame-seconds", str(options.frame_gap), "--encode-each-frame", "--log", str(log),
-                           "--warm-size", str(options.size), *fmt.renderer_args()], port)  # fmt: skip
-    group.wait_serving(renderer, "storyboard.v1.Renderer", timeout=120)
-    gateway = group.gateway(planner, renderer.address, scratch / "outputs", "--log-level", "WARNING")
+    renderer = processes.fixed_cost_renderer("--frame-seconds", str(options.frame_gap), "--encode-each-frame", "--log",
+                                             str(log), "--warm-size", str(options.size),
+                                             *fmt.renderer_args())  # fmt: skip
+    processes.wait_serving(renderer, "storyboard.v1.Renderer", timeout=120)
+    gateway = processes.gateway(planner, renderer.address, scratch / "outputs", "--log-level", "WARNING")
     result = FormatResult(fmt)
     arrivals: dict[int, float] = {}
     try:
@@ -138,11 +137,11 @@ def measure_format(group: ProcessGroup, planner: str, fmt: Format, options: argp
 def measure(options: argparse.Namespace, scratch: Path, log: Callable[[str], None] = print) -> list[FormatResult]:
     image = natural_image(options.size, options.size)
     results = []
-    with ProcessGroup(scratch / "logs") as group:
-        planner = group.planner()
+    with Processes(scratch / "logs") as processes:
+        planner = processes.planner()
         for fmt in FORMATS:
             log(f"transport: {fmt.name}")
-            results.append(measure_format(group, planner.address, fmt, options, scratch, image))
+            results.append(measure_format(processes, planner.address, fmt, options, scratch, image))
     return results
 
 

@@ -28,8 +28,9 @@ from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # for tests.support.tiny_clip when run as a script
+    sys.path.insert(0, str(REPO))  # for bench and the services when run as a script
 
+from bench.tiny_clip import build_tiny_clip  # noqa: E402
 from services.validator.requests import parse_score_request  # noqa: E402
 from services.validator.scorer import FrameScorer  # noqa: E402
 from services.validator.scoring import ReferencePolicy, Thresholds  # noqa: E402
@@ -116,10 +117,8 @@ def _synchronize() -> None:
 def settings_for(args: argparse.Namespace, scratch: Path) -> ValidatorSettings:
     if args.clip_model:
         return ValidatorSettings(clip_model=args.clip_model, clip_pretrained=args.clip_pretrained, device=args.device)
-    from tests.support.tiny_clip import build_tiny_clip
-
-    tiny = build_tiny_clip(scratch / "tiny-clip")
-    return ValidatorSettings(**tiny.settings(), device=args.device)
+    folder = build_tiny_clip(scratch / "tiny-clip")
+    return ValidatorSettings(clip_model=f"local-dir:{folder}", clip_pretrained="", device=args.device)
 
 
 def main(argv: list[str] | None = None) -> int:
