@@ -2,14 +2,14 @@
 by side in the same run, with the machine, the versions and the date.
 
     make bench                                   # or: .venv/bin/python bench/run.py
-    .venv/bin/python bench/run.py --quick        # fewer rounds (a smoke run, a minute or two)
-    .venv/bin/python bench/run.py --only transport,planner --output /tmp/RESULTS.md
+    .venv/bin/python bench/run.py --quick        # fewer rounds (a smoke run)
+    .venv/bin/python bench/run.py --only orchestration --output /tmp/RESULTS.md
 
-Sections: orchestration efficiency and time to first frame (bench/orchestration.py; at 256x256 with 0.5 s frames,
-its overhead against frame time at R = 4 and 8, then at SDXL's 1024x1024 with 2 s frames), transport per image format
-(bench/transport.py), validator batched vs
-pairwise (bench/validator_bench.py), planner latency (bench/planner_bench.py), and the renderer's SDXL GPU
-benchmark (bench/sdxl_bench.py) when a GPU run's results are in bench/results/.
+Sections: orchestration (bench/orchestration.py: an 8-frame storyboard at 1024x1024 with 2 s frames over R = 1, 2, 4
+replicas, wall over ideal and the gateway's CPU time per frame, also written to results/orchestration.json beside
+the output), transport per image format (bench/transport.py), validator batched vs pairwise
+(bench/validator_bench.py), planner latency (bench/planner_bench.py), and the renderer's SDXL GPU benchmark
+(bench/sdxl_bench.py) when a GPU run's results are in bench/results/.
 """
 
 from __future__ import annotations
@@ -29,18 +29,7 @@ from bench import orchestration, planner_bench, transport  # noqa: E402
 from bench.common import Section, machine, table  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
-SECTIONS = (
-    "orchestration",
-    "orchestration-frame-time",
-    "orchestration-real-size",
-    "transport",
-    "validator",
-    "planner",
-    "sdxl",
-)
-REAL_SIZE = ["--size", "1024", "--frame-seconds", "2"]  # SDXL's frame size, and about its time a frame on a fast GPU
-# Where the overhead's share is largest, frames of 0.5, 1, 2 and 3 s (25 ms a step): does the overhead grow with them?
-FRAME_TIMES = ["--replicas", "4,8", "--frame-steps", "20,40,80,120"]
+SECTIONS = ("orchestration", "transport", "validator", "planner", "sdxl")
 
 
 def validator_section(quick: bool) -> Section:
@@ -78,11 +67,11 @@ def demoted(markdown: str) -> str:
     return "\n".join("##" + line if line.startswith("#") else line for line in markdown.splitlines())
 
 
-def build(only: Sequence[str], quick: bool, log: Callable[[str], None]) -> list[Section]:
+def build(only: Sequence[str], quick: bool, results: Path, log: Callable[[str], None]) -> list[Section]:
+    """The sections named in ``only``; the orchestration's figures also go to ``results``/orchestration.json."""
+    figures = ["--json", str(results / "orchestration.json")]
     runners: dict[str, Callable[[], Section]] = {
-        "orchestration": lambda: orchestration.run(["--rounds", "2" if quick else "6"]),
-        "orchestration-frame-time": lambda: orchestration.run(["--rounds", "1" if quick else "3", *FRAME_TIMES]),
-        "orchestration-real-size": lambda: orchestration.run(["--rounds", "1" if quick else "3", *REAL_SIZE]),
+        "orchestration": lambda: orchestration.run(["--rounds", "2" if quick else "5", *figures], log),
         "transport": lambda: transport.run(["--frames", "6"]),
         "validator": lambda: validator_section(quick),
         "planner": lambda: planner_bench.run(["--rounds", "1" if quick else "3"]),
@@ -125,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--only: unknown sections {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     machine_rows = machine()
     started = time.monotonic()
-    sections = build(only, args.quick, lambda line: print(line, file=sys.stderr, flush=True))
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    sections = build(only, args.quick, args.output.parent / "results", log)
     args.output.write_text(document(sections, machine_rows, time.monotonic() - started))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
