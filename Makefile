@@ -77,9 +77,11 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 
 # This checkout's gateway against REV's, side by side: make bench-compare REV=main~3
+# More options in COMPARE_ARGS, e.g. COMPARE_ARGS="--replicas 1,4 --revision-path /tmp/rev-deps" (python -m bench.compare -h)
 REV ?= HEAD
+COMPARE_ARGS ?=
 bench-compare: $(STAMP)
-	$(PY) -m bench.compare $(REV)
+	$(PY) -m bench.compare $(REV) $(COMPARE_ARGS)
 
 lock: $(STAMP)
 	$(UV) pip compile pyproject.toml --extra all --extra dev --python-version 3.11 -c constraints.txt -o requirements.lock
