@@ -61,8 +61,8 @@ class Format:
 
 FORMATS = (
     Format("PNG level 0 (stored)", "PNG", png_level=0, renderer_default=True),
-    Format("PNG level 1 (ISA-L)", "PNG", png_level=1),
-    Format("PNG level 3 (ISA-L)", "PNG", png_level=3),
+    Format("PNG level 1", "PNG", png_level=1),
+    Format("PNG level 3", "PNG", png_level=3),
     Format("PNG level 6 (zlib default)", "PNG", png_level=6),
     Format("PNG level 9 (zlib)", "PNG", png_level=9),
     Format("WebP q90", "WEBP", quality=90, lossless=False),
