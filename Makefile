@@ -72,7 +72,7 @@ test-integration: $(STAMP)
 reliability: $(STAMP)
 	$(VENV)/bin/pytest -m reliability tests/reliability
 
-# Benchmarks (about 10 minutes): writes bench/RESULTS.md, every speed figure a ratio measured side by side.
+# Benchmarks (about 6 minutes): writes bench/RESULTS.md and bench/results/orchestration.json.
 bench: $(STAMP)
 	$(PY) bench/run.py
 
