@@ -340,9 +340,8 @@ def section(m: Measurements, options: Options) -> Section:
         frames=options.frames, size=options.size, seconds=options.frame_seconds, steps=options.steps,
         cores=os.cpu_count(), rounds=options.rounds,
     )  # fmt: skip
-    title = f"Orchestration: wall over ideal and the gateway's CPU per frame ({options.size}x{options.size}, " + (
-        f"{options.frame_seconds:g} s frames)"
-    )
+    scale = f"{options.size}x{options.size}, {options.frame_seconds:g} s frames"
+    title = f"Orchestration: wall over ideal and the gateway's CPU per frame ({scale})"
     return Section(title, method, [storyboards, "Stage costs:", stages], conclusion)
 
 
