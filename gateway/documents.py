@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import tempfile
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 from reportlab import rl_config
 from reportlab.lib.pagesizes import A4
-from reportlab.lib.utils import ImageReader, simpleSplit
+from reportlab.lib.utils import simpleSplit
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
@@ -34,6 +35,32 @@ rl_config.useA85 = 0
 
 CELL = 384  # a contact-sheet cell, in pixels: each frame's thumbnail fits it
 PDF_JPEG_QUALITY = 90
+GRID_PNG_LEVEL = 1  # zlib's fastest: a sheet a few percent larger than at the default level, for a fraction of the work
+
+
+@dataclass(frozen=True)
+class DocumentFrame:
+    """A kept frame as the documents use it, decoded once: its contact-sheet thumbnail, and the JPEG the PDF stores."""
+
+    width: int
+    height: int
+    thumbnail: Image.Image
+    jpeg: bytes
+
+    @classmethod
+    def of(cls, picture: Image.Image) -> DocumentFrame:
+        picture = picture.convert("RGB")
+        thumbnail = picture.copy()
+        thumbnail.thumbnail((CELL, CELL))
+        jpeg = io.BytesIO()
+        picture.save(jpeg, format="JPEG", quality=PDF_JPEG_QUALITY)
+        return cls(picture.width, picture.height, thumbnail, jpeg.getvalue())
+
+    @classmethod
+    def read(cls, frame: bytes | outputs.StrPath) -> DocumentFrame:
+        """The frame from its encoded bytes or its file."""
+        with Image.open(io.BytesIO(frame) if isinstance(frame, bytes) else frame) as picture:
+            return cls.of(picture)
 
 
 CharacterRefs = Sequence[common_pb2.CharacterRef]
@@ -168,18 +195,14 @@ class _Writer:
 
 @dataclass(frozen=True)
 class _PdfFrame:
-    """A frame as the PDF draws it: its size, and its JPEG, which the PDF stores as it is (DCTDecode), once."""
+    """A frame as the PDF draws it: its size, and its JPEG file, which the PDF stores as it is (DCTDecode), once.
+
+    A file, not an ImageReader: reportlab names an ImageReader's image by hashing its decoded pixels at every draw,
+    and a file by its name."""
 
     width: int
     height: int
-    image: ImageReader
-
-    @classmethod
-    def of(cls, frame: Image.Image) -> _PdfFrame:
-        jpeg = io.BytesIO()
-        frame.convert("RGB").save(jpeg, format="JPEG", quality=PDF_JPEG_QUALITY)
-        jpeg.seek(0)
-        return cls(frame.width, frame.height, ImageReader(jpeg))
+    file: str
 
 
 def _fit(width: int, height: int, box_width: float, box_height: float) -> tuple[float, float]:
@@ -191,7 +214,7 @@ def _draw_frame(canvas: Canvas, frame: _PdfFrame, x: float, top: float, box: Any
     """The frame centred in ``box`` (width, height) from ``top``, outlined; returns its bottom y."""
     width, height = _fit(frame.width, frame.height, *box)
     left = x + (box[0] - width) / 2
-    canvas.drawImage(frame.image, left, top - height, width, height)
+    canvas.drawImage(frame.file, left, top - height, width, height)
     canvas.setStrokeColorRGB(*_FRAME_LINE)
     canvas.setLineWidth(0.5)
     canvas.rect(left, top - height, width, height)
@@ -254,7 +277,7 @@ def _end_page(writer: _Writer) -> None:
 
 
 def storyboard_pdf(
-    frames: Sequence[Image.Image],
+    frames: Sequence[DocumentFrame],
     scenes: Sequence[common_pb2.Scene],
     text: DocumentText = DocumentText(),
     characters: CharacterRefs = (),
@@ -272,11 +295,16 @@ def storyboard_pdf(
     canvas.setAuthor("Storyboard")
     canvas.setCreator("Storyboard")
     writer = _Writer(canvas, _fonts())
-    pdf_frames = [_PdfFrame.of(frame) for frame in frames]
-    _title_page(writer, text, pdf_frames, scenes)
-    _frame_pages(writer, text, pdf_frames, scenes)
-    _end_page(writer)
-    canvas.save()
+    with tempfile.TemporaryDirectory(prefix="storyboard-pdf-") as folder:
+        pdf_frames = []
+        for index, frame in enumerate(frames):
+            path = Path(folder) / f"frame_{index:03d}.jpg"
+            path.write_bytes(frame.jpeg)
+            pdf_frames.append(_PdfFrame(frame.width, frame.height, str(path)))
+        _title_page(writer, text, pdf_frames, scenes)
+        _frame_pages(writer, text, pdf_frames, scenes)
+        _end_page(writer)
+        canvas.save()
     return buffer.getvalue()
 
 
@@ -322,21 +350,21 @@ def document_text(
 
 
 def write_documents(
-    folder: outputs.StrPath, plan: common_pb2.Plan, frames: Sequence[bytes | outputs.StrPath], text: DocumentText
+    folder: outputs.StrPath,
+    plan: common_pb2.Plan,
+    frames: Sequence[DocumentFrame | bytes | outputs.StrPath],
+    text: DocumentText,
 ) -> list[str]:
-    """Write storyboard_grid.png and storyboard.pdf into ``folder`` from the kept frames (encoded images or their
-    files, one per scene in scene order); returns their names."""
+    """Write storyboard_grid.png and storyboard.pdf into ``folder`` from the kept frames (prepared, encoded images or
+    their files, one per scene in scene order); returns their names."""
     folder = Path(folder)
-    pictures = [_opened(frame) for frame in frames]
+    prepared = [frame if isinstance(frame, DocumentFrame) else DocumentFrame.read(frame) for frame in frames]
     captions = [caption(scene, plan.characters) for scene in plan.scenes]
     grid = io.BytesIO()
-    contact_sheet(pictures, captions).save(grid, format="PNG")
-    pdf = storyboard_pdf(pictures, plan.scenes, text, plan.characters)
+    contact_sheet([frame.thumbnail for frame in prepared], captions).save(
+        grid, format="PNG", compress_level=GRID_PNG_LEVEL
+    )
+    pdf = storyboard_pdf(prepared, plan.scenes, text, plan.characters)
     outputs.write_bytes_atomic(folder / outputs.GRID, grid.getvalue())
     outputs.write_bytes_atomic(folder / outputs.PDF, pdf)
     return [outputs.GRID, outputs.PDF]
-
-
-def _opened(frame: bytes | outputs.StrPath) -> Image.Image:
-    with Image.open(io.BytesIO(frame) if isinstance(frame, bytes) else frame) as image:
-        return image.convert("RGB")

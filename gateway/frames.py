@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from gateway import decisions, documents, outputs
+from gateway.document_frames import DocumentFrames
 from gateway.downstream import Downstream
 from gateway.metrics import Metrics
 from gateway.outputs import AttemptInfo
@@ -48,6 +49,7 @@ class FrameMaker:
     downstream: Downstream
     metrics: Metrics
     policy: FramePolicy
+    document_frames: DocumentFrames
 
     async def make(self, scene: common_pb2.Scene) -> None:
         """Produce the frame: its attempts, then the best one kept as frame_NNN.png."""
@@ -61,6 +63,7 @@ class FrameMaker:
         if scene.frame == decisions.REFERENCE_FRAME:  # known already, unless an earlier run had judged it too
             self.validation.set_reference(await self._picture(kept))
         await asyncio.to_thread(keep_as_png, self.job.output_dir / kept.file, self.frame_path(scene.frame))
+        self.document_frames.prepare(self.frame_path(scene.frame))
         self._keep(scene.frame, kept)
 
     def frame_path(self, frame: int) -> Path:

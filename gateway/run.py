@@ -21,6 +21,7 @@ import grpc
 
 from gateway import decisions, documents, outputs
 from gateway.catalog import spec_error
+from gateway.document_frames import DocumentFrames
 from gateway.downstream import Downstream
 from gateway.frames import FrameMaker, FramePolicy
 from gateway.metrics import Metrics
@@ -65,10 +66,16 @@ class StoryboardRun:
         await asyncio.to_thread(remove_half_written_files, self.job.output_dir)
         plan = await self._plan()
         validation = await Validation.ask(self.downstream, [c.trigger_token for c in plan.characters])
-        maker = FrameMaker(self.job, plan, validation, self.store, self.downstream, self.metrics, self.policy)
-        await self._make_frames(maker)
-        await self._check_repetition(plan, validation)
-        files = await self._assemble(plan, validation)
+        document_frames = DocumentFrames()
+        maker = FrameMaker(
+            self.job, plan, validation, self.store, self.downstream, self.metrics, self.policy, document_frames
+        )
+        try:
+            await self._make_frames(maker)
+            await self._check_repetition(plan, validation)
+            files = await self._assemble(plan, validation, document_frames)
+        finally:
+            document_frames.cancel()
         self._complete(files)
 
     # -- stages -------------------------------------------------------------------------------------------------
@@ -153,7 +160,9 @@ class StoryboardRun:
                     reason=reason,
                 ))  # fmt: skip
 
-    async def _assemble(self, plan: common_pb2.Plan, validation: Validation) -> list[str]:
+    async def _assemble(
+        self, plan: common_pb2.Plan, validation: Validation, document_frames: DocumentFrames
+    ) -> list[str]:
         """frames.json, the grid, the PDF and report.json, made once every frame is kept."""
         self._set_state(sb.STORYBOARD_STATE_ASSEMBLING)
         folder = self.job.output_dir
@@ -161,7 +170,7 @@ class StoryboardRun:
             snapshot, attempts = self.job.snapshot(), self.store.attempts(self.job)
             metadata = await asyncio.to_thread(outputs.write_frames_metadata, folder, plan, snapshot.frames, attempts)
             text = documents.document_text(snapshot, attempts, validation.unready_reason)
-            frames = [folder / outputs.frame_file_name(scene.frame) for scene in plan.scenes]
+            frames = [await document_frames.get(folder / outputs.frame_file_name(s.frame)) for s in plan.scenes]
             grid, pdf = await asyncio.to_thread(documents.write_documents, folder, plan, frames, text)
         report = outputs.storyboard_report(
             snapshot, attempts, thresholds=validation.thresholds, validator_model=validation.model,

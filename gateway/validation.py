@@ -5,13 +5,19 @@ Frame 1's first attempt is kept whatever it scores (``decisions.tries_again``), 
 moment it arrives: the other frames are scored against it without waiting for it to be kept. Scores are advice,
 not a condition: when the validator is not configured, not ready or does not answer, frames are marked not
 validated and the storyboard goes on.
+
+An image the validator was sent once is named by its SHA-256 afterwards (``Image.sha256``): the reference in every
+frame's call, every kept frame in the repetition check. A validator that no longer holds one (restarted, another
+replica, forgotten) answers FAILED_PRECONDITION, and the call is made again with every image's bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import grpc
 
@@ -29,8 +35,15 @@ class Picture:
     data: bytes
     mime_type: str
 
-    def image(self) -> common_pb2.Image:
-        return common_pb2.Image(data=self.data, mime_type=self.mime_type)
+    @cached_property
+    def sha256(self) -> bytes:
+        return hashlib.sha256(self.data).digest()
+
+    def image(self, named: bool) -> common_pb2.Image:
+        """The image with its bytes, or ``named`` by its digest alone."""
+        if named:
+            return common_pb2.Image(mime_type=self.mime_type, sha256=self.sha256)
+        return common_pb2.Image(data=self.data, mime_type=self.mime_type, sha256=self.sha256)
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,8 @@ class Validation:
     max_frames: int = 0
     thresholds: common_pb2.Thresholds | None = None
     notes: list[str] = field(default_factory=list)
+    _held: set[bytes] = field(default_factory=set)  # digests of the images the validator was sent
+    _carried: dict[bytes, asyncio.Event] = field(default_factory=dict)  # digests on their way in a call, with bytes
     _reference: asyncio.Future[Picture] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     @classmethod
@@ -114,13 +129,52 @@ class Validation:
     async def _score(
         self, pictures: Sequence[Picture], prompts: Sequence[str], reference: Picture, stage: str
     ) -> validator_pb2.ScoreResponse:
-        request = validator_pb2.ScoreRequest(
-            frames=[picture.image() for picture in pictures],
+        carried = self._carried.get(reference.sha256)
+        if carried is not None:  # frames that arrive together go after the call that carries frame 1's bytes
+            await carried.wait()
+        held = frozenset(self._held)
+        sent = {picture.sha256 for picture in (*pictures, reference)} - held - self._carried.keys()
+        self._carried.update((digest, asyncio.Event()) for digest in sent)
+        try:
+            response = await self._send(pictures, prompts, reference, held, stage)
+        finally:
+            for digest in sent:
+                self._carried.pop(digest).set()
+        self.thresholds = response.thresholds
+        return response
+
+    async def _send(
+        self,
+        pictures: Sequence[Picture],
+        prompts: Sequence[str],
+        reference: Picture,
+        held: frozenset[bytes],
+        stage: str,
+    ) -> validator_pb2.ScoreResponse:
+        """The call, and once more with every image's bytes if the validator no longer holds one it was named by."""
+        try:
+            response = await self.downstream.score(self._request(pictures, prompts, reference, held), stage)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.FAILED_PRECONDITION or not held:
+                raise
+            self._held.clear()
+            response = await self.downstream.score(self._request(pictures, prompts, reference, frozenset()), stage)
+        self._held.update(picture.sha256 for picture in (*pictures, reference))
+        return response
+
+    def _request(
+        self, pictures: Sequence[Picture], prompts: Sequence[str], reference: Picture, held: frozenset[bytes]
+    ) -> validator_pb2.ScoreRequest:
+        """Each image's bytes once in the request, unless the validator ``held`` it already."""
+        sending = set(held)
+        images = []
+        for picture in (*pictures, reference):
+            images.append(picture.image(named=picture.sha256 in sending))
+            sending.add(picture.sha256)
+        return validator_pb2.ScoreRequest(
+            frames=images[:-1],
             prompts=prompts,
-            references=[reference.image()],
+            references=images[-1:],
             policy=validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES,
             trigger_tokens=self.trigger_tokens,
         )
-        response = await self.downstream.score(request, stage)
-        self.thresholds = response.thresholds
-        return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import random
 
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from gateway import documents, outputs
+from gateway.document_frames import DocumentFrames
 from storyboard.v1 import common_pb2
 
 CYRILLIC = "Алдар Көсе продаёт котёл"
@@ -81,7 +83,7 @@ def test_the_contact_sheet_needs_a_caption_per_frame():
 
 def _pdf(count: int, story: str = "Aldar Kose tricks a wealthy merchant.") -> tuple[pypdf.PdfReader, list]:
     scenes = _scenes(count)
-    frames = [_picture(128, 96, seed=scene.frame) for scene in scenes]
+    frames = [documents.DocumentFrame.of(_picture(128, 96, seed=scene.frame)) for scene in scenes]
     text = documents.DocumentText(
         title="The magic pot", story=story, details=["6 frames · 128×96"], notes=[f"seed {n}" for n in range(count)]
     )
@@ -162,6 +164,11 @@ def test_the_contact_sheet_captions_name_the_characters(tmp_path, monkeypatch):
     assert not any("_" in text for text in captions)
 
 
+def _pdf_images(path) -> list[bytes]:
+    reader = pypdf.PdfReader(path)
+    return sorted(xobject.get_data() for xobject in reader.pages[0]["/Resources"]["/XObject"].values())
+
+
 def _pdf_words(folder) -> str:
     reader = pypdf.PdfReader(folder / outputs.PDF)
     return "\n".join(page.extract_text() for page in reader.pages)
@@ -169,7 +176,7 @@ def _pdf_words(folder) -> str:
 
 def test_the_pdf_names_the_characters_on_the_overview_and_the_frame_pages(tmp_path):
     scenes = _token_scenes(4)
-    frames = [_picture(128, 96, seed=scene.frame) for scene in scenes]
+    frames = [documents.DocumentFrame.of(_picture(128, 96, seed=scene.frame)) for scene in scenes]
     pdf = documents.storyboard_pdf(frames, scenes, documents.DocumentText(), [ALDAR, MIRA])
     words = "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
     assert "Aldar Kose's hands with the magical pot" in words and "Mira laughs at Aldar Kose's trick" in words
@@ -188,11 +195,15 @@ def test_the_documents_are_written_from_encoded_frames_or_their_files(tmp_path):
     for n, data in enumerate(encoded, 1):
         files.append(tmp_path / f"frame_{n}.png")
         files[-1].write_bytes(data)
-    for name, frames in (("bytes", encoded), ("files", files), ("str", [str(f) for f in files])):
+    prepared = [documents.DocumentFrame.read(file) for file in files]
+    ways = {"bytes": encoded, "files": files, "str": [str(f) for f in files], "prepared": prepared}
+    for name, frames in ways.items():
         written = documents.write_documents(tmp_path / name, plan, frames, documents.DocumentText())
         assert written == [outputs.GRID, outputs.PDF]
-    grids = {(tmp_path / name / outputs.GRID).read_bytes() for name in ("bytes", "files", "str")}
+    grids = {(tmp_path / name / outputs.GRID).read_bytes() for name in ways}
     assert len(grids) == 1  # the same sheet however the frames were given
+    images = {tuple(_pdf_images(tmp_path / name / outputs.PDF)) for name in ways}
+    assert len(images) == 1  # and the same JPEGs in the PDF
     assert pypdf.PdfReader(tmp_path / "files" / outputs.PDF).pages
 
 
@@ -201,3 +212,46 @@ def test_a_frame_that_cannot_be_decoded_is_an_error_and_nothing_is_written(tmp_p
     with pytest.raises(OSError):  # PIL.UnidentifiedImageError
         documents.write_documents(tmp_path, plan, [_png(32, 32, seed=1), b"not an image"], documents.DocumentText())
     assert not list(tmp_path.iterdir())
+
+
+# -- frames prepared as they are kept -----------------------------------------------------------------------------
+
+
+def test_a_frame_prepared_when_kept_is_not_decoded_again_and_a_replaced_one_is(tmp_path, monkeypatch):
+    reads = []
+    real_read = documents.DocumentFrame.read
+    monkeypatch.setattr(documents.DocumentFrame, "read", lambda frame: reads.append(frame) or real_read(frame))
+    frame = tmp_path / "frame_001.png"
+    outputs.write_bytes_atomic(frame, _png(64, 48, seed=1))
+
+    async def scenario():
+        prepared = DocumentFrames()
+        prepared.prepare(frame)
+        first, again = await prepared.get(frame), await prepared.get(frame)
+        outputs.write_bytes_atomic(frame, _png(64, 48, seed=2))  # a regenerated frame, written in its place
+        replaced = await prepared.get(frame)
+        return first, again, replaced
+
+    first, again, replaced = asyncio.run(scenario())
+    assert again is first and len(reads) == 2
+    assert replaced.jpeg != first.jpeg and replaced.jpeg == documents.DocumentFrame.read(frame).jpeg
+
+
+def test_a_frame_that_was_never_prepared_is_made_when_asked_for(tmp_path):
+    frame = tmp_path / "frame_002.png"
+    frame.write_bytes(_png(40, 30, seed=3))
+    made = asyncio.run(DocumentFrames().get(frame))
+    assert (made.width, made.height) == (40, 30) and made.thumbnail.size == (40, 30)
+
+
+def test_a_preparation_that_fails_raises_when_asked_for(tmp_path):
+    frame = tmp_path / "frame_003.png"
+    frame.write_bytes(b"not an image")
+
+    async def scenario():
+        prepared = DocumentFrames()
+        prepared.prepare(frame)
+        return await prepared.get(frame)
+
+    with pytest.raises(OSError):  # PIL.UnidentifiedImageError
+        asyncio.run(scenario())

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from gateway import documents, frames
+from gateway.document_frames import DocumentFrames
 from gateway.server import create_server as create_gateway
 from gateway.settings import GatewaySettings
 from services.planner.server import create_server as create_planner
@@ -23,6 +24,7 @@ from services.validator.server import create_server as create_validator
 from services.validator.settings import ValidatorSettings
 from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
 from tests.support.scripted import BlockingRenderer, serve_renderer
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.tiny_clip import build_tiny_clip
 
 STORY = "Aldar Kose tricks a wealthy merchant by selling him a magical pot at the bazaar, then rides home at sunset"
@@ -289,6 +291,46 @@ def test_the_documents_are_made_once_after_the_last_frame_with_the_final_scores(
     words = "\n".join(page.extract_text() for page in reader.pages)
     for frame in storyboard.frames:
         assert f"seed {frame.seed} · consistency {frame.score.consistency:.2f}" in words
+
+
+def test_each_kept_frame_is_prepared_for_the_documents_when_kept_and_decoded_once(services, tmp_path, monkeypatch):
+    prepared, reads = [], []
+    real_prepare, real_read = DocumentFrames.prepare, documents.DocumentFrame.read
+    monkeypatch.setattr(DocumentFrames, "prepare", lambda self, path: prepared.append(path) or real_prepare(self, path))
+    monkeypatch.setattr(documents.DocumentFrame, "read", lambda frame: reads.append(frame) or real_read(frame))
+    storyboard = _storyboard_through(services, tmp_path / "outputs", "validator_tiny")
+    folder = tmp_path / "outputs" / storyboard.id
+    expected = sorted(folder / frame.file_name for frame in storyboard.frames)
+    assert sorted(prepared) == sorted(reads) == expected
+
+
+def test_the_validator_is_sent_each_image_once_and_named_by_digest_after(services, tmp_path):
+    # Sent naively, each frame would go with a copy of frame 1 and the repetition check would send every kept frame
+    # again: about three times the frames' bytes.
+    proxy = TcpProxy(int(services["validator_tiny"].rsplit(":", 1)[1]))
+    try:
+        storyboard = _storyboard_through(
+            services, tmp_path / "outputs", "validator_tiny", validator_address=f"127.0.0.1:{proxy.port}"
+        )
+    finally:
+        proxy.close()
+    assert all(frame.verdict != common_pb2.VERDICT_NOT_VALIDATED for frame in storyboard.frames)
+    attempts = sorted((tmp_path / "outputs" / storyboard.id / "attempts").iterdir())
+    assert len(attempts) == 6  # one attempt per frame (so the bound below counts every image sent)
+    images = sum(path.stat().st_size for path in attempts)
+    assert images < proxy.bytes_sent < images * 1.15 + 30_000, (proxy.bytes_sent, images)
+
+
+def test_a_validator_that_forgets_images_is_sent_them_again_and_scores_the_same(services, tmp_path):
+    remembering = _storyboard_through(services, tmp_path / "a", "validator_tiny")
+    forgetting = _storyboard_through(services, tmp_path / "b", "validator_forgetful")
+    for forgot, remembered in zip(forgetting.frames, remembering.frames, strict=True):
+        assert forgot.verdict == remembered.verdict
+        assert forgot.score.most_similar_index == remembered.score.most_similar_index
+        for name in ("consistency", "alignment", "repetition"):  # embedded in other batches: float noise only
+            assert getattr(forgot.score, name) == pytest.approx(getattr(remembered.score, name), abs=1e-5)
+    assert all(frame.verdict != common_pb2.VERDICT_NOT_VALIDATED for frame in forgetting.frames)
+    assert forgetting.state == storyboards_pb2.STORYBOARD_STATE_COMPLETED
 
 
 @pytest.mark.parametrize(
