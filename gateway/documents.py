@@ -35,7 +35,9 @@ rl_config.useA85 = 0
 
 CELL = 384  # a contact-sheet cell, in pixels: each frame's thumbnail fits it
 PDF_JPEG_QUALITY = 90
-GRID_PNG_LEVEL = 1  # zlib's fastest: a sheet a few percent larger than at the default level, for a fraction of the work
+# zlib's fastest: a sheet a few percent larger than at the default level, for a fraction of the work (it saves 1-2 %
+# of a storyboard's wall time: bench/results/compare_speed_tricks.md).
+GRID_PNG_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ class _PdfFrame:
     """A frame as the PDF draws it: its size, and its JPEG file, which the PDF stores as it is (DCTDecode), once.
 
     A file, not an ImageReader: reportlab names an ImageReader's image by hashing its decoded pixels at every draw,
-    and a file by its name."""
+    and a file by its name (it saves 1-4 % of a storyboard's wall time: bench/results/compare_speed_tricks.md)."""
 
     width: int
     height: int

@@ -8,7 +8,8 @@ validated and the storyboard goes on.
 
 An image the validator was sent once is named by its SHA-256 afterwards (``Image.sha256``): the reference in every
 frame's call, every kept frame in the repetition check. A validator that no longer holds one (restarted, another
-replica, forgotten) answers FAILED_PRECONDITION, and the call is made again with every image's bytes.
+replica, forgotten) answers FAILED_PRECONDITION, and the call is made again with every image's bytes. (It saves 1.6 %
+of a storyboard's wall time: ``bench/results/compare_speed_tricks.md``.)
 """
 
 from __future__ import annotations
