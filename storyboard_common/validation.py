@@ -8,11 +8,14 @@ from __future__ import annotations
 import math
 import unicodedata
 
+from storyboard.v1 import common_pb2
 from storyboard_common.errors import InvalidArgument
 
 MAX_STORY_CHARS = 4000
 MIN_FRAMES, MAX_FRAMES = 6, 10
 MAX_SEED = 2**63 - 1
+MAX_SCENE_TEXT_CHARS = 1000  # a description, prompt or other field of one scene of a plan
+_SCENE_TEXT_FIELDS = ("camera", "mood", "setting", "lighting", "prompt", "prompt_2")
 
 
 def check_text(text: str, max_chars: int, field: str, *, required: bool = False) -> str:
@@ -56,3 +59,19 @@ def check_image_size(value: int, low: int, high: int, field: str) -> int:
     if value % 8 or not low <= value <= high:
         raise InvalidArgument(field, f"must be a multiple of 8 between {low} and {high}, got {value}")
     return value
+
+
+def check_plan_scenes(plan: common_pb2.Plan, field: str = "plan") -> None:
+    """A plan a caller wrote can be drawn: 6 to 10 scenes, each with a description, no field over-long or with
+    control characters. What makes a plan weak rather than impossible (an empty shot type, a broken rule) is the
+    planner's to warn of, not a reason to refuse it."""
+    count = len(plan.scenes)
+    if not MIN_FRAMES <= count <= MAX_FRAMES:
+        raise InvalidArgument(f"{field}.scenes", f"has {count} scenes; a storyboard has {MIN_FRAMES} to {MAX_FRAMES}")
+    for index, scene in enumerate(plan.scenes):
+        scene_field = f"{field}.scenes[{index}]"
+        check_text(scene.description, MAX_SCENE_TEXT_CHARS, f"{scene_field}.description", required=True)
+        if not any(char.isalpha() for char in scene.description):
+            raise InvalidArgument(f"{scene_field}.description", "has no words to draw a frame from")
+        for name in _SCENE_TEXT_FIELDS:
+            check_text(getattr(scene, name), MAX_SCENE_TEXT_CHARS, f"{scene_field}.{name}")

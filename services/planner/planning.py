@@ -18,6 +18,7 @@ from services.planner.clip_tokens import shared_counter
 from services.planner.drafts import PlanDraft
 from services.planner.offline import OfflinePlanner
 from services.planner.prompts import PromptBuilder
+from services.planner.review import review_plan
 from services.planner.rules import enforce_rules
 from services.planner.settings import PlannerSettings
 from services.planner.story import StoryFacts, analyse_story
@@ -125,6 +126,10 @@ class StoryPlanner:
         if key is not None:
             self._cache.put(key, plan)
         return plan
+
+    def review(self, plan: common_pb2.Plan) -> common_pb2.Plan:
+        """``plan``, written elsewhere, checked without planning again (``review.review_plan``)."""
+        return review_plan(plan, self.registry, self.prompts)
 
     def _cache_key(self, request: StoryRequest) -> tuple[object, ...] | None:
         if not self.backend.cacheable or request.temperature != 0:

@@ -36,6 +36,9 @@ class PlannerServicer(planner_pb2_grpc.PlannerServicer):
         plan = self._planner.plan(story_request(request), CallBudget.from_context(context))
         return planner_pb2.PlanResponse(plan=plan)
 
+    def Review(self, request: planner_pb2.ReviewRequest, context: grpc.ServicerContext) -> planner_pb2.PlanResponse:
+        return planner_pb2.PlanResponse(plan=self._planner.review(request.plan))
+
     def ListCharacters(
         self, request: planner_pb2.ListCharactersRequest, context: grpc.ServicerContext
     ) -> planner_pb2.ListCharactersResponse:

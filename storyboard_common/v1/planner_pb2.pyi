@@ -7,6 +7,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ReviewRequest(_message.Message):
+    __slots__ = ("plan",)
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    plan: _common_pb2.Plan
+    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ...) -> None: ...
+
 class PlanOptions(_message.Message):
     __slots__ = ("num_frames", "temperature", "seed", "characters")
     NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]

@@ -45,6 +45,11 @@ class PlannerStub:
                 request_serializer=storyboard_dot_v1_dot_planner__pb2.ListCharactersRequest.SerializeToString,
                 response_deserializer=storyboard_dot_v1_dot_planner__pb2.ListCharactersResponse.FromString,
                 _registered_method=True)
+        self.Review = channel.unary_unary(
+                '/storyboard.v1.Planner/Review',
+                request_serializer=storyboard_dot_v1_dot_planner__pb2.ReviewRequest.SerializeToString,
+                response_deserializer=storyboard_dot_v1_dot_planner__pb2.PlanResponse.FromString,
+                _registered_method=True)
 
 
 class PlannerServicer:
@@ -66,6 +71,16 @@ class PlannerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Review(self, request, context):
+        """Checks a plan written elsewhere (a caller's, perhaps edited) without planning again: writes the prompts it lacks
+        and reports every broken rule and over-long prompt as a warning, changing nothing that was written.
+        INVALID_ARGUMENT names the field (e.g. plan.scenes[2].description) of a plan that cannot be drawn at all;
+        NOT_FOUND a trigger token no registered character has.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlannerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +93,11 @@ def add_PlannerServicer_to_server(servicer, server):
                     servicer.ListCharacters,
                     request_deserializer=storyboard_dot_v1_dot_planner__pb2.ListCharactersRequest.FromString,
                     response_serializer=storyboard_dot_v1_dot_planner__pb2.ListCharactersResponse.SerializeToString,
+            ),
+            'Review': grpc.unary_unary_rpc_method_handler(
+                    servicer.Review,
+                    request_deserializer=storyboard_dot_v1_dot_planner__pb2.ReviewRequest.FromString,
+                    response_serializer=storyboard_dot_v1_dot_planner__pb2.PlanResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +155,33 @@ class Planner:
             '/storyboard.v1.Planner/ListCharacters',
             storyboard_dot_v1_dot_planner__pb2.ListCharactersRequest.SerializeToString,
             storyboard_dot_v1_dot_planner__pb2.ListCharactersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Review(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storyboard.v1.Planner/Review',
+            storyboard_dot_v1_dot_planner__pb2.ReviewRequest.SerializeToString,
+            storyboard_dot_v1_dot_planner__pb2.PlanResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -18,6 +18,7 @@ from services.planner.characters import CharacterRegistry
 from services.planner.planning import plan_story
 from services.planner.server import create_server
 from services.planner.settings import PlannerSettings
+from storyboard.v1 import common_pb2
 from storyboard_common.errors import InvalidArgument, NotFound
 from storyboard_common.v1 import planner_pb2, planner_pb2_grpc
 
@@ -278,3 +279,104 @@ def test_list_characters_returns_the_registry_with_aliases() -> None:
         server.stop(0)
     (aldar,) = [c for c in response.characters if c.name == "Aldar Kose"]
     assert aldar.trigger_token == "aldar_kose_man" and "Aldar" in aldar.aliases
+
+
+# -- Review: a plan written elsewhere --------------------------------------------------------------------------------
+
+
+def _planned(stub: planner_pb2_grpc.PlannerStub) -> common_pb2.Plan:
+    return _plan(stub, num_frames=8).plan
+
+
+def test_review_of_an_untouched_plan_changes_nothing_and_warns_of_nothing(stub) -> None:
+    planned = _planned(stub)
+    reviewed = stub.Review(planner_pb2.ReviewRequest(plan=planned)).plan
+    assert list(reviewed.scenes) == list(planned.scenes)
+    assert list(reviewed.warnings) == list(planned.warnings)
+    assert reviewed.characters == planned.characters and reviewed.negative_prompt == planned.negative_prompt
+
+
+def test_review_keeps_an_edited_description_and_a_given_prompt_and_says_the_prompt_is_not_the_scenes(stub) -> None:
+    plan = _planned(stub)
+    plan.scenes[2].description = "aldar_kose_man waters his horse at a frozen well"
+    reviewed = stub.Review(planner_pb2.ReviewRequest(plan=plan)).plan
+    assert reviewed.scenes[2].description == "aldar_kose_man waters his horse at a frozen well"
+    assert reviewed.scenes[2].prompt == plan.scenes[2].prompt  # rendered as given, never rewritten
+    assert any(w.startswith("frame 3: its prompt is rendered as given") for w in reviewed.warnings)
+
+
+def test_review_writes_an_empty_prompt_from_its_scene(stub) -> None:
+    plan = _planned(stub)
+    plan.scenes[2].description = "aldar_kose_man waters his horse at a frozen well"
+    plan.scenes[2].prompt = ""
+    reviewed = stub.Review(planner_pb2.ReviewRequest(plan=plan)).plan
+    assert reviewed.scenes[2].prompt.startswith("aldar_kose_man waters his horse at a frozen well")
+    assert not any(w.startswith("frame 3") for w in reviewed.warnings)
+
+
+def test_review_reports_broken_rules_and_long_prompts_as_warnings_without_changing_the_words(stub) -> None:
+    plan = _planned(stub)
+    plan.scenes[1].description = "aldar_kose_man in a red silk robe rides on"
+    plan.scenes[4].prompt = ", ".join(["aldar_kose_man rides a brown horse across the wide golden steppe"] * 8)
+    plan.scenes[5].camera = ""
+    reviewed = stub.Review(planner_pb2.ReviewRequest(plan=plan)).plan
+    assert reviewed.scenes[1].description == "aldar_kose_man in a red silk robe rides on"
+    assert reviewed.scenes[4].prompt == plan.scenes[4].prompt and reviewed.scenes[5].camera == ""
+    warnings = "\n".join(reviewed.warnings)
+    assert "frame 2: uses clothing or appearance words (robe" in warnings
+    assert "frame 5: its prompt is " in warnings and "SDXL reads the first 77" in warnings
+    assert "frame 6: the camera is empty" in warnings
+
+
+def test_review_numbers_frames_in_order_and_fills_story_and_negative_prompt(stub) -> None:
+    plan = _planned(stub)
+    plan.story, plan.negative_prompt = "", ""
+    for scene in plan.scenes:
+        scene.frame = 0
+    reviewed = stub.Review(planner_pb2.ReviewRequest(plan=plan)).plan
+    assert [scene.frame for scene in reviewed.scenes] == list(range(1, 9))
+    assert reviewed.story.startswith(plan.scenes[0].description) and reviewed.negative_prompt
+
+
+@pytest.mark.parametrize(
+    ("edit", "code", "field"),
+    [
+        (lambda plan: plan.scenes.pop(), grpc.StatusCode.OK, ""),  # 7 scenes: still a storyboard
+        (lambda plan: [plan.scenes.pop() for _ in range(3)], grpc.StatusCode.INVALID_ARGUMENT, "plan.scenes:"),
+        (
+            lambda plan: setattr(plan.scenes[3], "description", "  "),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "plan.scenes[3].description: must not be empty",
+        ),
+        (
+            lambda plan: setattr(plan.scenes[0], "mood", "x" * 1001),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "plan.scenes[0].mood: is 1001 characters long",
+        ),
+        (
+            lambda plan: plan.scenes[2].trigger_tokens.append("nobody_man"),
+            grpc.StatusCode.NOT_FOUND,
+            "plan.scenes[2].trigger_tokens[1]: no character has the trigger token 'nobody_man'",
+        ),
+    ],
+)
+def test_review_refuses_a_plan_that_cannot_be_drawn_naming_the_field(stub, edit, code, field) -> None:
+    plan = _planned(stub)
+    edit(plan)
+    if code == grpc.StatusCode.OK:
+        assert len(stub.Review(planner_pb2.ReviewRequest(plan=plan)).plan.scenes) == 7
+        return
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Review(planner_pb2.ReviewRequest(plan=plan))
+    assert raised.value.code() == code and raised.value.details().startswith(field)
+
+
+def test_review_checks_the_scenes_against_themselves_when_the_story_has_nothing_to_read(stub) -> None:
+    plan = _planned(stub)
+    plan.story = "1 2 3"
+    reviewed = stub.Review(planner_pb2.ReviewRequest(plan=plan)).plan
+    assert [s.prompt for s in reviewed.scenes] == [s.prompt for s in plan.scenes] and reviewed.story == "1 2 3"
+    plan.scenes[0].description = "42 !"
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Review(planner_pb2.ReviewRequest(plan=plan))
+    assert raised.value.details() == "plan.scenes[0].description: has no words to draw a frame from"
