@@ -1,5 +1,5 @@
-"""Names the downstream services know, checked at the edge: adapters (the renderers' ``Info``) and characters
-(the planner's ``ListCharacters``), each cached for a short while.
+"""Names the downstream services know, checked at the edge: adapters (the renderers' ``Info``), characters and their
+trigger tokens (the planner's ``ListCharacters``), each cached for a short while.
 
 When a service cannot be asked, the name is let through and the service itself answers when it is used (the
 renderer NOT_FOUND for an adapter; the planner NOT_FOUND for a character, which ``spec_error`` turns into
@@ -87,6 +87,17 @@ def character_catalog(planner: planner_pb2_grpc.PlannerStub) -> NameCatalog:
     return NameCatalog("character", fetch, fold=str.casefold)
 
 
+def trigger_token_catalog(planner: planner_pb2_grpc.PlannerStub) -> NameCatalog:
+    """The trigger tokens of the characters the planner knows, exactly as registered."""
+
+    async def fetch(timeout: float) -> Iterable[str]:
+        request = planner_pb2.ListCharactersRequest()
+        response = await planner.ListCharacters(request, timeout=timeout, metadata=request_metadata())
+        return [character.trigger_token for character in response.characters]
+
+    return NameCatalog("trigger token", fetch)
+
+
 def spec_error(error: grpc.aio.AioRpcError) -> Exception:
     """The planner's error about a field of its request (INVALID_ARGUMENT, or NOT_FOUND for an unknown character)
     as INVALID_ARGUMENT about the caller's field; any other error unchanged."""
@@ -96,6 +107,9 @@ def spec_error(error: grpc.aio.AioRpcError) -> Exception:
     ):
         return error
     details = error.details() or ""
+    if details.startswith("plan."):  # a given plan's field, named by its place in the plan (Review)
+        field, _, problem = details.partition(": ")
+        return InvalidArgument(f"spec.{field}", problem or "is not valid")
     for planner_field, spec_field in _PLANNER_FIELDS.items():
         if details.startswith(planner_field):
             problem = details.removeprefix(planner_field).lstrip(":[]0123456789 ") or "is not valid"

@@ -27,6 +27,8 @@ from tenacity import (
 )
 
 from gateway.metrics import Metrics
+from storyboard.v1 import common_pb2
+from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.channels import ChannelSecurity, connect_every_replica, open_aio_channel
 from storyboard_common.errors import ServiceError
 from storyboard_common.interceptors import request_metadata
@@ -107,6 +109,23 @@ class Downstream:
     async def plan(self, request: planner_pb2.PlanRequest) -> planner_pb2.PlanResponse:
         with self._metrics.timed("plan"):
             return await self.planner.Plan(request, timeout=self.limits.plan_timeout, metadata=request_metadata())
+
+    async def review(self, request: planner_pb2.ReviewRequest) -> planner_pb2.PlanResponse:
+        with self._metrics.timed("plan"):
+            return await self.planner.Review(request, timeout=self.limits.plan_timeout, metadata=request_metadata())
+
+    async def plan_for(self, spec: sb.StoryboardSpec) -> common_pb2.Plan:
+        """The plan of a checked spec: the planner's for its story, or its review of the plan the spec carries (which
+        is never planned again)."""
+        if spec.HasField("plan"):
+            given = common_pb2.Plan()
+            given.CopyFrom(spec.plan)
+            given.story = given.story or spec.story
+            return (await self.review(planner_pb2.ReviewRequest(plan=given))).plan
+        options = planner_pb2.PlanOptions(temperature=spec.temperature, seed=spec.base_seed, characters=spec.characters)
+        if spec.HasField("num_frames"):
+            options.num_frames = spec.num_frames
+        return (await self.plan(planner_pb2.PlanRequest(story=spec.story, options=options))).plan
 
     async def validator_info(self) -> validator_pb2.ValidatorInfo:
         assert self.validator is not None

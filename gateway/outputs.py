@@ -14,6 +14,7 @@ and the PDF are drawn by ``gateway.documents``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -102,6 +103,9 @@ def scene_breakdown(plan: common_pb2.Plan, timestamp: datetime | None = None) ->
                 "prompt": scene.prompt,
                 **({"prompt_2": scene.prompt_2} if scene.prompt_2 else {}),
                 "trigger_tokens": list(scene.trigger_tokens),
+                # Lets `generate --plan` tell a prompt edited by hand (rendered as written) from the planner's, which
+                # is written again from the scene when its description or shot was edited.
+                "prompt_sha256": hashlib.sha256(scene.prompt.encode()).hexdigest(),
             }
             for scene in plan.scenes
         ],

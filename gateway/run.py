@@ -31,7 +31,6 @@ from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import Cancelled, status_for
 from storyboard_common.images import MIME_TYPES
-from storyboard_common.v1 import planner_pb2
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +86,11 @@ class StoryboardRun:
             await asyncio.to_thread(refresh_plan_files, self.job.output_dir, plan)
             return plan
         self._set_state(sb.STORYBOARD_STATE_PLANNING)
-        spec = self.job.storyboard.spec
-        options = planner_pb2.PlanOptions(temperature=spec.temperature, seed=spec.base_seed, characters=spec.characters)
-        if spec.HasField("num_frames"):
-            options.num_frames = spec.num_frames
         with self._stage("planning"):
             try:
-                response = await self.downstream.plan(planner_pb2.PlanRequest(story=spec.story, options=options))
+                plan = await self.downstream.plan_for(self.job.storyboard.spec)
             except grpc.aio.AioRpcError as error:
                 raise spec_error(error) from None
-        plan = response.plan
         await asyncio.to_thread(outputs.write_plan_files, self.job.output_dir, plan)
 
         def record(storyboard: sb.Storyboard) -> None:

@@ -16,7 +16,7 @@ import grpc
 
 from gateway import decisions, outputs
 from gateway.auth import Caller
-from gateway.catalog import NameCatalog, adapter_catalog, character_catalog, spec_error
+from gateway.catalog import NameCatalog, adapter_catalog, character_catalog, spec_error, trigger_token_catalog
 from gateway.downstream import Downstream
 from gateway.events import EventLog
 from gateway.files import checked_names, file_chunks
@@ -28,7 +28,6 @@ from gateway.spec import check_prompt, normalized_spec
 from gateway.store import Job, JobStore
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import FailedPrecondition, InvalidArgument, Unavailable
-from storyboard_common.v1 import planner_pb2
 from storyboard_common.validation import check_seed
 
 log = logging.getLogger(__name__)
@@ -57,6 +56,7 @@ class StoryboardService:
         self._slots = asyncio.Semaphore(max_running)
         self._adapters: NameCatalog = adapter_catalog(downstream.renderer)
         self._characters: NameCatalog = character_catalog(downstream.planner)
+        self._trigger_tokens: NameCatalog = trigger_token_catalog(downstream.planner)
 
     # -- storyboards --------------------------------------------------------------------------------------------
 
@@ -75,6 +75,9 @@ class StoryboardService:
         normalized = normalized_spec(spec)
         await self._adapters.check([adapter.name for adapter in normalized.adapters], "spec.adapters[{}].name")
         await self._characters.check(list(normalized.characters), "spec.characters[{}]")
+        for index, scene in enumerate(normalized.plan.scenes):
+            field = f"spec.plan.scenes[{index}].trigger_tokens[{{}}]"
+            await self._trigger_tokens.check(list(scene.trigger_tokens), field)
         return normalized
 
     def _start(self, job: Job) -> None:
@@ -150,18 +153,13 @@ class StoryboardService:
     async def plan(self, spec: sb.StoryboardSpec) -> sb.StoryboardsPlanResponse:
         """A plan for ``spec`` without rendering it, with the files a storyboard's folder would hold for it."""
         normalized = await self._checked(spec)
-        options = planner_pb2.PlanOptions(
-            temperature=normalized.temperature, seed=normalized.base_seed, characters=normalized.characters
-        )
-        if normalized.HasField("num_frames"):
-            options.num_frames = normalized.num_frames
         try:
-            response = await self._downstream.plan(planner_pb2.PlanRequest(story=normalized.story, options=options))
+            plan = await self._downstream.plan_for(normalized)
         except grpc.aio.AioRpcError as error:
             raise spec_error(error) from None
-        files = outputs.plan_files(response.plan)
+        files = outputs.plan_files(plan)
         chunks = [sb.FileChunk(name=name, data=data, last=True) for name, data in files.items()]
-        return sb.StoryboardsPlanResponse(plan=response.plan, files=chunks)
+        return sb.StoryboardsPlanResponse(plan=plan, files=chunks)
 
     async def download(
         self, job_id: str, names: Sequence[str], caller: Caller = ANONYMOUS

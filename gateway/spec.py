@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Sequence
 
 from storyboard.v1 import common_pb2, storyboards_pb2
 from storyboard_common.errors import InvalidArgument
 from storyboard_common.validation import (
+    MAX_STORY_CHARS,
     check_image_size,
     check_num_frames,
+    check_plan_scenes,
     check_range,
     check_seed,
     check_story,
@@ -39,7 +42,9 @@ def normalized_spec(spec: storyboards_pb2.StoryboardSpec) -> storyboards_pb2.Sto
     """A copy of ``spec`` with every limit checked and every unset default filled in; raises InvalidArgument."""
     out = storyboards_pb2.StoryboardSpec()
     out.CopyFrom(spec)
-    out.story = check_story(spec.story, "spec.story")
+    if spec.HasField("plan"):
+        _check_given_plan(spec, out)
+    out.story = check_story(out.story, "spec.story")
     if spec.HasField("num_frames"):
         check_num_frames(spec.num_frames, "spec.num_frames")
     out.base_seed = check_seed(spec.base_seed, "spec.base_seed") if spec.HasField("base_seed") else DEFAULT_BASE_SEED
@@ -67,6 +72,21 @@ def normalized_spec(spec: storyboards_pb2.StoryboardSpec) -> storyboards_pb2.Sto
     del out.adapters[:]
     out.adapters.extend(_distinct_adapters(spec.adapters))
     return out
+
+
+def _check_given_plan(spec: storyboards_pb2.StoryboardSpec, out: storyboards_pb2.StoryboardSpec) -> None:
+    """A plan to render instead of planning: drawable, its frame count the storyboard's, its characters its own.
+    A storyboard without a story of its own takes the plan's, or else its scenes' descriptions."""
+    check_plan_scenes(spec.plan, "spec.plan")
+    count = len(spec.plan.scenes)
+    if spec.HasField("num_frames") and spec.num_frames != count:
+        raise InvalidArgument("spec.num_frames", f"is {spec.num_frames}, but the plan has {count} scenes")
+    if spec.characters:
+        raise InvalidArgument("spec.characters", "must be empty with a plan: its scenes' trigger_tokens name them")
+    out.num_frames = count
+    if not spec.story.strip():
+        told = spec.plan.story.strip() or " ".join(scene.description.strip() for scene in spec.plan.scenes)
+        out.story = textwrap.shorten(told, MAX_STORY_CHARS, placeholder=" …")
 
 
 def _distinct_adapters(adapters: Sequence[common_pb2.AdapterRef]) -> list[common_pb2.AdapterRef]:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.spec import MAX_GUIDANCE, MAX_NAMES, MAX_PROMPT_CHARS, MAX_SIZE, MAX_STEPS, MIN_SIZE, NAME_PATTERN
 from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
-from storyboard_common.validation import MAX_FRAMES, MAX_SEED, MAX_STORY_CHARS, MIN_FRAMES
+from storyboard_common.validation import MAX_FRAMES, MAX_SCENE_TEXT_CHARS, MAX_SEED, MAX_STORY_CHARS, MIN_FRAMES
 
 StoryboardStateName = Literal[tuple(sb.StoryboardState.keys())]  # type: ignore[valid-type]
 VerdictName = Literal[tuple(common_pb2.Verdict.keys())]  # type: ignore[valid-type]
@@ -55,12 +55,63 @@ class AdapterRefIn(_Request):
     )
 
 
+def _scene_text(description: str, required: bool = False) -> Any:
+    extra: dict[str, Any] = {"maxLength": MAX_SCENE_TEXT_CHARS}
+    if required:
+        extra |= {"minLength": 1, "pattern": r"\S"}
+    return Field(... if required else "", description=description, json_schema_extra=extra)
+
+
+class SceneIn(_Request):
+    """One frame of a plan a caller gives."""
+
+    frame: int | None = Field(None, description="ignored: frames are numbered in order")
+    description: str = _scene_text("what happens in the frame, in plain words", required=True)
+    camera: str = _scene_text("shot type, e.g. 'wide shot'")
+    mood: str = _scene_text("mood, e.g. 'adventurous'")
+    setting: str = _scene_text("where it takes place")
+    lighting: str = _scene_text("lighting or time of day")
+    prompt: str = _scene_text("the SDXL prompt, rendered as written; empty: the planner writes it from the scene")
+    prompt_2: str = _scene_text("a prompt for SDXL's second text encoder; empty: the same as prompt")
+    trigger_tokens: list[str] = Field(
+        default_factory=list, description="trigger tokens of the registered characters the frame shows"
+    )
+
+
+class CharacterRefIn(_Request):
+    """A character a plan names (as scene_breakdown.json lists them)."""
+
+    name: str = ""
+    trigger_token: str = ""
+    adapter: str = ""
+    aliases: list[str] = Field(default_factory=list)
+
+
+class PlanIn(_Request):
+    """A plan to render instead of asking the planner (e.g. one read, edited and approved); it is checked, and what
+    is wrong with it comes back as its warnings, never as changes to what was written."""
+
+    story: str = Field("", description="the story it tells; empty: the spec's")
+    scenes: list[SceneIn] = Field(
+        description=f"{MIN_FRAMES} to {MAX_FRAMES} scenes in frame order",
+        json_schema_extra={"minItems": MIN_FRAMES, "maxItems": MAX_FRAMES},
+    )
+    negative_prompt: str = Field("", description="shared by every frame; empty: the planner's")
+    warnings: list[str] = Field(default_factory=list, description="earlier warnings, kept")
+    planner: str = Field("", description="who wrote the plan; empty: 'given'")
+    characters: list[CharacterRefIn] = Field(
+        default_factory=list, description="ignored: the characters are those the scenes' trigger_tokens name"
+    )
+
+
 class StoryboardSpecIn(_Request):
     """What a user asks for; unset fields take the documented defaults."""
 
     story: str = Field(
-        description=f"the story, 1 to {MAX_STORY_CHARS} characters, not blank, no control characters",
-        json_schema_extra={"minLength": 1, "maxLength": MAX_STORY_CHARS, "pattern": r"\S"},
+        "",
+        description=f"the story, 1 to {MAX_STORY_CHARS} characters, not blank, no control characters; may be empty "
+        "with a plan (its story, or else its scenes' descriptions, are used)",
+        json_schema_extra={"maxLength": MAX_STORY_CHARS},
     )
     num_frames: int | None = _documented(MIN_FRAMES, MAX_FRAMES, description="frames; unset: the planner chooses")
     base_seed: int | None = _documented(0, MAX_SEED, description="base seed, default 42")
@@ -83,6 +134,9 @@ class StoryboardSpecIn(_Request):
         False,
         description="render every frame alone, never batched, so that the same request gives the same pixels on the "
         "same kind of device with the same software (a batched frame can differ by rounding)",
+    )
+    plan: PlanIn | None = Field(
+        None, description="a plan to render as given instead of planning the story; num_frames, when set, must match"
     )
 
 
@@ -130,6 +184,7 @@ class StoryboardSpec(_Response):
     adapters: list[AdapterRef] | None = None
     temperature: float | None = None
     deterministic: bool | None = None
+    plan: Plan | None = None
 
 
 class Scene(_Response):

@@ -121,6 +121,52 @@ def test_plan_through_a_gateway_writes_the_files_the_gateway_made(stack, tmp_pat
     assert breakdown["story"] == STORY and breakdown["num_frames"] == 7
 
 
+def test_a_plan_saved_edited_by_hand_and_rendered_is_the_plan_the_storyboard_keeps(stack, tmp_path):
+    planned = storyboard("plan", "--story", STORY, "--num-frames", "6", "--output-dir", str(tmp_path / "plan"))
+    assert planned.returncode == 0, planned.stderr
+    breakdown_file = tmp_path / "plan" / "scene_breakdown.json"
+    breakdown = json.loads(breakdown_file.read_text())
+    breakdown["scenes"][2]["description"] = "the wealthy merchant shakes the empty pot in anger at the bazaar"
+    breakdown["scenes"][4]["prompt"] = "a copper pot glowing on a carpet, storybook illustration"
+    breakdown_file.write_text(json.dumps(breakdown, indent=2))
+
+    result = storyboard("generate", "--gateway", stack.address, "--plan", str(breakdown_file), *FAST, "--json",
+                        "--output-dir", str(tmp_path / "out"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rendered = json.loads((tmp_path / "out" / "scene_breakdown.json").read_text())
+    assert [s["description"] for s in rendered["scenes"]] == [s["description"] for s in breakdown["scenes"]]
+    assert rendered["story"] == STORY and len(json.loads(result.stdout)["frames"]) == 6
+    prompts = json.loads((tmp_path / "out" / "sdxl_prompts.json").read_text())
+    assert prompts[2].startswith("the wealthy merchant shakes the empty pot in anger")  # written again for the edit
+    assert prompts[4] == "a copper pot glowing on a carpet, storybook illustration"  # edited by hand: as written
+    assert [p for i, p in enumerate(prompts) if i not in (2, 4)] == [
+        s["prompt"] for i, s in enumerate(breakdown["scenes"]) if i not in (2, 4)
+    ]
+    assert any(w.startswith("frame 5: its prompt is rendered as given") for w in rendered["warnings"])
+    assert not any(w.startswith("frame 3: its prompt") for w in rendered["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--plan", "missing.json"], "storyboard: --plan: missing.json: cannot read a plan"),
+        (["--plan", "{bad}"], "storyboard: --plan: {bad}: cannot read a plan"),
+        (["--plan", "list.json"], "storyboard: --plan: list.json: a plan is a JSON object"),
+        (["--plan", "plan.json", "--character", "Aldar Kose"], "storyboard: --character: a plan names its characters"),
+    ],
+)
+def test_a_plan_that_cannot_be_read_is_refused_before_anything_starts(tmp_path, flags, message):
+    (tmp_path / "{bad}").write_text("{not json")
+    (tmp_path / "list.json").write_text("[]")
+    (tmp_path / "plan.json").write_text(json.dumps({"scenes": [{"description": "a fox"}] * 6}))
+    result = subprocess.run(
+        [sys.executable, "-m", "storyboard.cli", "generate", *flags], capture_output=True, text=True, timeout=30,
+        cwd=tmp_path, env={**os.environ, "STORYBOARD_GATEWAY": "127.0.0.1:1"},
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert "starting a local stack" not in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize(
     ("flags", "name"),
     [

@@ -10,6 +10,7 @@ import grpc
 import httpx
 import pypdf
 import pytest
+from google.protobuf import json_format
 from PIL import Image
 
 from gateway import documents, frames
@@ -481,3 +482,136 @@ def test_unknown_characters_are_refused_at_the_edge(gateway):
         stub.Create(storyboards_pb2.CreateRequest(spec=_spec(characters=["Nobody"])), timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details().startswith("spec.characters[0]: unknown character 'Nobody'")
+
+
+# -- a storyboard from a plan -------------------------------------------------------------------------------------
+
+
+def _registry_gateway(services, tmp_path):
+    """A planner with the example registry (Aldar Kose, aldar_kose_man) and a gateway on it: (planner, gateway)."""
+    registry = Path(__file__).resolve().parents[2] / "examples" / "characters.toml"
+    planner, planner_port = _start(create_planner, PlannerSettings(port=0, characters_file=registry))
+    assert planner.ready.wait(60), planner.not_ready_reason
+    server, port = _gateway(
+        {**services, "planner": f"127.0.0.1:{planner_port}"}, tmp_path / "outputs", "validator_none"
+    )
+    return planner, server, port
+
+
+@pytest.fixture
+def registry_gateway(services, tmp_path):
+    planner, server, port = _registry_gateway(services, tmp_path)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield storyboards_pb2_grpc.StoryboardsStub(channel), server
+    channel.close()
+    server.stop(0)
+    planner.stop(0)
+
+
+def test_a_storyboard_renders_the_plan_it_is_given_edited_and_never_plans_again(registry_gateway):
+    stub, _ = registry_gateway
+    planned = stub.Plan(storyboards_pb2.StoryboardsPlanRequest(spec=_spec(num_frames=6)), timeout=30).plan
+    edited = common_pb2.Plan()
+    edited.CopyFrom(planned)
+    edited.scenes[2].description = "aldar_kose_man hides the pot under a cart of melons"
+    edited.scenes[2].prompt = ""  # the planner writes it from the edited description
+    # Another story in the spec: a storyboard that planned again would draw that one.
+    events = _generate(stub, story="A fox steals a lantern in the snow", plan=edited)
+    plan = events[1].plan_ready.plan
+    assert [scene.description for scene in plan.scenes] == [scene.description for scene in edited.scenes]
+    assert plan.scenes[2].prompt.startswith("aldar_kose_man hides the pot under a cart of melons")
+    assert [scene.prompt for i, scene in enumerate(plan.scenes) if i != 2] == [
+        scene.prompt for i, scene in enumerate(planned.scenes) if i != 2
+    ]
+    final = events[-1].completed.storyboard
+    assert final.state == storyboards_pb2.STORYBOARD_STATE_COMPLETED and len(final.frames) == 6
+    folder = Path(final.output_dir)
+    breakdown = json.loads((folder / "scene_breakdown.json").read_text())
+    assert breakdown["scenes"][2]["description"] == "aldar_kose_man hides the pot under a cart of melons"
+    assert json.loads((folder / "sdxl_prompts.json").read_text()) == [scene.prompt for scene in plan.scenes]
+    assert final.spec.num_frames == 6 and final.plan.characters[0].trigger_token == "aldar_kose_man"
+    # A frame of it is regenerated like any other.
+    stub.RegenerateFrame(storyboards_pb2.RegenerateFrameRequest(id=final.id, frame=3, seed=777), timeout=10)
+    after = list(stub.Watch(storyboards_pb2.WatchRequest(id=final.id, after_sequence=events[-1].sequence), timeout=60))
+    assert after[-1].HasField("completed") and stub.Get(storyboards_pb2.GetRequest(id=final.id)).frames[2].seed == 777
+
+
+def test_a_given_plan_is_checked_and_its_problems_are_warnings_not_rewrites(registry_gateway):
+    stub, _ = registry_gateway
+    plan = stub.Plan(storyboards_pb2.StoryboardsPlanRequest(spec=_spec(num_frames=6)), timeout=30).plan
+    plan.scenes[1].description = "aldar_kose_man in a red silk robe waits"  # the description changed, its prompt not
+    reviewed = stub.Plan(storyboards_pb2.StoryboardsPlanRequest(spec=_spec(plan=plan)), timeout=30).plan
+    assert reviewed.scenes[1].description == "aldar_kose_man in a red silk robe waits"
+    assert reviewed.scenes[1].prompt == plan.scenes[1].prompt
+    assert any(w.startswith("frame 2: uses clothing or appearance words (robe") for w in reviewed.warnings)
+    assert any(w.startswith("frame 2: its prompt is rendered as given") for w in reviewed.warnings)
+
+
+def _six_scenes() -> common_pb2.Plan:
+    return common_pb2.Plan(
+        scenes=[
+            common_pb2.Scene(
+                description=f"aldar_kose_man at the market, beat {n}",
+                camera="wide shot",
+                trigger_tokens=["aldar_kose_man"],
+            )
+            for n in range(6)
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "fields", "field_name"),
+    [
+        (lambda plan: plan.scenes.pop(), {}, "spec.plan.scenes: has 5 scenes"),
+        (lambda plan: setattr(plan.scenes[4], "description", " "), {}, "spec.plan.scenes[4].description"),
+        (lambda plan: setattr(plan.scenes[1], "prompt", "x\x00"), {}, "spec.plan.scenes[1].prompt"),
+        (lambda plan: None, {"num_frames": 8}, "spec.num_frames: is 8, but the plan has 6 scenes"),
+        (lambda plan: None, {"characters": ["Aldar Kose"]}, "spec.characters: must be empty with a plan"),
+        (
+            lambda plan: plan.scenes[3].trigger_tokens.append("nobody_man"),
+            {},
+            "spec.plan.scenes[3].trigger_tokens[1]: unknown trigger token 'nobody_man'",
+        ),
+    ],
+)
+def test_a_plan_that_cannot_be_drawn_is_refused_at_the_edge_naming_the_field(
+    registry_gateway, edit, fields, field_name
+):
+    stub, server = registry_gateway
+    plan = _six_scenes()
+    edit(plan)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Create(storyboards_pb2.CreateRequest(spec=_spec(story="", plan=plan, **fields)), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith(field_name), caught.value.details()
+    assert not stub.List(storyboards_pb2.ListRequest(page_size=10), timeout=10).storyboards  # nothing accepted
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.endpoints['http']}", timeout=30) as http:
+        body = {
+            "spec": {
+                **_spec_json(),
+                "story": "",
+                **fields,
+                "plan": json_format.MessageToDict(plan, preserving_proto_field_name=True),
+            }
+        }
+        refused = http.post("/v1/storyboards", json=body)
+        assert refused.status_code == 400 and refused.json()["error"]["message"].startswith(field_name)
+
+
+def test_rest_takes_a_plan_in_the_proto3_json_body(registry_gateway):
+    _, server = registry_gateway
+    body = {"spec": {"num_inference_steps": 2, "width": 256, "height": 256,
+                     "plan": json_format.MessageToDict(_six_scenes(), preserving_proto_field_name=True)}}  # fmt: skip
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.endpoints['http']}", timeout=60) as http:
+        created = http.post("/v1/storyboards", json=body)
+        assert created.status_code == 202, created.text
+        job_id = created.json()["id"]
+        with http.stream("GET", f"/v1/storyboards/{job_id}/events") as events:
+            kinds = [line.removeprefix("event: ") for line in events.iter_lines() if line.startswith("event: ")]
+        assert kinds[-1] == "completed"
+        storyboard = http.get(f"/v1/storyboards/{job_id}").json()
+    assert [scene["description"] for scene in storyboard["plan"]["scenes"]] == [
+        f"aldar_kose_man at the market, beat {n}" for n in range(6)
+    ]
+    assert storyboard["spec"]["story"].startswith("aldar_kose_man at the market, beat 0 aldar_kose_man")

@@ -167,7 +167,10 @@ def test_a_frame_failing_validation_once_is_rendered_again_with_a_new_recorded_s
     assert set(report["timings"]) >= {"planning_seconds", "rendering_seconds", "assembling_seconds", "total_seconds"}
     assert (folder / "storyboard.pdf").read_bytes().startswith(b"%PDF")
     # Each attempt scored on its own, then one repetition check over the kept frames, last, naming them by digest.
-    assert stack.validator.digest_only_calls == [[1, 2, 3, 4, 5, 6]] == stack.validator.calls[-1:]
+    # Frame 1's own call names it by digest alone too when another frame's call carried its bytes (as that frame's
+    # reference) first: every image's bytes travel once.
+    assert stack.validator.digest_only_calls[-1:] == [[1, 2, 3, 4, 5, 6]] == stack.validator.calls[-1:]
+    assert stack.validator.digest_only_calls[:-1] in ([], [[1]])
     assert sorted(call for call in stack.validator.calls[:-1]) == [[1], [2], [3], [3], [4], [5], [6]]
 
 
@@ -729,7 +732,11 @@ def test_the_openapi_document_describes_every_route_and_body(plain):
     } <= operations
     components = document["components"]["schemas"]
     spec = components["StoryboardSpecIn"]["properties"]
-    assert spec["num_frames"]["maximum"] == 10 and components["StoryboardSpecIn"]["required"] == ["story"]
+    assert spec["num_frames"]["maximum"] == 10 and "story" in spec and "plan" in spec
+    assert "required" not in components["StoryboardSpecIn"]  # a story, or a plan to render instead
+    assert components["PlanIn"]["properties"]["scenes"]["minItems"] == 6 and components["SceneIn"]["required"] == [
+        "description"
+    ]
     assert document["paths"]["/v1/storyboards"]["post"]["responses"]["202"]["content"]["application/json"]
     assert "HTTPBearer" in document["components"]["securitySchemes"]
     documented = [set(op["responses"]) for ops in document["paths"].values() for op in ops.values()]

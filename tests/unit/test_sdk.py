@@ -10,9 +10,11 @@ from pathlib import Path
 import grpc
 import pypdf
 import pytest
+from google.protobuf import json_format
 
-from storyboard import AsyncClient, Client
+from storyboard import AsyncClient, Client, plans
 from storyboard import events as ev
+from storyboard.client import make_spec
 from storyboard.v1 import storyboards_pb2
 from tests.support.scripted import BlockingRenderer, serve_renderer
 from tests.support.stack import in_process_stack
@@ -170,3 +172,31 @@ def test_watch_resumes_after_the_connection_is_cut(tmp_path):
     renderer_server.stop(0)
     assert before >= 3
     assert seen == list(range(1, len(seen) + 1)), "no event lost or repeated across the reconnect"
+
+
+def test_generate_takes_a_plan_as_a_message_its_json_or_its_file_and_renders_it_as_given(stack, tmp_path):
+    with Client(stack.address) as client:
+        plan = client.plan(story=STORY, num_frames=6)
+        plan.scenes[1].description = "the fox sniffs a fallen pine cone on the ice"
+        plan.scenes[1].prompt = ""
+        (tmp_path / "plan.json").write_text(
+            json.dumps(json_format.MessageToDict(plan, preserving_proto_field_name=True))
+        )
+        for given in (plan, json_format.MessageToDict(plan), tmp_path / "plan.json", str(tmp_path / "plan.json")):
+            run = client.generate(plan=given, **SMALL)
+            ready = next(e for e in run if isinstance(e, ev.PlanReady))
+            assert ready.plan.scenes[1].description == "the fox sniffs a fallen pine cone on the ice"
+            assert ready.plan.scenes[1].prompt.startswith("the fox sniffs a fallen pine cone on the ice, ")
+            assert [s.prompt for s in ready.plan.scenes][2:] == [s.prompt for s in plan.scenes][2:]
+            list(run)
+            assert run.result.final.state == storyboards_pb2.STORYBOARD_STATE_COMPLETED
+
+
+def test_a_plan_file_that_is_not_a_plan_is_a_value_error_naming_the_file(tmp_path):
+    (tmp_path / "bad.json").write_text('{"scenes": [{"frame": "one"}]}')
+    with pytest.raises(ValueError, match=r"bad\.json: not a plan"):
+        plans.read_plan(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="a plan needs a list of scenes"):
+        plans.as_plan({"story": "x"})
+    with pytest.raises(ValueError, match=r"nowhere\.json: cannot read a plan"):
+        make_spec(plan=tmp_path / "nowhere.json")

@@ -3,6 +3,7 @@
     storyboard up                              run planner, renderer(s), validator and gateway until Ctrl-C
     storyboard plan --story TEXT               plan a story (no GPU, no stack): the spec's "test the breakdown first"
     storyboard generate --story TEXT           make a storyboard (starts a local stack if no gateway answers)
+    storyboard generate --plan FILE            render a plan (scene_breakdown.json), edited or not, as given
     storyboard status ID | cancel ID | fetch ID --output-dir DIR
 
 Options can also be set by the environment variables named in ``--help``. Failures exit non-zero with one line
@@ -30,6 +31,7 @@ import grpc
 from google.protobuf import json_format
 
 from storyboard.client import DEFAULT_ADDRESS, Client, make_spec
+from storyboard.plans import read_plan
 from storyboard.progress import PlainReporter, summary_rows
 from storyboard.results import PLAN_FILES, SCENE_BREAKDOWN, SDXL_PROMPTS, StoryboardResult, write_named_files
 from storyboard.v1 import common_pb2, storyboards_pb2
@@ -173,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="make a storyboard from a story")
     _add_story_options(generate)
+    generate.add_argument(
+        "--plan", type=Path, help="render this plan (a scene_breakdown.json, edited or not) instead of planning again"
+    )
     generate.add_argument("--lora-path", help="LoRA adapter: its name, or a checkpoint path when a local stack runs")
     generate.add_argument("--base-seed", type=_bounded(int, 0, 2**63 - 1), default=42, help="base seed (42)")
     generate.add_argument("--num-inference-steps", type=_bounded(int, 1, 150), default=40, help="steps (40)")
@@ -286,12 +291,24 @@ def _plan_in_process(args: argparse.Namespace, story: str) -> tuple[common_pb2.P
         raise CliError(str(error)) from None
 
 
+def _given_plan(args: argparse.Namespace) -> common_pb2.Plan | None:
+    """The plan of --plan, read before anything starts; its characters are its scenes' own."""
+    if args.plan is None:
+        return None
+    if args.character:
+        raise CliError("--character: a plan names its characters in its scenes' trigger_tokens; leave it out", 2)
+    try:
+        return read_plan(args.plan)
+    except ValueError as error:
+        raise CliError(f"--plan: {error}", 2) from None
+
+
 def _generate_spec(args: argparse.Namespace, story: str, adapter: str | None) -> storyboards_pb2.StoryboardSpec:
     return make_spec(
         story=story, num_frames=args.num_frames, base_seed=args.base_seed,
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
         characters=args.character, adapters={adapter: 1.0} if adapter else None,
-        deterministic=args.deterministic or None,
+        deterministic=args.deterministic or None, plan=_given_plan(args),
     )  # fmt: skip
 
 
@@ -402,7 +419,8 @@ def _ignored_stack_options_note(args: argparse.Namespace, address: str) -> list[
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    story = _read_story(args)
+    _given_plan(args)  # a plan that cannot be read is refused before a stack starts
+    story = (args.story or "") if args.plan is not None else _read_story(args)
     address = _gateway_address(args)
     with Client(address, api_key=args.gateway_key) as client:
         if args.gateway or client.is_serving():

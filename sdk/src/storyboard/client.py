@@ -28,6 +28,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from storyboard.events import StoryboardEvent, from_proto
+from storyboard.plans import as_plan
 from storyboard.results import StoryboardResult, StrPath, joined_files, write_files
 from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
 
@@ -85,12 +86,16 @@ class ClientOptions:
 
 def make_spec(spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any) -> storyboards_pb2.StoryboardSpec:
     """A StoryboardSpec from keyword arguments (``story=…, num_frames=8, base_seed=42, characters=[…]``), or a copy
-    of ``spec`` with them applied. Adapters may be given as ``{"name": weight}``."""
+    of ``spec`` with them applied. Adapters may be given as ``{"name": weight}``; ``plan`` (a plan to render as given)
+    as a Plan, its JSON or a scene_breakdown.json file (``storyboard.plans``)."""
     out = storyboards_pb2.StoryboardSpec()
     if spec is not None:
         out.CopyFrom(spec)
     adapters = fields.pop("adapters", None)
     characters = fields.pop("characters", None)
+    plan = fields.pop("plan", None)
+    if plan is not None:
+        out.plan.CopyFrom(as_plan(plan))
     for name, value in fields.items():
         if value is not None:
             setattr(out, name, value)

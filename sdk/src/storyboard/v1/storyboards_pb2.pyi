@@ -31,7 +31,7 @@ STORYBOARD_STATE_FAILED: StoryboardState
 STORYBOARD_STATE_CANCELLED: StoryboardState
 
 class StoryboardSpec(_message.Message):
-    __slots__ = ("story", "num_frames", "base_seed", "num_inference_steps", "guidance_scale", "width", "height", "characters", "adapters", "temperature", "deterministic")
+    __slots__ = ("story", "num_frames", "base_seed", "num_inference_steps", "guidance_scale", "width", "height", "characters", "adapters", "temperature", "deterministic", "plan")
     STORY_FIELD_NUMBER: _ClassVar[int]
     NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     BASE_SEED_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class StoryboardSpec(_message.Message):
     ADAPTERS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     story: str
     num_frames: int
     base_seed: int
@@ -54,7 +55,8 @@ class StoryboardSpec(_message.Message):
     adapters: _containers.RepeatedCompositeFieldContainer[_common_pb2.AdapterRef]
     temperature: float
     deterministic: bool
-    def __init__(self, story: _Optional[str] = ..., num_frames: _Optional[int] = ..., base_seed: _Optional[int] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., characters: _Optional[_Iterable[str]] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., temperature: _Optional[float] = ..., deterministic: _Optional[bool] = ...) -> None: ...
+    plan: _common_pb2.Plan
+    def __init__(self, story: _Optional[str] = ..., num_frames: _Optional[int] = ..., base_seed: _Optional[int] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., characters: _Optional[_Iterable[str]] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., temperature: _Optional[float] = ..., deterministic: _Optional[bool] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ...) -> None: ...
 
 class FrameResult(_message.Message):
     __slots__ = ("frame", "seed", "attempts", "seeds_tried", "score", "rendered", "verdict", "file_name")
