@@ -53,7 +53,7 @@ lint: $(STAMP) lint-protos
 	$(VENV)/bin/lint-imports
 
 demo: $(STAMP)
-	$(PY) -m storyboard.cli generate --story "$(DEMO_STORY)" --outputs $(DEMO_OUTPUTS) --characters examples/characters.toml
+	$(PY) -m storyboard.cli generate --story "$(DEMO_STORY)" --outputs $(DEMO_OUTPUTS)
 
 up: $(STAMP)
 	$(PY) -m storyboard.cli up

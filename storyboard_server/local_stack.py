@@ -41,6 +41,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.outputs import StrPath
 from storyboard_common.v1 import validator_pb2, validator_pb2_grpc
+from storyboard_server.registry import characters_file
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT = 50051, 8000
@@ -77,7 +78,7 @@ class StackOptions:
     renderer_backend: str = "sketch"
     base_model: str = ""
     adapters_dir: StrPath | None = None
-    characters: StrPath | None = None
+    characters: StrPath | None = None  # None: the default registry (storyboard_server.registry)
     clip_model: str = ""
     clip_pretrained: str = ""
     device: str = "auto"
@@ -94,7 +95,7 @@ class StackOptions:
     def __post_init__(self) -> None:
         # Paths may be given as str or path-like; held as Path, so that the stack's code has one type to handle.
         self.adapters_dir = _optional_path(self.adapters_dir)
-        self.characters = _optional_path(self.characters)
+        self.characters = characters_file(self.characters)
         self.outputs = Path(self.outputs)
 
 

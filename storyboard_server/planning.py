@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from gateway import outputs
 from services.planner.planning import plan_story
 from services.planner.settings import API_KEY_ENV, PlannerSettings
 from storyboard.v1 import common_pb2
 from storyboard_common.errors import ServiceError
+from storyboard_server import registry
 
 PLAN_TIMEOUT_SECONDS = 120.0
 
@@ -30,7 +30,7 @@ def plan_with_files(
     if api_key:
         os.environ[API_KEY_ENV] = api_key  # read by the planner's settings; never printed
     try:
-        settings = PlannerSettings(characters_file=Path(characters_file) if characters_file else None)
+        settings = PlannerSettings(characters_file=registry.characters_file(characters_file))
         plan = plan_story(story, num_frames, temperature=temperature, characters=list(characters),
                           settings=settings, timeout_seconds=PLAN_TIMEOUT_SECONDS)  # fmt: skip
     except ServiceError as error:

@@ -22,6 +22,7 @@ from tests.support.stack import in_process_stack
 pytestmark = pytest.mark.integration
 STORY = "Aldar Kose tricks a wealthy merchant by selling him a magical pot, then rides home across the steppe"
 FAST = ["--num-inference-steps", "2"]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def storyboard(
@@ -121,8 +122,52 @@ def test_plan_through_a_gateway_writes_the_files_the_gateway_made(stack, tmp_pat
     assert breakdown["story"] == STORY and breakdown["num_frames"] == 7
 
 
+def _in(folder: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The command run in ``folder``, with no gateway and no registry set in the environment."""
+    env = {**os.environ, "STORYBOARD_GATEWAY": "", "STORYBOARD_CHARACTERS": "", "STORYBOARD_OUTPUTS": ""}
+    return subprocess.run([sys.executable, "-m", "storyboard.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=folder, env=env)  # fmt: skip
+
+
+def test_the_originals_command_verbatim_gives_eight_frames_that_all_carry_the_trigger_token(tmp_path):
+    # Run in (a copy of) the repository with no other flag: the registry is ./examples/characters.toml, the frames
+    # the original's 8, written to ./outputs.
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "characters.toml").write_bytes((REPO / "examples" / "characters.toml").read_bytes())
+    story = "Aldar Kose riding his horse across the steppe to his yurt at sunset"
+    result = _in(tmp_path, "generate", "--story", story, timeout=300)
+    assert result.returncode == 0, result.stderr
+    folder = Path(re.search(r"storyboard written to (\S+)", result.stdout).group(1))
+    assert folder.parent == (tmp_path / "outputs").resolve()
+    prompts = json.loads((folder / "sdxl_prompts.json").read_text())
+    assert len(prompts) == 8 and all("aldar_kose_man" in prompt for prompt in prompts), prompts
+    planned = _in(tmp_path, "plan", "--story", story, "--json")
+    assert planned.returncode == 0 and json.loads(planned.stdout)["num_frames"] == 8
+    chosen = _in(tmp_path, "plan", "--story", story, "--num-frames", "auto", "--json")
+    assert chosen.returncode == 0 and json.loads(chosen.stdout)["num_frames"] != 8  # this story gets fewer
+
+
+def test_the_registry_is_the_one_named_else_the_projects_else_the_repositorys_example(tmp_path):
+    story = "Aldar Kose riding his horse across the steppe to his yurt at sunset"
+
+    def prompts(*flags: str) -> list[str]:
+        planned = _in(tmp_path, "plan", "--story", story, "--json", *flags)
+        assert planned.returncode == 0, planned.stderr
+        return json.loads(planned.stdout)["prompts"]
+
+    assert not any("aldar" in prompt for prompt in prompts())  # no registry anywhere: no characters
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "characters.toml").write_bytes((REPO / "examples" / "characters.toml").read_bytes())
+    assert all(prompt.startswith("aldar_kose_man") for prompt in prompts())
+    (tmp_path / "characters.toml").write_text('[[characters]]\nname = "Aldar Kose"\ntrigger_token = "aldar_hero"\n')
+    assert all(prompt.startswith("aldar_hero") for prompt in prompts())
+    (tmp_path / "named.toml").write_text('[[characters]]\nname = "Aldar Kose"\ntrigger_token = "aldar_named"\n')
+    assert all(prompt.startswith("aldar_named") for prompt in prompts("--characters-file", "named.toml"))
+
+
 def test_a_plan_saved_edited_by_hand_and_rendered_is_the_plan_the_storyboard_keeps(stack, tmp_path):
-    planned = storyboard("plan", "--story", STORY, "--num-frames", "6", "--output-dir", str(tmp_path / "plan"))
+    # Planned where no registry is found, as the stack's planner has none.
+    planned = _in(tmp_path, "plan", "--story", STORY, "--num-frames", "6", "--output-dir", "plan")
     assert planned.returncode == 0, planned.stderr
     breakdown_file = tmp_path / "plan" / "scene_breakdown.json"
     breakdown = json.loads(breakdown_file.read_text())

@@ -61,6 +61,23 @@ def _bounded(kind: Callable[[str], Any], low: float, high: float) -> Callable[[s
     return parse
 
 
+DEFAULT_NUM_FRAMES = 8  # the original's default
+AUTO = "auto"
+
+
+def _frame_count(text: str) -> int | str:
+    """--num-frames: 6 to 10, or ``auto`` for the planner to choose."""
+    return AUTO if text.strip().lower() == AUTO else _bounded(int, 6, 10)(text)
+
+
+def _num_frames(args: argparse.Namespace) -> int | None:
+    """The frame count to ask for: the one given (None for auto), else the original's 8, except for a given plan,
+    whose scenes are its frames."""
+    if args.num_frames is None:
+        return None if getattr(args, "plan", None) is not None else DEFAULT_NUM_FRAMES
+    return None if args.num_frames == AUTO else args.num_frames
+
+
 def _env(name: str, default: Any, kind: Callable[[str], Any] = str) -> Any:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -149,7 +166,11 @@ def _add_gateway_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_story_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--story", help="the story; asked for interactively when omitted")
-    parser.add_argument("--num-frames", type=_bounded(int, 6, 10), help="frames, 6-10 (default: the planner decides)")
+    parser.add_argument(
+        "--num-frames",
+        type=_frame_count,
+        help=f"frames, 6-10, or {AUTO} for the planner to choose ({DEFAULT_NUM_FRAMES})",
+    )
     parser.add_argument(
         "--character", action="append", default=[], help="a registered character to feature (repeatable)"
     )
@@ -250,7 +271,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     story = _read_story(args)
     if args.gateway:
         with Client(args.gateway) as client:
-            spec = make_spec(story=story, num_frames=args.num_frames, temperature=args.temperature,
+            spec = make_spec(story=story, num_frames=_num_frames(args), temperature=args.temperature,
                              characters=args.character)  # fmt: skip
             plan, files = client.plan_with_files(spec)
     else:
@@ -285,7 +306,7 @@ def _server(capability: str, needed_for: str) -> Any:
 def _plan_in_process(args: argparse.Namespace, story: str) -> tuple[common_pb2.Plan, dict[str, bytes]]:
     plan_with_files = _server("plan", "planning without --gateway")
     try:
-        return plan_with_files(story, args.num_frames, characters=args.character, temperature=args.temperature,
+        return plan_with_files(story, _num_frames(args), characters=args.character, temperature=args.temperature,
                                characters_file=args.characters_file, api_key=args.api_key)  # fmt: skip
     except ValueError as error:
         raise CliError(str(error)) from None
@@ -305,7 +326,7 @@ def _given_plan(args: argparse.Namespace) -> common_pb2.Plan | None:
 
 def _generate_spec(args: argparse.Namespace, story: str, adapter: str | None) -> storyboards_pb2.StoryboardSpec:
     return make_spec(
-        story=story, num_frames=args.num_frames, base_seed=args.base_seed,
+        story=story, num_frames=_num_frames(args), base_seed=args.base_seed,
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
         characters=args.character, adapters={adapter: 1.0} if adapter else None,
         deterministic=args.deterministic or None, plan=_given_plan(args),
