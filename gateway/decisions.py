@@ -37,6 +37,25 @@ def frame_adapters(
     return [common_pb2.AdapterRef(name=name, weight=weight) for name, weight in weights.items()]
 
 
+def with_available_adapters(plan: common_pb2.Plan, available: frozenset[str] | None) -> common_pb2.Plan:
+    """``plan`` with each character's adapter that the renderers lack left out, and a warning naming it: the character
+    is then drawn from the prompt alone (its trigger token) rather than failing every frame. ``available`` None (the
+    renderers could not be asked) leaves the plan as it is."""
+    missing = [c for c in plan.characters if c.adapter and available is not None and c.adapter not in available]
+    if not missing:
+        return plan
+    out = common_pb2.Plan()
+    out.CopyFrom(plan)
+    for character in out.characters:
+        if character.adapter in {c.adapter for c in missing}:
+            out.warnings.append(
+                f"the renderers have no adapter {character.adapter!r}, so {character.name} is drawn from the prompt "
+                f"alone ({character.trigger_token})"
+            )
+            character.adapter = ""
+    return out
+
+
 def attempt_numbers(max_retries: int) -> range:
     """The attempts a frame may have: the first, then up to ``max_retries`` more."""
     return range(1, max_retries + 2)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,10 @@ from storyboard_common.images import MIME_TYPES
 log = logging.getLogger(__name__)
 
 
+async def _unknown_adapters() -> frozenset[str] | None:
+    return None
+
+
 @dataclass
 class StoryboardRun:
     """The work on one storyboard, from the moment a slot is free until it ends (or the gateway stops)."""
@@ -45,6 +49,7 @@ class StoryboardRun:
     metrics: Metrics
     policy: FramePolicy
     cancelled_by_user: Callable[[], bool]
+    available_adapters: Callable[[], Awaitable[frozenset[str] | None]] = _unknown_adapters
 
     async def run(self, slots: asyncio.Semaphore) -> None:
         """Wait for a slot, then work the storyboard to its end; never raises but for its task's cancellation."""
@@ -91,6 +96,7 @@ class StoryboardRun:
                 plan = await self.downstream.plan_for(self.job.storyboard.spec)
             except grpc.aio.AioRpcError as error:
                 raise spec_error(error) from None
+            plan = decisions.with_available_adapters(plan, await self.available_adapters())
         await asyncio.to_thread(outputs.write_plan_files, self.job.output_dir, plan)
 
         def record(storyboard: sb.Storyboard) -> None:

@@ -82,7 +82,8 @@ class StoryboardService:
 
     def _start(self, job: Job) -> None:
         run = StoryboardRun(job, self._store, self._downstream, self._metrics, self._policy,
-                            cancelled_by_user=lambda: self._runs.cancelled_by_user(job.id))  # fmt: skip
+                            cancelled_by_user=lambda: self._runs.cancelled_by_user(job.id),
+                            available_adapters=self._adapters.available)  # fmt: skip
         self._runs.start(job.id, lambda: run.run(self._slots))
 
     def resume_unfinished(self) -> int:

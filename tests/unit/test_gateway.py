@@ -282,6 +282,34 @@ def test_an_adapter_named_by_the_request_and_the_character_is_applied_once(servi
         renderer.stop(0)
 
 
+def test_a_character_whose_adapter_the_renderers_lack_is_drawn_from_its_prompt_with_a_warning(services, tmp_path):
+    # The default registry names an adapter a renderer may not have: the storyboard is drawn without it, not failed.
+    registry = tmp_path / "characters.toml"
+    registry.write_text('[[characters]]\nname = "Aldar Kose"\ntrigger_token = "aldar_kose_man"\nadapter = "aldar"\n')
+    (tmp_path / "adapters" / "style").mkdir(parents=True)
+    planner, planner_port = _start(create_planner, PlannerSettings(port=0, characters_file=registry))
+    renderer, renderer_port = _start(
+        create_renderer, RendererSettings(port=0, backend="sketch", adapters_dir=tmp_path / "adapters")
+    )
+    try:
+        assert planner.ready.wait(60) and renderer.ready.wait(60)
+        found = {**services, "planner": f"127.0.0.1:{planner_port}", "renderer": f"127.0.0.1:{renderer_port}"}
+        server, port = _gateway(found, tmp_path / "outputs", "validator_none")
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                events = _generate(storyboards_pb2_grpc.StoryboardsStub(channel), num_frames=6)
+        finally:
+            server.stop(0)
+    finally:
+        planner.stop(0)
+        renderer.stop(0)
+    assert events[-1].HasField("completed"), events[-1]
+    plan = events[-1].completed.storyboard.plan
+    assert [(c.name, c.adapter) for c in plan.characters] == [("Aldar Kose", "")]
+    assert "the renderers have no adapter 'aldar', so Aldar Kose is drawn from the prompt alone" in plan.warnings[-1]
+    assert all(scene.prompt.startswith("aldar_kose_man") for scene in plan.scenes)
+
+
 def test_the_documents_are_made_once_after_the_last_frame_with_the_final_scores(services, tmp_path, monkeypatch):
     layouts = []
     real = documents.storyboard_pdf

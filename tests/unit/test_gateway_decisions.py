@@ -38,6 +38,17 @@ def test_an_adapter_the_request_and_a_character_share_is_applied_once_at_the_req
     assert _adapters(["aldar_kose_man", "mira_girl"], [("aldar", 0.7)]) == [("aldar", 0.7), ("mira", 1.0)]
 
 
+def test_a_character_adapter_the_renderers_lack_is_left_out_with_a_warning_and_the_rest_kept():
+    checked = decisions.with_available_adapters(PLAN, frozenset({"mira", "style"}))
+    assert [(c.name, c.adapter) for c in checked.characters] == [("Aldar Kose", ""), ("Mira", "mira"), ("The Khan", "")]
+    assert list(checked.warnings) == [
+        "the renderers have no adapter 'aldar', so Aldar Kose is drawn from the prompt alone (aldar_kose_man)"
+    ]
+    assert PLAN.characters[0].adapter == "aldar", "the plan given is not changed"
+    assert decisions.with_available_adapters(PLAN, frozenset({"aldar", "mira"})) is PLAN
+    assert decisions.with_available_adapters(PLAN, None) is PLAN  # the renderers could not be asked
+
+
 def test_the_same_adapter_twice_in_a_request_is_one_adapter_and_two_weights_are_refused():
     spec = sb.StoryboardSpec(story="a fox crosses a river")
     spec.adapters.add(name="style", weight=0.5)
