@@ -101,28 +101,38 @@ def caption(scene: common_pb2.Scene, characters: CharacterRefs = ()) -> str:
 # -- the contact sheet --------------------------------------------------------------------------------------------
 
 _CAPTION_LINES, _LINE_HEIGHT, _MARGIN = 4, 19, 16
+_CHARACTERS_PER_CELL_LINE = 44  # of the caption font, across a CELL-wide cell
 
 
 def contact_sheet(frames: Sequence[Image.Image], captions: Sequence[str]) -> Image.Image:
-    """A grid of the frames, each thumbnailed into a CELL x CELL cell with its caption underneath, on white."""
+    """A grid of the frames, each thumbnailed into a cell of the frames' shape (CELL pixels on its longer side) with
+    its caption underneath, on white."""
     if not frames or len(frames) != len(captions):
         raise ValueError("a contact sheet needs one caption per frame, and at least one frame")
+    cell_width, cell_height = cell_size(*frames[0].size, CELL)
     columns = min(len(frames), 4 if len(frames) > 6 else 3)
-    pitch = CELL + _CAPTION_LINES * _LINE_HEIGHT + 12 + _MARGIN  # one row of cells
-    width = columns * (CELL + _MARGIN) + _MARGIN
+    pitch = cell_height + _CAPTION_LINES * _LINE_HEIGHT + 12 + _MARGIN  # one row of cells
+    width = columns * (cell_width + _MARGIN) + _MARGIN
     sheet = Image.new("RGB", (width, math.ceil(len(frames) / columns) * pitch + _MARGIN), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=15)
+    characters_per_line = max(12, cell_width * _CHARACTERS_PER_CELL_LINE // CELL)
     for index, (frame, text) in enumerate(zip(frames, captions, strict=True)):
-        x = _MARGIN + (index % columns) * (CELL + _MARGIN)
+        x = _MARGIN + (index % columns) * (cell_width + _MARGIN)
         y = _MARGIN + (index // columns) * pitch
         thumbnail = frame.convert("RGB")
-        thumbnail.thumbnail((CELL, CELL))
-        sheet.paste(thumbnail, (x + (CELL - thumbnail.width) // 2, y + (CELL - thumbnail.height) // 2))
-        draw.rectangle((x - 1, y - 1, x + CELL, y + CELL), outline=(60, 60, 60))
-        for line_no, line in enumerate(textwrap.wrap(text, width=44)[:_CAPTION_LINES]):
-            draw.text((x, y + CELL + 6 + line_no * _LINE_HEIGHT), line, fill=(20, 20, 20), font=font)
+        thumbnail.thumbnail((cell_width, cell_height))
+        sheet.paste(thumbnail, (x + (cell_width - thumbnail.width) // 2, y + (cell_height - thumbnail.height) // 2))
+        draw.rectangle((x - 1, y - 1, x + cell_width, y + cell_height), outline=(60, 60, 60))
+        for line_no, line in enumerate(textwrap.wrap(text, width=characters_per_line)[:_CAPTION_LINES]):
+            draw.text((x, y + cell_height + 6 + line_no * _LINE_HEIGHT), line, fill=(20, 20, 20), font=font)
     return sheet
+
+
+def cell_size(width: float, height: float, longer_side: float) -> tuple[int, int]:
+    """A cell of a ``width`` x ``height`` frame's shape whose longer side is ``longer_side``."""
+    scale = longer_side / max(width, height)
+    return round(width * scale), round(height * scale)
 
 
 # -- the PDF ------------------------------------------------------------------------------------------------------
@@ -240,14 +250,16 @@ def _overview(writer: _Writer, frames: Sequence[_PdfFrame], scenes: Sequence[com
     columns = min(len(frames), 4 if len(frames) > 6 else 3)
     rows = math.ceil(len(frames) / columns)
     gap, caption_height = 10, 30
-    cell = min((PAGE_WIDTH - 2 * MARGIN - gap * (columns - 1)) / columns, (top - bottom) / rows - caption_height)
-    if cell < 40:
+    # Cells of the frames' shape, as large as the width of a row and the height left for the rows allow.
+    room = (PAGE_WIDTH - 2 * MARGIN - gap * (columns - 1)) / columns, (top - bottom) / rows - caption_height
+    width, height = _fit(frames[0].width, frames[0].height, *room)
+    if min(width, height) < 40:
         return  # a very long story leaves no room; the frame pages follow
     for index, (frame, scene) in enumerate(zip(frames, scenes, strict=True)):
-        x = MARGIN + (index % columns) * (cell + gap)
-        cell_top = top - (index // columns) * (cell + caption_height)
-        _draw_frame(writer.canvas, frame, x, cell_top, (cell, cell))
-        writer.block(x, cell_top - cell - 2, caption(scene), 7, cell, max_lines=2)
+        x = MARGIN + (index % columns) * (width + gap)
+        cell_top = top - (index // columns) * (height + caption_height)
+        _draw_frame(writer.canvas, frame, x, cell_top, (width, height))
+        writer.block(x, cell_top - height - 2, caption(scene), 7, width, max_lines=2)
 
 
 def _frame_pages(writer: _Writer, text: DocumentText, frames: Sequence[_PdfFrame],

@@ -116,16 +116,22 @@ class Downstream:
 
     async def plan_for(self, spec: sb.StoryboardSpec) -> common_pb2.Plan:
         """The plan of a checked spec: the planner's for its story, or its review of the plan the spec carries (which
-        is never planned again)."""
+        is never planned again); with the spec's negative prompt, when it has one."""
         if spec.HasField("plan"):
             given = common_pb2.Plan()
             given.CopyFrom(spec.plan)
             given.story = given.story or spec.story
-            return (await self.review(planner_pb2.ReviewRequest(plan=given))).plan
-        options = planner_pb2.PlanOptions(temperature=spec.temperature, seed=spec.base_seed, characters=spec.characters)
-        if spec.HasField("num_frames"):
-            options.num_frames = spec.num_frames
-        return (await self.plan(planner_pb2.PlanRequest(story=spec.story, options=options))).plan
+            plan = (await self.review(planner_pb2.ReviewRequest(plan=given))).plan
+        else:
+            options = planner_pb2.PlanOptions(
+                temperature=spec.temperature, seed=spec.base_seed, characters=spec.characters
+            )
+            if spec.HasField("num_frames"):
+                options.num_frames = spec.num_frames
+            plan = (await self.plan(planner_pb2.PlanRequest(story=spec.story, options=options))).plan
+        if spec.negative_prompt:
+            plan.negative_prompt = spec.negative_prompt
+        return plan
 
     async def validator_info(self) -> validator_pb2.ValidatorInfo:
         assert self.validator is not None

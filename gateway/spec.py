@@ -16,6 +16,7 @@ from storyboard_common.validation import (
     check_range,
     check_seed,
     check_story,
+    check_text,
 )
 
 DEFAULT_BASE_SEED = 42
@@ -28,6 +29,15 @@ MAX_GUIDANCE = 30.0
 MIN_SIZE, MAX_SIZE = 256, 2048
 MAX_NAMES = 8
 MAX_PROMPT_CHARS = 1000
+# Sizes SDXL was trained at (its aspect buckets), by the aspect ratio a storyboard asks for.
+ASPECT_SIZES = {
+    "1:1": (1024, 1024),
+    "16:9": (1344, 768),
+    "9:16": (768, 1344),
+    "4:3": (1152, 896),
+    "3:4": (896, 1152),
+    "2.39:1": (1536, 640),
+}
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.'-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
 
@@ -54,9 +64,10 @@ def normalized_spec(spec: storyboards_pb2.StoryboardSpec) -> storyboards_pb2.Sto
     out.guidance_scale = DEFAULT_GUIDANCE
     if spec.HasField("guidance_scale"):
         out.guidance_scale = check_range(spec.guidance_scale, 0.0, MAX_GUIDANCE, "spec.guidance_scale")
-    for field in ("width", "height"):
-        value = getattr(spec, field) if spec.HasField(field) else DEFAULT_SIZE
+    for field, default in zip(("width", "height"), _aspect_size(spec), strict=True):
+        value = getattr(spec, field) if spec.HasField(field) else default
         setattr(out, field, check_image_size(value, MIN_SIZE, MAX_SIZE, f"spec.{field}"))
+    out.negative_prompt = check_text(spec.negative_prompt.strip(), MAX_PROMPT_CHARS, "spec.negative_prompt")
     out.temperature = DEFAULT_TEMPERATURE
     if spec.HasField("temperature"):
         out.temperature = check_range(spec.temperature, 0.0, 1.0, "spec.temperature")
@@ -72,6 +83,22 @@ def normalized_spec(spec: storyboards_pb2.StoryboardSpec) -> storyboards_pb2.Sto
     del out.adapters[:]
     out.adapters.extend(_distinct_adapters(spec.adapters))
     return out
+
+
+def _aspect_size(spec: storyboards_pb2.StoryboardSpec) -> tuple[int, int]:
+    """The size the spec's aspect stands for (the default size without one); a width or height given with an aspect
+    must be its."""
+    if not spec.aspect:
+        return DEFAULT_SIZE, DEFAULT_SIZE
+    size = ASPECT_SIZES.get(spec.aspect.strip())
+    if size is None:
+        raise InvalidArgument("spec.aspect", f"{spec.aspect!r} is not one of {', '.join(ASPECT_SIZES)}")
+    for field, value in zip(("width", "height"), size, strict=True):
+        if spec.HasField(field) and getattr(spec, field) != value:
+            raise InvalidArgument(
+                f"spec.{field}", f"is {getattr(spec, field)}, but aspect {spec.aspect} is {size[0]}x{size[1]}; give one"
+            )
+    return size
 
 
 def _check_given_plan(spec: storyboards_pb2.StoryboardSpec, out: storyboards_pb2.StoryboardSpec) -> None:

@@ -12,7 +12,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.spec import MAX_GUIDANCE, MAX_NAMES, MAX_PROMPT_CHARS, MAX_SIZE, MAX_STEPS, MIN_SIZE, NAME_PATTERN
+from gateway.spec import (
+    ASPECT_SIZES,
+    MAX_GUIDANCE,
+    MAX_NAMES,
+    MAX_PROMPT_CHARS,
+    MAX_SIZE,
+    MAX_STEPS,
+    MIN_SIZE,
+    NAME_PATTERN,
+)
 from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.validation import MAX_FRAMES, MAX_SCENE_TEXT_CHARS, MAX_SEED, MAX_STORY_CHARS, MIN_FRAMES
@@ -138,6 +147,18 @@ class StoryboardSpecIn(_Request):
     plan: PlanIn | None = Field(
         None, description="a plan to render as given instead of planning the story; num_frames, when set, must match"
     )
+    aspect: str = Field(
+        "",
+        description="the frames' shape, mapped to a size SDXL was trained at ("
+        + ", ".join(f"{name}: {w}x{h}" for name, (w, h) in ASPECT_SIZES.items())
+        + "); with width or height, they must be its size",
+        json_schema_extra={"enum": ["", *ASPECT_SIZES]},
+    )
+    negative_prompt: str = Field(
+        "",
+        description=f"every frame's negative prompt instead of the planner's, at most {MAX_PROMPT_CHARS} characters",
+        json_schema_extra={"maxLength": MAX_PROMPT_CHARS},
+    )
 
 
 class CreateBody(_Request):
@@ -185,6 +206,8 @@ class StoryboardSpec(_Response):
     temperature: float | None = None
     deterministic: bool | None = None
     plan: Plan | None = None
+    aspect: str | None = None
+    negative_prompt: str | None = None
 
 
 class Scene(_Response):

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from storyboard import Client
 from storyboard.v1 import storyboards_pb2
@@ -50,6 +51,21 @@ def test_generate_through_a_gateway_into_a_folder_with_a_frame_table(stack, tmp_
     assert "storyboard written to" in result.stdout
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"scene_breakdown.json", "sdxl_prompts.json", "frame_001.png", "frame_006.png"} <= names
+
+
+def test_generate_takes_the_pictures_shape_and_a_negative_prompt(stack, tmp_path):
+    result = storyboard("generate", "--gateway", stack.address, "--story", STORY, "--num-frames", "6", *FAST,
+                        "--aspect", "9:16", "--negative-prompt", "text, watermark", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    folder = Path(json.loads(result.stdout)["output_dir"])
+    with Image.open(folder / "frame_006.png") as frame:
+        assert frame.size == (768, 1344)
+    assert json.loads((folder / "frames.json").read_text())["negative_prompt"] == "text, watermark"
+    sized = storyboard("generate", "--gateway", stack.address, "--story", STORY, *FAST, "--width", "512",
+                       "--height", "320", "--num-frames", "6", "--json")  # fmt: skip
+    assert sized.returncode == 0, sized.stderr
+    with Image.open(Path(json.loads(sized.stdout)["output_dir"]) / "frame_001.png") as frame:
+        assert frame.size == (512, 320)
 
 
 def test_the_story_is_read_from_stdin_when_not_given(stack):

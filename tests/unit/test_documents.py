@@ -54,21 +54,24 @@ def _png(width: int, height: int, seed: int) -> bytes:
 # -- the contact sheet --------------------------------------------------------------------------------------------
 
 
-def test_the_contact_sheet_puts_each_frame_in_its_cell_with_its_caption():
-    frames = [_picture(96, 64, seed=n) for n in range(8)]
+@pytest.mark.parametrize(("size", "cell"), [((96, 64), (384, 256)), ((64, 64), (384, 384)), ((72, 128), (216, 384))])
+def test_the_contact_sheet_puts_each_frame_in_a_cell_of_its_shape_with_its_caption(size, cell):
+    frames = [_picture(*size, seed=n) for n in range(8)]
     captions = [documents.caption(scene) for scene in _scenes(8)]
     sheet = documents.contact_sheet(frames, captions)
-    assert sheet.size == (4 * (documents.CELL + 16) + 16, 2 * (documents.CELL + 4 * 19 + 12 + 16) + 16)
+    width, height = cell
+    pitch = height + 4 * 19 + 12 + 16
+    assert sheet.size == (4 * (width + 16) + 16, 2 * pitch + 16)
     for index, frame in enumerate(frames):
-        x = 16 + (index % 4) * (documents.CELL + 16)
-        y = 16 + (index // 4) * (documents.CELL + 4 * 19 + 12 + 16)
-        cell = sheet.crop((x, y, x + documents.CELL, y + documents.CELL))
-        thumbnail = frame.copy()
-        thumbnail.thumbnail((documents.CELL, documents.CELL))
-        left, top = (documents.CELL - thumbnail.width) // 2, (documents.CELL - thumbnail.height) // 2
-        assert cell.crop((left, top, left + thumbnail.width, top + thumbnail.height)).tobytes() == thumbnail.tobytes()
-        under = sheet.crop((x, y + documents.CELL + 4, x + documents.CELL, y + documents.CELL + 30))
+        x = 16 + (index % 4) * (width + 16)
+        y = 16 + (index // 4) * pitch
+        placed = sheet.crop((x, y, x + width, y + height))
+        left, top = (width - frame.width) // 2, (height - frame.height) // 2  # small frames are not enlarged
+        assert placed.crop((left, top, left + frame.width, top + frame.height)).tobytes() == frame.tobytes()
+        under = sheet.crop((x, y + height + 4, x + width, y + height + 30))
         assert under.getextrema()[0][0] < 100  # a caption is written under it
+        gutter = sheet.crop((x + width + 2, y + height + 4, x + width + 14, y + pitch - 16))
+        assert gutter.getextrema()[0][0] == 255, "the caption stays within its cell's width"
 
 
 def test_the_contact_sheet_needs_a_caption_per_frame():

@@ -643,3 +643,45 @@ def test_rest_takes_a_plan_in_the_proto3_json_body(registry_gateway):
         f"aldar_kose_man at the market, beat {n}" for n in range(6)
     ]
     assert storyboard["spec"]["story"].startswith("aldar_kose_man at the market, beat 0 aldar_kose_man")
+
+
+# -- the picture's shape and the negative prompt ---------------------------------------------------------------------
+
+
+def test_a_widescreen_storyboard_has_frames_cells_and_pages_of_its_shape_and_the_negative_prompt_given(gateway):
+    stub, _, _ = gateway
+    spec = storyboards_pb2.StoryboardSpec(
+        story=STORY, num_frames=6, num_inference_steps=2, aspect="16:9", negative_prompt="text, watermark, frame"
+    )
+    events = list(stub.Generate(storyboards_pb2.GenerateRequest(spec=spec), timeout=120))
+    final = events[-1].completed.storyboard
+    assert (final.spec.width, final.spec.height, final.spec.aspect) == (1344, 768, "16:9")
+    folder = Path(final.output_dir)
+    with Image.open(folder / "frame_001.png") as frame:
+        assert frame.size == (1344, 768)
+    with Image.open(folder / "storyboard_grid.png") as grid:  # 3 columns of 384x219 cells, two rows
+        assert grid.size == (3 * (384 + 16) + 16, 2 * (219 + 4 * 19 + 12 + 16) + 16)
+    pages = pypdf.PdfReader(folder / "storyboard.pdf").pages
+    assert {(image.image.width, image.image.height) for page in pages for image in page.images} == {(1344, 768)}
+    assert events[1].plan_ready.plan.negative_prompt == "text, watermark, frame"
+    assert json.loads((folder / "frames.json").read_text())["negative_prompt"] == "text, watermark, frame"
+    assert json.loads((folder / "scene_breakdown.json").read_text())["negative_prompt"] == "text, watermark, frame"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"aspect": "5:4"}, "spec.aspect: '5:4' is not one of 1:1, 16:9, 9:16, 4:3, 3:4, 2.39:1"),
+        ({"aspect": "16:9", "width": 1024}, "spec.width: is 1024, but aspect 16:9 is 1344x768; give one"),
+        ({"negative_prompt": "x" * 1001}, "spec.negative_prompt: is 1001 characters long"),
+    ],
+)
+def test_a_shape_or_negative_prompt_that_cannot_be_drawn_is_refused_naming_the_field(gateway, fields, message):
+    stub, server, _ = gateway
+    spec = storyboards_pb2.StoryboardSpec(story=STORY, **fields)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Create(storyboards_pb2.CreateRequest(spec=spec), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and caught.value.details().startswith(message)
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.endpoints['http']}", timeout=30) as http:
+        refused = http.post("/v1/storyboards", json={"spec": {"story": STORY, **fields}})
+        assert refused.status_code == 400 and refused.json()["error"]["message"].startswith(message)

@@ -206,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--deterministic", action="store_true", help="render each frame alone, never batched: same run, same pixels"
     )
+    generate.add_argument("--width", type=_bounded(int, 256, 2048), help="frame width, a multiple of 8 (1024)")
+    generate.add_argument("--height", type=_bounded(int, 256, 2048), help="frame height, a multiple of 8 (1024)")
+    generate.add_argument(
+        "--aspect", help="frame shape at a size SDXL was trained at: 1:1, 16:9 (1344x768), 9:16, 4:3, 3:4, 2.39:1"
+    )
+    generate.add_argument("--negative-prompt", help="every frame's negative prompt, instead of the planner's")
     generate.add_argument("--api-key", help="OpenAI API key for the local stack's planner [default: $OPENAI_API_KEY]")
     _add_gateway_options(generate)
     _add_stack_options(generate)
@@ -329,7 +335,8 @@ def _generate_spec(args: argparse.Namespace, story: str, adapter: str | None) ->
         story=story, num_frames=_num_frames(args), base_seed=args.base_seed,
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
         characters=args.character, adapters={adapter: 1.0} if adapter else None,
-        deterministic=args.deterministic or None, plan=_given_plan(args),
+        deterministic=args.deterministic or None, plan=_given_plan(args), width=args.width, height=args.height,
+        aspect=args.aspect, negative_prompt=args.negative_prompt,
     )  # fmt: skip
 
 

@@ -31,7 +31,7 @@ STORYBOARD_STATE_FAILED: StoryboardState
 STORYBOARD_STATE_CANCELLED: StoryboardState
 
 class StoryboardSpec(_message.Message):
-    __slots__ = ("story", "num_frames", "base_seed", "num_inference_steps", "guidance_scale", "width", "height", "characters", "adapters", "temperature", "deterministic", "plan")
+    __slots__ = ("story", "num_frames", "base_seed", "num_inference_steps", "guidance_scale", "width", "height", "characters", "adapters", "temperature", "deterministic", "plan", "aspect", "negative_prompt")
     STORY_FIELD_NUMBER: _ClassVar[int]
     NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     BASE_SEED_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,8 @@ class StoryboardSpec(_message.Message):
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    ASPECT_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
     story: str
     num_frames: int
     base_seed: int
@@ -56,7 +58,9 @@ class StoryboardSpec(_message.Message):
     temperature: float
     deterministic: bool
     plan: _common_pb2.Plan
-    def __init__(self, story: _Optional[str] = ..., num_frames: _Optional[int] = ..., base_seed: _Optional[int] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., characters: _Optional[_Iterable[str]] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., temperature: _Optional[float] = ..., deterministic: _Optional[bool] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ...) -> None: ...
+    aspect: str
+    negative_prompt: str
+    def __init__(self, story: _Optional[str] = ..., num_frames: _Optional[int] = ..., base_seed: _Optional[int] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., characters: _Optional[_Iterable[str]] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., temperature: _Optional[float] = ..., deterministic: _Optional[bool] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., aspect: _Optional[str] = ..., negative_prompt: _Optional[str] = ...) -> None: ...
 
 class FrameResult(_message.Message):
     __slots__ = ("frame", "seed", "attempts", "seeds_tried", "score", "rendered", "verdict", "file_name")
