@@ -30,7 +30,8 @@ KEY_PREFIX = "sbk_"
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the key's name (``""`` for an anonymous caller on loopback) and their storyboard limit."""
+    """Who is calling: the key's name (``""`` for an anonymous caller on loopback) and how many of their storyboards
+    are worked on at once (0: no limit)."""
 
     owner: str
     max_active: int
@@ -88,6 +89,11 @@ class ApiKeys:
         if len(set(names)) != len(names):
             raise ValueError("a key name appears in both --api-keys and --api-keys-file")
         return cls(entries, required, default_max_active)
+
+    def max_active_of(self, owner: str) -> int:
+        """How many of ``owner``'s storyboards may be worked on at once: its entry's MAX_ACTIVE, else the default."""
+        found = next((entry.max_active for entry in self._entries if entry.name == owner), 0)
+        return found or self._default_max_active
 
     def authenticate(self, authorization: str | None) -> Caller:
         """The caller an ``authorization`` value belongs to; Unauthenticated when it is missing (and required),

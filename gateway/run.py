@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +51,10 @@ class StoryboardRun:
     cancelled_by_user: Callable[[], bool]
     available_adapters: Callable[[], Awaitable[frozenset[str] | None]] = _unknown_adapters
 
-    async def run(self, slots: asyncio.Semaphore) -> None:
-        """Wait for a slot, then work the storyboard to its end; never raises but for its task's cancellation."""
+    async def run(self, turn: AbstractAsyncContextManager[None]) -> None:
+        """Wait for its ``turn``, then work the storyboard to its end; never raises but for its task's cancellation."""
         try:
-            async with slots:
+            async with turn:
                 self.job = self.store.get(self.job.id)  # as it is now: it waited for its slot
                 if not self.job.finished:
                     await self._work()

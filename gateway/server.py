@@ -65,11 +65,12 @@ class Gateway:
         self.downstream = Downstream(
             settings.planner, settings.renderers, settings.validator, _limits(settings), self.metrics, self.security
         )
+        keys = settings.api_key_set()
         self.service = StoryboardService(
             self.store, self.events, self.downstream, self.metrics,
             FramePolicy(settings.max_retries, settings.frames_in_flight), settings.max_running,
+            max_active_of=keys.max_active_of, max_queued=settings.max_queued_per_key,
         )  # fmt: skip
-        keys = settings.api_key_set()
         servicer = StoryboardsServicer(self.service, keys)
         self.grpc, self.health, port = aio.build_server(
             settings,

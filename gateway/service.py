@@ -2,15 +2,14 @@
 plan, regenerate a frame, download its files. Neither face holds logic of its own beyond authenticating the caller
 and translating requests and errors.
 
-Storyboards belong to the API key that created them: another key's storyboards are NOT_FOUND to a caller, and each
-key may have a limited number unfinished at once (RESOURCE_EXHAUSTED beyond it).
+Storyboards belong to the API key that created them: another key's storyboards are NOT_FOUND to a caller. Each key
+has a number at work at once; more wait their turn (``waiting.Turns``), up to a bound (RESOURCE_EXHAUSTED beyond it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
@@ -26,6 +25,7 @@ from gateway.run import StoryboardRun
 from gateway.runs import Runs
 from gateway.spec import check_prompt, normalized_spec
 from gateway.store import Job, JobStore
+from gateway.waiting import Turns
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard_common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from storyboard_common.validation import check_seed
@@ -49,11 +49,16 @@ class StoryboardService:
         metrics: Metrics,
         policy: FramePolicy,
         max_running: int,
+        max_active_of: Callable[[str], int] = lambda _owner: 0,
+        max_queued: int = 0,
     ) -> None:
+        """``max_active_of(owner)``: how many of a key's storyboards are worked on at once (0: no limit of its own);
+        ``max_queued``: how many more a key may have waiting, beyond which creating one is RESOURCE_EXHAUSTED."""
         self._store, self._events, self._downstream = store, events, downstream
         self._metrics, self._policy = metrics, policy
         self._runs = Runs()
-        self._slots = asyncio.Semaphore(max_running)
+        self._turns = Turns(max_running, max_active_of, self._tell_place)
+        self._max_queued = max_queued
         self._adapters: NameCatalog = adapter_catalog(downstream.renderer)
         self._characters: NameCatalog = character_catalog(downstream.planner)
         self._trigger_tokens: NameCatalog = trigger_token_catalog(downstream.planner)
@@ -66,7 +71,7 @@ class StoryboardService:
         if len(idempotency_key) > MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
             raise InvalidArgument("idempotency_key", f"must be printable and at most {MAX_IDEMPOTENCY_KEY} characters")
         normalized = await self._checked(spec)
-        job, created = self._store.create(normalized, idempotency_key, caller.owner, caller.max_active)
+        job, created = self._store.create(normalized, idempotency_key, caller.owner, self._unfinished_limit(caller))
         if created:
             self._start(job)
         return job
@@ -84,7 +89,18 @@ class StoryboardService:
         run = StoryboardRun(job, self._store, self._downstream, self._metrics, self._policy,
                             cancelled_by_user=lambda: self._runs.cancelled_by_user(job.id),
                             available_adapters=self._adapters.available)  # fmt: skip
-        self._runs.start(job.id, lambda: run.run(self._slots))
+        self._runs.start(job.id, lambda: run.run(self._turns.turn(job.id, job.owner)))
+
+    def _tell_place(self, job_id: str, place: int) -> None:
+        self._store.append(self._store.get(job_id), queued=sb.Queued(position=place))
+
+    def _unfinished_limit(self, caller: Caller) -> int:
+        """How many unfinished storyboards the caller may have: those at work and those waiting (0: no limit)."""
+        return caller.max_active + self._max_queued if caller.max_active > 0 else 0
+
+    def _placed(self, storyboard: sb.Storyboard) -> sb.Storyboard:
+        storyboard.queue_position = self._turns.place(storyboard.id)
+        return storyboard
 
     def resume_unfinished(self) -> int:
         """Start every job a previous run of the gateway left unfinished, oldest first; returns how many."""
@@ -95,10 +111,14 @@ class StoryboardService:
         return len(jobs)
 
     def get(self, job_id: str, caller: Caller = ANONYMOUS) -> Job:
-        return self._store.get(job_id, caller.owner)
+        """The job as stored, its storyboard with its place in line while it waits."""
+        job = self._store.get(job_id, caller.owner)
+        self._placed(job.storyboard)
+        return job
 
     def list(self, page_size: int, page_token: str, caller: Caller = ANONYMOUS) -> tuple[list[sb.Storyboard], str]:
-        return self._store.list(page_size, page_token, caller.owner)
+        storyboards, token = self._store.list(page_size, page_token, caller.owner)
+        return [self._placed(storyboard) for storyboard in storyboards], token
 
     async def cancel(self, job_id: str, caller: Caller = ANONYMOUS) -> sb.Storyboard:
         """Cancel the storyboard and answer with it as cancelled, or, if its work takes longer to stop, as
@@ -144,7 +164,7 @@ class StoryboardService:
             frames[frame - 1].rendered = False
             job.meta["regenerate"] = {"frame": frame, "seed": chosen, "attempt": number}
 
-        reopened = self._store.reopen(job_id, reopen, caller.max_active)
+        reopened = self._store.reopen(job_id, reopen, self._unfinished_limit(caller))
         accepted = reopened.snapshot()  # queued: the run may have moved it on by the time this returns
         self._start(reopened)
         return accepted

@@ -89,8 +89,12 @@ class GatewaySettings(ServiceSettings):
         None, description="file with one API key entry NAME:SHA256HEX[:MAX_ACTIVE] per line; # starts a comment"
     )
     max_active_per_key: int = Field(
-        4, ge=1, le=10_000, description="unfinished storyboards one API key (or the anonymous caller) may have"
+        4, ge=1, le=10_000, description="storyboards of one API key (or the anonymous caller) worked on at once"
     )
+    max_queued_per_key: int = Field(
+        100, ge=0, le=100_000,
+        description="storyboards of one API key that may wait for their turn beyond those at work; more are refused",
+    )  # fmt: skip
     cors_origins: str = Field(
         "", description="comma-separated origins allowed to call the REST bridge from a browser; empty: none"
     )

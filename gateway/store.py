@@ -447,8 +447,8 @@ def _check_active_limit(db: sqlite3.Connection, owner: str, max_active: int) -> 
     ).fetchone()
     if active >= max_active:
         raise ResourceExhausted(
-            f"this API key already has {active} unfinished storyboards (the limit is {max_active}); "
-            "wait for one to finish or cancel one"
+            f"this API key already has {active} unfinished storyboards, at work or waiting (the limit is "
+            f"{max_active}); wait for one to finish or cancel one"
         )
 
 

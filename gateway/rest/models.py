@@ -271,6 +271,7 @@ class Storyboard(_Response):
     update_time: str | None = Field(None, description="RFC 3339")
     last_event_sequence: Int64 | None = Field(None, description="follow the events after this number")
     cancel_requested: bool | None = Field(None, description="a cancel was accepted; the work is stopping")
+    queue_position: int | None = Field(None, description="while it waits to start: its place in line (1: next)")
 
 
 class ListResponse(_Response):

@@ -1,8 +1,8 @@
 """Load: 100 storyboards asked for at once, half over gRPC (Generate) and half over REST (create, then the event
-stream), from four API keys that may each have 20 unfinished: every request either completes or is refused cleanly
-with RESOURCE_EXHAUSTED / 429; nothing is lost (every accepted storyboard completes with all its frames, and the
-gateway holds exactly the storyboards it accepted); the gateway's memory (RSS, from /proc) stays bounded, and a
-second wave of 100 does not peak much higher than the first (no leak per storyboard).
+stream), from four API keys that may each have 20 at work (the rest wait their turn): every request either completes
+or is refused cleanly with RESOURCE_EXHAUSTED / 429; nothing is lost (every accepted storyboard completes with all
+its frames, and the gateway holds exactly the storyboards it accepted); the gateway's memory (RSS, from /proc) stays
+bounded, and a second wave of 100 does not peak much higher than the first (no leak per storyboard).
 
 Fast renderers: two sketch renderer processes, 256x256 frames, 2 steps.
 """

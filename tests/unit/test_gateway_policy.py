@@ -436,7 +436,8 @@ def test_a_gateway_stopped_mid_job_resumes_it_without_rendering_kept_frames_agai
 @pytest.fixture
 def secured(stacks):
     keys = f"alice:{hash_key(ALICE)}:1,bob:{hash_key(BOB)}"
-    return stacks(renderer=BlockingRenderer(), auth="required", api_keys=keys, cors_origins="https://app.example.com")
+    return stacks(renderer=BlockingRenderer(), auth="required", api_keys=keys, cors_origins="https://app.example.com",
+                  max_queued_per_key=0)  # fmt: skip
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -742,3 +743,34 @@ def test_the_openapi_document_describes_every_route_and_body(plain):
     documented = [set(op["responses"]) for ops in document["paths"].values() for op in ops.values()]
     assert all("422" not in codes for codes in documented)  # bad requests are answered 400, as documented
     assert "400" in document["paths"]["/v1/storyboards/{job_id}/frames/{frame}:regenerate"]["post"]["responses"]
+
+
+# -- waiting for a turn ---------------------------------------------------------------------------------------------
+
+
+def test_storyboards_beyond_a_keys_limit_wait_in_line_told_their_place_and_all_complete(stacks):
+    stack = stacks(max_active_per_key=2, max_queued_per_key=100)
+    created = [
+        stack.stub.Create(storyboards_pb2.CreateRequest(spec=storyboards_pb2.StoryboardSpec(**SPEC_JSON)), timeout=10)
+        for _ in range(40)
+    ]
+    last = created[-1].id
+    waiting = stack.stub.Get(storyboards_pb2.GetRequest(id=last), timeout=10)
+    assert waiting.state == storyboards_pb2.STORYBOARD_STATE_QUEUED and 1 <= waiting.queue_position <= 38
+    followed = {}
+    for storyboard in created:
+        followed[storyboard.id] = list(stack.stub.Watch(storyboards_pb2.WatchRequest(id=storyboard.id), timeout=120))
+    assert all(events[-1].HasField("completed") for events in followed.values())
+    places = [event.queued.position for event in followed[last] if event.HasField("queued")]
+    assert places and places == sorted(places, reverse=True) and places[-1] == 1, places  # it moves up to the front
+    assert not any(event.HasField("queued") for event in followed[created[0].id])  # the first never waited
+    assert stack.stub.Get(storyboards_pb2.GetRequest(id=last), timeout=10).queue_position == 0
+
+
+def test_only_a_full_line_refuses_naming_the_limit(stacks):
+    stack = stacks(renderer=BlockingRenderer(), max_active_per_key=1, max_queued_per_key=2)
+    for _ in range(3):  # one at work, two waiting
+        assert stack.http.post("/v1/storyboards", json={"spec": SPEC_JSON}).status_code == 202
+    full = stack.http.post("/v1/storyboards", json={"spec": SPEC_JSON})
+    assert full.status_code == 429 and full.json()["error"]["code"] == "RESOURCE_EXHAUSTED"
+    assert "3 unfinished storyboards, at work or waiting (the limit is 3)" in full.json()["error"]["message"]

@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from storyboard import AsyncClient, Client, plans
 from storyboard import events as ev
 from storyboard.client import make_spec
+from storyboard.progress import describe
 from storyboard.v1 import storyboards_pb2
 from tests.support.scripted import BlockingRenderer, serve_renderer
 from tests.support.stack import in_process_stack
@@ -200,3 +201,10 @@ def test_a_plan_file_that_is_not_a_plan_is_a_value_error_naming_the_file(tmp_pat
         plans.as_plan({"story": "x"})
     with pytest.raises(ValueError, match=r"nowhere\.json: cannot read a plan"):
         make_spec(plan=tmp_path / "nowhere.json")
+
+
+def test_a_waiting_storyboard_is_a_typed_event_and_a_line_of_progress():
+    raw = storyboards_pb2.StoryboardEvent(storyboard_id="s", sequence=2, queued=storyboards_pb2.Queued(position=3))
+    event = ev.from_proto(raw)
+    assert isinstance(event, ev.Queued) and event.position == 3
+    assert describe(event) == ["waiting to start: 3 in line"]

@@ -108,7 +108,16 @@ class Failed(Event):
     message: str
 
 
-StoryboardEvent = Accepted | PlanReady | FrameProgress | FrameRendered | FrameValidated | Retry | Completed | Failed
+@dataclass(frozen=True)
+class Queued(Event):
+    """The storyboard waits to start, at ``position`` in line (1: next)."""
+
+    position: int
+
+
+StoryboardEvent = (
+    Accepted | Queued | PlanReady | FrameProgress | FrameRendered | FrameValidated | Retry | Completed | Failed
+)
 
 
 def from_proto(event: storyboards_pb2.StoryboardEvent) -> StoryboardEvent:
@@ -117,6 +126,8 @@ def from_proto(event: storyboards_pb2.StoryboardEvent) -> StoryboardEvent:
     kind = event.WhichOneof("event")
     if kind == "accepted":
         return Accepted(**base, storyboard=event.accepted.storyboard)
+    if kind == "queued":
+        return Queued(**base, position=event.queued.position)
     if kind == "plan_ready":
         return PlanReady(**base, plan=event.plan_ready.plan)
     if kind == "frame_progress":

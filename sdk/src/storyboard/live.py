@@ -53,7 +53,7 @@ class LiveReporter:
                 self._progress.advance(self._overall)
             for line in describe(event) + new_reason(event, self._reasons):
                 self.say(line)
-        elif isinstance(event, ev.Retry | ev.Accepted | ev.Completed):
+        elif isinstance(event, ev.Retry | ev.Accepted | ev.Queued | ev.Completed):
             for line in describe(event):
                 self.say(line)
 

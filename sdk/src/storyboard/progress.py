@@ -44,6 +44,8 @@ def describe(event: ev.StoryboardEvent) -> list[str]:
     itself, once, on stderr with its exit status."""
     if isinstance(event, ev.Accepted):
         return [f"storyboard {event.storyboard_id} accepted"]
+    if isinstance(event, ev.Queued):
+        return [f"waiting to start: {event.position} in line"]
     if isinstance(event, ev.PlanReady):
         plan = event.plan
         lines = [f"plan ready: {len(plan.scenes)} frames (planner: {plan.planner})"]

@@ -83,7 +83,7 @@ class FrameResult(_message.Message):
     def __init__(self, frame: _Optional[int] = ..., seed: _Optional[int] = ..., attempts: _Optional[int] = ..., seeds_tried: _Optional[_Iterable[int]] = ..., score: _Optional[_Union[_common_pb2.FrameScore, _Mapping]] = ..., rendered: _Optional[bool] = ..., verdict: _Optional[_Union[_common_pb2.Verdict, str]] = ..., file_name: _Optional[str] = ...) -> None: ...
 
 class Storyboard(_message.Message):
-    __slots__ = ("id", "state", "spec", "plan", "frames", "output_dir", "error", "create_time", "update_time", "last_event_sequence", "cancel_requested")
+    __slots__ = ("id", "state", "spec", "plan", "frames", "output_dir", "error", "create_time", "update_time", "last_event_sequence", "cancel_requested", "queue_position")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class Storyboard(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_EVENT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: StoryboardState
     spec: StoryboardSpec
@@ -106,7 +107,8 @@ class Storyboard(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     last_event_sequence: int
     cancel_requested: bool
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[StoryboardState, str]] = ..., spec: _Optional[_Union[StoryboardSpec, _Mapping]] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., frames: _Optional[_Iterable[_Union[FrameResult, _Mapping]]] = ..., output_dir: _Optional[str] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_sequence: _Optional[int] = ..., cancel_requested: _Optional[bool] = ...) -> None: ...
+    queue_position: int
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[StoryboardState, str]] = ..., spec: _Optional[_Union[StoryboardSpec, _Mapping]] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., frames: _Optional[_Iterable[_Union[FrameResult, _Mapping]]] = ..., output_dir: _Optional[str] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_sequence: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., queue_position: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("spec", "idempotency_key")
@@ -287,7 +289,7 @@ class Failed(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class StoryboardEvent(_message.Message):
-    __slots__ = ("storyboard_id", "sequence", "time", "accepted", "plan_ready", "frame_progress", "frame_rendered", "frame_validated", "retry", "completed", "failed")
+    __slots__ = ("storyboard_id", "sequence", "time", "accepted", "plan_ready", "frame_progress", "frame_rendered", "frame_validated", "retry", "completed", "failed", "queued")
     STORYBOARD_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -299,6 +301,7 @@ class StoryboardEvent(_message.Message):
     RETRY_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
     storyboard_id: str
     sequence: int
     time: _timestamp_pb2.Timestamp
@@ -310,4 +313,11 @@ class StoryboardEvent(_message.Message):
     retry: FrameRetry
     completed: Completed
     failed: Failed
-    def __init__(self, storyboard_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., plan_ready: _Optional[_Union[PlanReady, _Mapping]] = ..., frame_progress: _Optional[_Union[FrameRenderProgress, _Mapping]] = ..., frame_rendered: _Optional[_Union[FrameRendered, _Mapping]] = ..., frame_validated: _Optional[_Union[FrameValidated, _Mapping]] = ..., retry: _Optional[_Union[FrameRetry, _Mapping]] = ..., completed: _Optional[_Union[Completed, _Mapping]] = ..., failed: _Optional[_Union[Failed, _Mapping]] = ...) -> None: ...
+    queued: Queued
+    def __init__(self, storyboard_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., plan_ready: _Optional[_Union[PlanReady, _Mapping]] = ..., frame_progress: _Optional[_Union[FrameRenderProgress, _Mapping]] = ..., frame_rendered: _Optional[_Union[FrameRendered, _Mapping]] = ..., frame_validated: _Optional[_Union[FrameValidated, _Mapping]] = ..., retry: _Optional[_Union[FrameRetry, _Mapping]] = ..., completed: _Optional[_Union[Completed, _Mapping]] = ..., failed: _Optional[_Union[Failed, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ...) -> None: ...
+
+class Queued(_message.Message):
+    __slots__ = ("position",)
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    def __init__(self, position: _Optional[int] = ...) -> None: ...
