@@ -16,6 +16,7 @@ from services.planner.budget import CallBudget
 from services.planner.characters import Character, CharacterRegistry
 from services.planner.clip_tokens import shared_counter
 from services.planner.drafts import PlanDraft
+from services.planner.fill import fill_missing_scenes
 from services.planner.offline import OfflinePlanner
 from services.planner.prompts import PromptBuilder
 from services.planner.review import review_plan
@@ -121,6 +122,7 @@ class StoryPlanner:
             return cached
         facts = analyse_story(request.story, self.registry.mentioned_in(request.story), requested)
         draft = self.backend.draft(facts, request, budget)
+        draft = fill_missing_scenes(draft, facts, request.num_frames)
         draft = enforce_rules(draft, facts, request.num_frames)
         plan = self._finish(request, facts, draft)
         if key is not None:

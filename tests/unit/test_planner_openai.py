@@ -283,12 +283,32 @@ def test_twelve_scenes_are_sent_back_then_trimmed(fake: FakeOpenAI) -> None:
     assert "exactly 8 were requested" in requests[1]["messages"][-1]["content"]
 
 
-def test_three_scenes_cannot_be_made_valid(fake: FakeOpenAI) -> None:
-    fake.default = plan_reply({"scenes": GOOD_PLAN["scenes"][:3]})
+def test_a_model_that_keeps_giving_three_scenes_for_eight_gets_the_rest_from_the_offline_planner(
+    fake: FakeOpenAI,
+) -> None:
+    story = (
+        "Aldar Kose rides his brown horse across the steppe. He meets a greedy bai at a well and tricks him out of "
+        "a fur coat. The bai chases him through the bazaar. At sunset Aldar Kose reaches his yurt and laughs."
+    )
+    model_scenes = [
+        _scene(1, "aldar_kose_man standing beside his brown horse on the steppe, front-facing", "medium shot"),
+        _scene(2, "aldar_kose_man riding the brown horse across the vast steppe", "wide shot"),
+        _scene(3, "aldar_kose_man meets a greedy bai at the well", "medium wide shot", "well"),
+    ]
+    fake.default = plan_reply({"scenes": model_scenes})
     with planner(fake.base_url) as stub:
-        error = rpc_error(lambda: plan(stub))
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "3 frames" in error.details()
+        result = plan(stub, story=story, num_frames=8).plan
+    assert len(result.scenes) == 8 and len(fake.chat_requests()) == 3  # the feedback rounds were spent first
+    descriptions = [scene.description for scene in result.scenes]
+    # The model's scenes keep their order where they stand in the story (frame 1 stays the reference shot, which the
+    # rules then complete with the story's key elements, saying so).
+    assert descriptions[0].startswith(model_scenes[0]["description"])
+    assert descriptions[2:4] == [model_scenes[1]["description"], model_scenes[2]["description"]]
+    filled = "the model gave 3 of 8 frames; frames 2, 5, 6, 7, 8 are the offline planner's, from the part of the story"
+    assert any(warning.startswith(filled) for warning in result.warnings), list(result.warnings)
+    later = " ".join(descriptions[4:])
+    assert "tricks" in later and "bazaar" in later and "yurt" in later  # the part of the story the model did not tell
+    assert all(scene.prompt.startswith("aldar_kose_man") for scene in result.scenes)
 
 
 def test_three_scenes_then_a_full_plan(fake: FakeOpenAI) -> None:
