@@ -17,12 +17,14 @@ from services.planner.characters import Character, CharacterRegistry
 from services.planner.clip_tokens import shared_counter
 from services.planner.drafts import PlanDraft
 from services.planner.fill import fill_missing_scenes
+from services.planner.lexicon import STOPWORDS
 from services.planner.offline import OfflinePlanner
 from services.planner.prompts import PromptBuilder
 from services.planner.review import review_plan
 from services.planner.rules import enforce_rules
 from services.planner.settings import PlannerSettings
 from services.planner.story import StoryFacts, analyse_story
+from services.planner.text import words
 from storyboard.v1 import common_pb2
 from storyboard_common.validation import check_num_frames, check_range, check_seed, check_story
 
@@ -64,7 +66,30 @@ class _OfflineBackend:
         self._planner = OfflinePlanner()
 
     def draft(self, facts: StoryFacts, request: StoryRequest, budget: CallBudget) -> PlanDraft:
-        return self._planner.draft(facts, request.num_frames)
+        draft = self._planner.draft(facts, request.num_frames)
+        draft.warnings += not_english_warning(request.story)
+        return draft
+
+
+# Below this share of English function words, a story in Latin letters is taken for another language.
+_MIN_ENGLISH_FUNCTION_WORDS = 0.12
+
+
+def not_english_warning(story: str) -> list[str]:
+    """A warning when the story is not in English (another script, or Latin letters with hardly an English function
+    word): the offline planner copies its words into the prompts, and SDXL's text encoders read English."""
+    letters = [char for char in story if char.isalpha()]
+    latin = sum(char.isascii() for char in letters)
+    story_words = words(story)
+    english = sum(word in STOPWORDS for word in story_words)
+    if latin >= len(letters) / 2 and (
+        len(story_words) < 6 or english >= _MIN_ENGLISH_FUNCTION_WORDS * len(story_words)
+    ):
+        return []
+    return [
+        "the story does not read as English: the offline planner copies its words into the prompts, and SDXL's text "
+        "encoders read English; write it in English, or plan with an LLM (set OPENAI_API_KEY), which translates"
+    ]
 
 
 class _PlanCache:

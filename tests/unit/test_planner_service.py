@@ -380,3 +380,21 @@ def test_review_checks_the_scenes_against_themselves_when_the_story_has_nothing_
     with pytest.raises(grpc.RpcError) as raised:
         stub.Review(planner_pb2.ReviewRequest(plan=plan))
     assert raised.value.details() == "plan.scenes[0].description: has no words to draw a frame from"
+
+
+@pytest.mark.parametrize(
+    ("story", "warned"),
+    [
+        ("Алдар Көсе едет на коне по степи к своей юрте на закате. Он встречает жадного бая.", True),
+        ("Le renard traverse la rivière gelée à l'aube, trouve sa tanière sous un vieux chêne et s'endort.", True),
+        ("A fox crosses a frozen river at dawn, finds its den under an old oak and falls asleep.", False),
+        ("Aldar Kose tricks a wealthy merchant by selling him a magical pot", False),
+    ],
+)
+def test_an_offline_plan_of_a_story_not_in_english_says_its_prompts_copy_the_words(story, warned) -> None:
+    registry = Path(__file__).parents[2] / "tests" / "unit" / "cyrillic_characters.toml"
+    plan = plan_story(story, 6, settings=PlannerSettings(characters_file=registry))
+    said = any("does not read as English" in warning for warning in plan.warnings)
+    assert said == warned, list(plan.warnings)
+    if story.startswith("Алдар"):  # registry names match in any script
+        assert all(scene.prompt.startswith("aldar_kose_man") for scene in plan.scenes)
