@@ -22,6 +22,7 @@ reports each fix in ``warnings``, and raises FailedPrecondition for what it cann
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 
@@ -237,7 +238,8 @@ def _canonical_adjectives(entity: Entity) -> tuple[str, ...]:
 def _descriptor_breaks(scenes: list[SceneDraft], facts: StoryFacts) -> list[tuple[int, Entity, str]]:
     """(frame, entity, the wording used) for every mention that does not use the entity's one descriptor."""
     breaks = []
-    for head, entity in tracked_entities(scenes, facts).items():
+    for head, tracked in tracked_entities(scenes, facts).items():
+        entity = _described_as_the_plan_does(tracked, scenes)
         wanted = _canonical_adjectives(entity)
         full = [word.lower() for word in entity.modifiers]
         for index, scene in enumerate(scenes, start=1):
@@ -252,6 +254,24 @@ def _descriptor_breaks(scenes: list[SceneDraft], facts: StoryFacts) -> list[tupl
                 if used != wanted:
                     breaks.append((index, entity, " ".join((*used, head))))
     return breaks
+
+
+def _described_as_the_plan_does(entity: Entity, scenes: list[SceneDraft]) -> Entity:
+    """An entity the story gives no descriptor keeps the one the plan gives it most ("brown horse" in every frame is
+    consistent, not a break); one the story describes keeps the story's."""
+    if _canonical_adjectives(entity):
+        return entity
+    runs = Counter(
+        _adjectives_before(tokens, position)
+        for tokens in (tokenize(scene.description) for scene in scenes)
+        for position, token in enumerate(tokens)
+        if token.lower().removesuffix("'s") == entity.head.lower()
+    )
+    described = [(count, run) for run, count in runs.items() if run]
+    if not described:
+        return entity
+    _count, run = max(described)
+    return dataclasses.replace(entity, modifiers=run)
 
 
 def _check_descriptors(scenes: list[SceneDraft], facts: StoryFacts) -> list[Violation]:
@@ -436,16 +456,19 @@ def _fix_descriptors(plan: PlanDraft, facts: StoryFacts, _num_frames: int | None
     entities: dict[str, Entity] = {}
     for _frame, entity, _used in breaks:
         entities[entity.head.lower()] = entity
-    frames = sorted({frame for frame, _entity, _used in breaks})
-    for frame in frames:
+    changed: set[int] = set()
+    for frame in sorted({frame for frame, _entity, _used in breaks}):
         scene = plan.scenes[frame - 1]
-        scene.description = _apply_canonical(scene.description, entities)
+        unified = _apply_canonical(scene.description, entities)
+        if unified != scene.description:
+            scene.description = unified
+            changed.add(frame)
     for head, entity in entities.items():
-        changed = sorted({frame for frame, e, _used in breaks if e.head.lower() == head})
-        wanted = entity.descriptor
-        plan.warnings.append(
-            f"frames {', '.join(map(str, changed))}: called the {wanted} by other descriptors; unified to '{wanted}'"
-        )
+        frames = sorted({frame for frame, e, _used in breaks if e.head.lower() == head} & changed)
+        if frames:  # a warning tells only of changes made
+            wanted = entity.descriptor
+            which = f"frame {frames[0]}" if len(frames) == 1 else f"frames {', '.join(map(str, frames))}"
+            plan.warnings.append(f"{which}: called the {wanted} by other descriptors; unified to '{wanted}'")
 
 
 def _apply_canonical(text: str, entities: dict[str, Entity]) -> str:

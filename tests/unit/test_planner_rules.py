@@ -150,6 +150,24 @@ def test_descriptors_stay_the_same() -> None:
     assert fixed.scenes[4].description == "aldar_kose_man and the brown horse arriving at the yurt"
 
 
+def test_a_descriptor_the_plan_uses_the_same_way_every_time_is_kept_when_the_story_gives_none() -> None:
+    story = "Aldar Kose rides his horse across the steppe to his yurt at sunset."
+    draft = good_draft()  # "brown horse" in frames 1, 2 and 5, the same way each time
+    assert check_plan(draft, facts(story), 6) == []
+    fixed = enforce_rules(draft, facts(story), 6)
+    assert fixed.scenes == draft.scenes and fixed.warnings == []
+
+
+def test_a_descriptor_the_plan_mostly_uses_is_the_one_unified_to_and_the_warning_names_only_frames_changed() -> None:
+    story = "Aldar Kose rides his horse across the steppe to his yurt at sunset."
+    draft = good_draft()
+    draft.scenes[4].description = "aldar_kose_man and the horse arriving at the yurt"
+    fixed = enforce_rules(draft, facts(story), 6)
+    assert fixed.scenes[4].description == "aldar_kose_man and the brown horse arriving at the yurt"
+    assert fixed.scenes[1].description == draft.scenes[1].description
+    assert fixed.warnings == ["frame 5: called the brown horse by other descriptors; unified to 'brown horse'"]
+
+
 def test_descriptors_a_plan_invents_are_held_too() -> None:
     draft = good_draft()
     draft.scenes[2].description = "aldar_kose_man's determined face, a small fire beside him"
