@@ -77,12 +77,16 @@ def adapter_catalog(renderer: renderer_pb2_grpc.RendererStub) -> NameCatalog:
 
 
 def character_catalog(planner: planner_pb2_grpc.PlannerStub) -> NameCatalog:
-    """The characters the planner knows, by name or alias, in any case."""
+    """The characters the planner knows, by name, alias or trigger token (as the planner finds them), in any case."""
 
     async def fetch(timeout: float) -> Iterable[str]:
         request = planner_pb2.ListCharactersRequest()
         response = await planner.ListCharacters(request, timeout=timeout, metadata=request_metadata())
-        return [name for character in response.characters for name in (character.name, *character.aliases)]
+        return [
+            name
+            for character in response.characters
+            for name in (character.name, *character.aliases, character.trigger_token)
+        ]
 
     return NameCatalog("character", fetch, fold=str.casefold)
 

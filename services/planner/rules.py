@@ -281,7 +281,7 @@ def _check_descriptors(scenes: list[SceneDraft], facts: StoryFacts) -> list[Viol
         found.append(Violation("descriptor", frame, f"calls the {wanted} '{used}'; use exactly '{wanted}' every time"))
     for index, scene in enumerate(scenes, start=1):
         for character in facts.cast.characters:
-            named = [name for name in character.names if has_phrase(scene.description, name)]
+            named = [n for n in character.names if n != character.trigger_token and has_phrase(scene.description, n)]
             if named:
                 found.append(
                     Violation("descriptor", index, f"names {named[0]!r}; refer to them as {character.trigger_token!r}")

@@ -12,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
+from safetensors.numpy import save_file
 
 from storyboard import Client
 from storyboard.v1 import storyboards_pb2
@@ -161,6 +163,43 @@ def test_the_originals_command_verbatim_gives_eight_frames_that_all_carry_the_tr
     assert planned.returncode == 0 and json.loads(planned.stdout)["num_frames"] == 8
     chosen = _in(tmp_path, "plan", "--story", story, "--num-frames", "auto", "--json")
     assert chosen.returncode == 0 and json.loads(chosen.stdout)["num_frames"] != 8  # this story gets fewer
+
+
+def _lora_checkpoint(root: Path, tags: dict[str, int] | None) -> Path:
+    """The original's layout, outputs/checkpoints/checkpoint-400, with a real safetensors file (kohya tag counts in
+    its metadata when ``tags`` are given)."""
+    folder = root / "outputs" / "checkpoints" / "checkpoint-400"
+    folder.mkdir(parents=True)
+    metadata = {"ss_tag_frequency": json.dumps({"10_hero": tags})} if tags else None
+    save_file({"lora.down.weight": np.zeros((4, 4), np.float32)}, folder / "pytorch_lora_weights.safetensors",
+              metadata=metadata)  # fmt: skip
+    return folder
+
+
+def test_a_lora_checkpoints_trigger_token_is_carried_by_every_prompt(tmp_path):
+    _lora_checkpoint(tmp_path, {"fox_hero": 40, "river": 5})
+    story = "A fox crosses a frozen river at dawn to reach its den"
+    result = _in(tmp_path, "generate", "--story", story, "--lora-path", "outputs/checkpoints/checkpoint-400",
+                 "--num-frames", "6", *FAST, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "note: the LoRA 'checkpoint-400' is fired by 'fox_hero' (from the ss_tag_frequency metadata" in result.stdout
+    folder = Path(re.search(r"storyboard written to (\S+)", result.stdout).group(1))
+    prompts = json.loads((folder / "sdxl_prompts.json").read_text())
+    assert len(prompts) == 6 and all(prompt.startswith("fox_hero") for prompt in prompts), prompts
+
+
+def test_the_originals_lora_command_warns_when_its_token_is_unknown_and_the_registry_still_names_it(tmp_path):
+    _lora_checkpoint(tmp_path, None)
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "characters.toml").write_bytes((REPO / "examples" / "characters.toml").read_bytes())
+    story = "Aldar Kose riding his horse across the steppe to his yurt at sunset"
+    result = _in(tmp_path, "generate", "--story", story, "--lora-path", "outputs/checkpoints/checkpoint-400",
+                 *FAST, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "warning: the trigger token of the LoRA 'checkpoint-400' is not known" in result.stdout
+    folder = Path(re.search(r"storyboard written to (\S+)", result.stdout).group(1))
+    prompts = json.loads((folder / "sdxl_prompts.json").read_text())
+    assert len(prompts) == 8 and all("aldar_kose_man" in prompt for prompt in prompts)
 
 
 def test_the_registry_is_the_one_named_else_the_projects_else_the_repositorys_example(tmp_path):

@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--plan", type=Path, help="render this plan (a scene_breakdown.json, edited or not) instead of planning again"
     )
     generate.add_argument("--lora-path", help="LoRA adapter: its name, or a checkpoint path when a local stack runs")
+    generate.add_argument("--trigger-token", help="the token the LoRA was trained on, for the prompts to carry")
     generate.add_argument("--base-seed", type=_bounded(int, 0, 2**63 - 1), default=42, help="base seed (42)")
     generate.add_argument("--num-inference-steps", type=_bounded(int, 1, 150), default=40, help="steps (40)")
     generate.add_argument("--guidance-scale", type=_bounded(float, 0, 30), default=7.5, help="guidance (7.5)")
@@ -330,11 +331,14 @@ def _given_plan(args: argparse.Namespace) -> common_pb2.Plan | None:
         raise CliError(f"--plan: {error}", 2) from None
 
 
-def _generate_spec(args: argparse.Namespace, story: str, adapter: str | None) -> storyboards_pb2.StoryboardSpec:
+def _generate_spec(
+    args: argparse.Namespace, story: str, adapter: str | None, lora_token: str | None = None
+) -> storyboards_pb2.StoryboardSpec:
+    characters = [*args.character, *([lora_token] if lora_token and lora_token not in args.character else [])]
     return make_spec(
         story=story, num_frames=_num_frames(args), base_seed=args.base_seed,
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-        characters=args.character, adapters={adapter: 1.0} if adapter else None,
+        characters=characters, adapters={adapter: 1.0} if adapter else None,
         deterministic=args.deterministic or None, plan=_given_plan(args), width=args.width, height=args.height,
         aspect=args.aspect, negative_prompt=args.negative_prompt,
     )  # fmt: skip
@@ -352,6 +356,26 @@ def _lora(args: argparse.Namespace, local_options: dict[str, Any] | None) -> str
                        "give the adapter's name as the gateway knows it", 2)  # fmt: skip
     local_options["adapters_dir"] = path.resolve().parent
     return path.stem if path.is_file() else path.name
+
+
+def _lora_token(args: argparse.Namespace, adapter: str | None, local_options: dict[str, Any], out: Any) -> str | None:
+    """The trigger token of a --lora-path checkpoint, for the prompts to carry (the server package finds it, and the
+    registry the local stack's planner then reads); a warning when none is known."""
+    if adapter is None or not Path(args.lora_path).exists():
+        return args.trigger_token
+    lora_character = _server("lora", "--lora-path with a checkpoint")
+    try:
+        found = lora_character(Path(args.lora_path).resolve(), adapter, args.trigger_token, local_options["characters"])
+    except ValueError as error:  # a registry that cannot be read
+        raise CliError(str(error), 2) from None
+    local_options["characters"] = found.characters_file
+    if found.token is None:
+        print(f"warning: the trigger token of the LoRA {adapter!r} is not known (no --trigger-token, no registry "
+              "entry whose adapter it is, no ss_tag_frequency or training config with one): its prompts may not "
+              "fire it", file=out)  # fmt: skip
+    else:
+        print(f"note: the LoRA {adapter!r} is fired by {found.token!r} (from {found.source})", file=out)
+    return found.token
 
 
 def _live() -> Any:
@@ -454,7 +478,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if args.gateway or client.is_serving():
             if args.api_key:
                 raise CliError("--api-key: the gateway's planner has its own key; it is used only by a local stack", 2)
-            spec = _generate_spec(args, story, _lora(args, None))
+            spec = _generate_spec(args, story, _lora(args, None), args.trigger_token)
             for line in _ignored_stack_options_note(args, address):
                 print(f"storyboard: note: {line}", file=sys.stderr, flush=True)  # stdout: the output alone
             return _report(_follow(client.generate(spec), args.json), args, client)
@@ -464,13 +488,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def _generate_on_a_local_stack(args: argparse.Namespace, story: str, address: str) -> int:
     stacks = _local_stack(f"no gateway answers at {address}, and starting a local stack")
     options = _stack_options(args)
-    spec = _generate_spec(args, story, _lora(args, options))
+    out = sys.stderr if args.json else sys.stdout
+    adapter = _lora(args, options)
+    spec = _generate_spec(args, story, adapter, _lora_token(args, adapter, options, out))
     if args.api_key:
         os.environ["OPENAI_API_KEY"] = args.api_key  # inherited by the planner process; never printed
     # Free ports for everything, so this run never collides with a stack the user runs meanwhile.
     options.update(grpc_port=0, http_port=0, planner_port=0, renderer_port=0, validator_port=0)
     options["max_restarts"] = 0  # a service that exits ends the run with an error naming it, not left hanging
-    out = sys.stderr if args.json else sys.stdout
     print(f"no gateway at {address}; starting a local stack for this run", file=out, flush=True)
     stack = stacks.LocalStack(stacks.StackOptions(**options), log_dir=Path(tempfile.mkdtemp(prefix="storyboard-logs-")))
     # SIGTERM stops the stack (exit 143); Ctrl-C stays KeyboardInterrupt, which cancels the storyboard first (130).
