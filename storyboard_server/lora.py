@@ -51,7 +51,9 @@ def lora_character(
     token, source = found
     if registry.find(token) is not None:
         return LoraCharacter(token, source, characters_file)
-    return LoraCharacter(token, source, _with_character(characters_file, token))
+    copy = _with_character(characters_file, token)
+    CharacterRegistry.load(copy)  # a token no registry could hold is a ValueError naming it, before anything starts
+    return LoraCharacter(token, source, copy)
 
 
 def _token(checkpoint: Path, adapter: str, given: str | None, registry: CharacterRegistry) -> tuple[str, str] | None:

@@ -85,3 +85,9 @@ def test_a_training_config_beside_it_names_the_token(tmp_path, name, config, tok
 def test_nothing_known_is_none(tmp_path):
     found = lora_character(_checkpoint(tmp_path), "checkpoint-400", None, None)
     assert found.token is None and found.characters_file is None
+
+
+def test_a_token_no_registry_could_hold_is_refused_naming_it(tmp_path):
+    with pytest.raises(ValueError, match="trigger_token"):
+        lora_character(_checkpoint(tmp_path, {"ss_tag_frequency": json.dumps({"d": {"fox, hero!": 3}})}),
+                       "checkpoint-400", None, None)  # fmt: skip
