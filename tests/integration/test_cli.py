@@ -188,6 +188,16 @@ def test_a_lora_checkpoints_trigger_token_is_carried_by_every_prompt(tmp_path):
     assert len(prompts) == 6 and all(prompt.startswith("fox_hero") for prompt in prompts), prompts
 
 
+def test_a_plan_rendered_with_a_lora_checkpoint_keeps_its_own_characters(tmp_path):
+    _lora_checkpoint(tmp_path, {"fox_hero": 40})
+    planned = _in(tmp_path, "plan", "--story", "A fox crosses a frozen river at dawn", "--num-frames", "6",
+                  "--output-dir", "plan")  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    result = _in(tmp_path, "generate", "--plan", "plan/scene_breakdown.json", "--lora-path",
+                 "outputs/checkpoints/checkpoint-400", *FAST, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr  # the token is not added to a plan's characters
+
+
 def test_the_originals_lora_command_warns_when_its_token_is_unknown_and_the_registry_still_names_it(tmp_path):
     _lora_checkpoint(tmp_path, None)
     (tmp_path / "examples").mkdir()

@@ -334,7 +334,9 @@ def _given_plan(args: argparse.Namespace) -> common_pb2.Plan | None:
 def _generate_spec(
     args: argparse.Namespace, story: str, adapter: str | None, lora_token: str | None = None
 ) -> storyboards_pb2.StoryboardSpec:
-    characters = [*args.character, *([lora_token] if lora_token and lora_token not in args.character else [])]
+    # A given plan names its characters in its scenes (the LoRA's token among them, where it draws one).
+    featured = lora_token and lora_token not in args.character and args.plan is None
+    characters = [*args.character, *([lora_token] if featured else [])]
     return make_spec(
         story=story, num_frames=_num_frames(args), base_seed=args.base_seed,
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
