@@ -291,44 +291,35 @@ def default_dtype(dtype: Any) -> Iterator[None]:
 def build_real_pipeline(device: str, dtype: Any) -> Any:
     """SDXL-base with random weights, built directly on ``device`` in ``dtype``."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     with torch.device(device), default_dtype(dtype):
-        unet = UNet2DConditionModel(**real_unet_config())
-        vae = AutoencoderKL(**SDXL_VAE)
-        text_encoder = CLIPTextModel(CLIPTextConfig(**_CLIP_COMMON, **SDXL_TEXT_ENCODER))
-        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**_CLIP_COMMON, **SDXL_TEXT_ENCODER_2))
-    return StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=clip_tokenizer(),
-        tokenizer_2=clip_tokenizer(pad_token="!"),
-        unet=unet,
-        scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER),
-    )
+        return _pipeline(real_unet_config(), SDXL_VAE, SDXL_TEXT_ENCODER, SDXL_TEXT_ENCODER_2)
 
 
 def build_toy_pipeline(device: str, dtype: Any) -> Any:
     """The toy, random weights drawn from seed 0 (torch's global random state is kept)."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     with torch.device(device), default_dtype(dtype), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        unet = UNet2DConditionModel(**TOY_UNET)
-        vae = AutoencoderKL(**TOY_VAE)
-        text_encoder = CLIPTextModel(CLIPTextConfig(**_CLIP_COMMON, **TOY_TEXT_ENCODER))
-        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**_CLIP_COMMON, **TOY_TEXT_ENCODER))
+        return _pipeline(TOY_UNET, TOY_VAE, TOY_TEXT_ENCODER, TOY_TEXT_ENCODER)
+
+
+def _pipeline(unet: dict[str, Any], vae: dict[str, Any], text: dict[str, Any], text_2: dict[str, Any]) -> Any:
+    """An SDXL pipeline of these configurations, its modules made on the current default device and dtype."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    modules = {  # made in this order, so that a seed gives each the same weights
+        "unet": UNet2DConditionModel(**unet),
+        "vae": AutoencoderKL(**vae),
+        "text_encoder": CLIPTextModel(CLIPTextConfig(**_CLIP_COMMON, **text)),
+        "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**_CLIP_COMMON, **text_2)),
+    }
     return StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
+        **modules,
         tokenizer=clip_tokenizer(),
         tokenizer_2=clip_tokenizer(pad_token="!"),
-        unet=unet,
         scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER),
     )
 

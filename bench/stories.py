@@ -1,7 +1,6 @@
-"""The stories the planner benchmark plans: one word to a dozen sentences, one to three of the registered characters
-(examples/characters.toml) or none, quotes, a semicolon list and an injection attempt. A copy of the offline planner's
-test stories (tests/unit/test_planner_offline.py) as they were when the benchmark stopped importing from tests/; the
-benchmark needs a fixed set, not the tests' latest.
+"""The stories the planner benchmark plans and the offline planner's tests check (tests import them from here):
+genres, one word to a dozen sentences, one to three of the registered characters or none, location changes, clothing
+and appearance words, "background"/"back" wording, an injection attempt, unicode quotes, a story that names no place.
 """
 
 STORIES = [

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import grpc
 
+from storyboard.v1 import common_pb2
 from storyboard_common.errors import InvalidArgument
 from storyboard_common.interceptors import request_metadata
 from storyboard_common.v1 import planner_pb2, planner_pb2_grpc, renderer_pb2, renderer_pb2_grpc
@@ -80,13 +81,8 @@ def character_catalog(planner: planner_pb2_grpc.PlannerStub) -> NameCatalog:
     """The characters the planner knows, by name, alias or trigger token (as the planner finds them), in any case."""
 
     async def fetch(timeout: float) -> Iterable[str]:
-        request = planner_pb2.ListCharactersRequest()
-        response = await planner.ListCharacters(request, timeout=timeout, metadata=request_metadata())
-        return [
-            name
-            for character in response.characters
-            for name in (character.name, *character.aliases, character.trigger_token)
-        ]
+        characters = await _characters(planner, timeout)
+        return [name for c in characters for name in (c.name, *c.aliases, c.trigger_token)]
 
     return NameCatalog("character", fetch, fold=str.casefold)
 
@@ -95,11 +91,14 @@ def trigger_token_catalog(planner: planner_pb2_grpc.PlannerStub) -> NameCatalog:
     """The trigger tokens of the characters the planner knows, exactly as registered."""
 
     async def fetch(timeout: float) -> Iterable[str]:
-        request = planner_pb2.ListCharactersRequest()
-        response = await planner.ListCharacters(request, timeout=timeout, metadata=request_metadata())
-        return [character.trigger_token for character in response.characters]
+        return [character.trigger_token for character in await _characters(planner, timeout)]
 
     return NameCatalog("trigger token", fetch)
+
+
+async def _characters(planner: planner_pb2_grpc.PlannerStub, timeout: float) -> Sequence[common_pb2.CharacterRef]:
+    request = planner_pb2.ListCharactersRequest()
+    return (await planner.ListCharacters(request, timeout=timeout, metadata=request_metadata())).characters
 
 
 def spec_error(error: grpc.aio.AioRpcError) -> Exception:

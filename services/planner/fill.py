@@ -22,7 +22,7 @@ def fill_missing_scenes(draft: PlanDraft, facts: StoryFacts, num_frames: int | N
     # Each of the model's scenes stands where the offline scene it is most like stands in the story. The story the
     # model did not tell is first what comes after its last scene, then the gaps its scenes are least like.
     places = _places_in_story(draft.scenes, offline)
-    after = [index for index in range(places[-1] + 1, len(offline))]
+    after = list(range(places[-1] + 1, len(offline)))
     gaps = sorted(
         (index for index in range(places[-1]) if index not in places),
         key=lambda index: max(similarity(offline[index].description, s.description) for s in draft.scenes),

@@ -24,8 +24,8 @@ from storyboard_common.validation import MAX_FRAMES
 
 
 def _measured(overhead: dict[int, float], cpu: dict[int, list[float]] | None = None) -> Measurements:
-    """Two rounds with a 10 ms plan, 2.0 and 2.2 s frames (median 2.1), 30 and 50 ms validations (median 40); at each
-    R a storyboard ``overhead[R]`` seconds over the ideal, with the gateway's CPU seconds ``cpu[R]``."""
+    """Two rounds of made-up stage times (each stage's median is the mean of its two); at each R a storyboard
+    ``overhead[R]`` seconds over the ideal, with the gateway's CPU seconds ``cpu[R]``."""
     m = Measurements(plan=[0.010, 0.010], frame=[2.0, 2.2], validate=[0.030, 0.050])
     for replicas, extra in overhead.items():
         best = ideal(m, Options(), replicas)
@@ -48,7 +48,7 @@ def test_wall_over_ideal_is_the_median_wall_over_the_ideal_at_each_r():
 
 
 def test_the_results_file_has_the_figures_the_issue_asks_for():
-    # Storyboards of 8 frames: 0.4 s of gateway CPU is 50 ms a frame; the median of 40, 50, 50, 60, 60, 70 ms is 55.
+    # The CPU per frame is each storyboard's CPU over its 8 frames; the figure is the median over every storyboard.
     m = _measured({1: 0.0, 2: 0.0, 4: 0.0}, cpu={1: [0.32, 0.40], 2: [0.40, 0.48], 4: [0.48, 0.56]})
     m.wall[2] = [ideal(m, Options(), 2) * 1.0304]
     written = json.loads(json.dumps(results(m, Options())))
@@ -65,7 +65,7 @@ def test_the_section_has_a_row_per_r_and_names_the_worst():
     text = section(m, Options(rounds=2)).markdown()
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [row[0] for row in rows] == ["| 1", "| 2", "| 4"]
-    assert "(the most at R = 2, 50 ms over 8450)" in text  # the median of 0 and 100 ms over the ideal
+    assert "(the most at R = 2, 50 ms over 8450)" in text  # the median of R = 2's two overheads
     assert "50.0 ms of CPU per frame" in text and "2.5% of a 2 s GPU frame" in text
 
 

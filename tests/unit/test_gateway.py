@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -71,6 +73,44 @@ def _gateway(services, outputs: Path, validator: str, validator_address: str = "
     server, port = _start(create_gateway, settings)
     assert server.ready.wait(30), server.not_ready_reason
     return server, port
+
+
+EXAMPLE_REGISTRY = Path(__file__).resolve().parents[2] / "examples" / "characters.toml"
+
+
+@contextmanager
+def _gateway_with(services, tmp_path, registry: Path, adapters: Sequence[str] | None = None):
+    """A gateway (server, gRPC port) whose planner reads ``registry``; with ``adapters``, on a sketch renderer of its
+    own whose adapters folder holds those."""
+    planner, planner_port = _start(create_planner, PlannerSettings(port=0, characters_file=registry))
+    started = [planner]
+    found = {**services, "planner": f"127.0.0.1:{planner_port}"}
+    if adapters is not None:
+        for name in adapters:
+            (tmp_path / "adapters" / name).mkdir(parents=True)
+        settings = RendererSettings(port=0, backend="sketch", adapters_dir=tmp_path / "adapters")
+        renderer, renderer_port = _start(create_renderer, settings)
+        started.append(renderer)
+        found["renderer"] = f"127.0.0.1:{renderer_port}"
+    try:
+        for server in started:
+            assert server.ready.wait(60), server.not_ready_reason
+        gateway, port = _gateway(found, tmp_path / "outputs", "validator_none")
+        try:
+            yield gateway, port
+        finally:
+            gateway.stop(0)
+    finally:
+        for server in started:
+            server.stop(0)
+
+
+def _registry_with_aldar(tmp_path, adapter: str) -> Path:
+    registry = tmp_path / "characters.toml"
+    registry.write_text(
+        f'[[characters]]\nname = "Aldar Kose"\ntrigger_token = "aldar_kose_man"\nadapter = "{adapter}"\n'
+    )
+    return registry
 
 
 @pytest.fixture
@@ -225,19 +265,11 @@ def test_the_documents_name_the_characters_and_the_plan_files_keep_their_tokens(
     monkeypatch.setattr(
         documents, "contact_sheet", lambda frames, texts: captions.extend(texts) or real_sheet(frames, texts)
     )
-    registry = Path(__file__).resolve().parents[2] / "examples" / "characters.toml"
-    planner, planner_port = _start(create_planner, PlannerSettings(port=0, characters_file=registry))
-    try:
-        assert planner.ready.wait(60), planner.not_ready_reason
-        with_registry = {**services, "planner": f"127.0.0.1:{planner_port}"}
-        server, port = _gateway(with_registry, tmp_path / "outputs", "validator_none")
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                events = _generate(storyboards_pb2_grpc.StoryboardsStub(channel), num_frames=6)
-        finally:
-            server.stop(0)
-    finally:
-        planner.stop(0)
+    with (
+        _gateway_with(services, tmp_path, EXAMPLE_REGISTRY) as (_, port),
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
+        events = _generate(storyboards_pb2_grpc.StoryboardsStub(channel), num_frames=6)
     folder = Path(events[-1].completed.storyboard.output_dir)
     assert "aldar_kose_man" in json.loads((folder / "scene_breakdown.json").read_text())["scenes"][0]["description"]
     assert len(captions) == 6 and any("Aldar Kose" in caption for caption in captions)
@@ -249,60 +281,34 @@ def test_the_documents_name_the_characters_and_the_plan_files_keep_their_tokens(
 def test_an_adapter_named_by_the_request_and_the_character_is_applied_once(services, tmp_path):
     # The registry draws Aldar Kose with the adapter "aldar", and the request names "aldar" too (--lora-path aldar):
     # one adapter, not one the renderer refuses as listed twice after the storyboard was accepted.
-    registry = tmp_path / "characters.toml"
-    registry.write_text('[[characters]]\nname = "Aldar Kose"\ntrigger_token = "aldar_kose_man"\nadapter = "aldar"\n')
-    (tmp_path / "adapters" / "aldar").mkdir(parents=True)
-    planner, planner_port = _start(create_planner, PlannerSettings(port=0, characters_file=registry))
-    renderer, renderer_port = _start(
-        create_renderer, RendererSettings(port=0, backend="sketch", adapters_dir=tmp_path / "adapters")
-    )
-    try:
-        assert planner.ready.wait(60) and renderer.ready.wait(60)
-        with_adapters = {**services, "planner": f"127.0.0.1:{planner_port}", "renderer": f"127.0.0.1:{renderer_port}"}
-        server, _ = _gateway(with_adapters, tmp_path / "outputs", "validator_none")
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{server.endpoints['http']}", timeout=60) as http:
-                aldar = {"name": "aldar", "weight": 0.8}
-                spec = {**_spec_json(), "adapters": [aldar, aldar]}
-                created = http.post("/v1/storyboards", json={"spec": spec})
-                assert created.status_code == 202, created.text
-                assert created.json()["spec"]["adapters"] == [aldar]
-                job_id = created.json()["id"]
-                with http.stream("GET", f"/v1/storyboards/{job_id}/events") as stream:
-                    last = [line for line in stream.iter_lines() if line.startswith("event: ")][-1]
-                assert last == "event: completed", http.get(f"/v1/storyboards/{job_id}").json()
-                twice = {**spec, "adapters": [aldar, {"name": "aldar", "weight": 1.0}]}
-                refused = http.post("/v1/storyboards", json={"spec": twice})
-                assert refused.status_code == 400
-                assert refused.json()["error"]["message"].startswith("spec.adapters[1].weight: 'aldar' is listed twice")
-        finally:
-            server.stop(0)
-    finally:
-        planner.stop(0)
-        renderer.stop(0)
+    registry = _registry_with_aldar(tmp_path, "aldar")
+    with (
+        _gateway_with(services, tmp_path, registry, adapters=["aldar"]) as (server, _),
+        httpx.Client(base_url=f"http://127.0.0.1:{server.endpoints['http']}", timeout=60) as http,
+    ):
+        aldar = {"name": "aldar", "weight": 0.8}
+        spec = {**_spec_json(), "adapters": [aldar, aldar]}
+        created = http.post("/v1/storyboards", json={"spec": spec})
+        assert created.status_code == 202, created.text
+        assert created.json()["spec"]["adapters"] == [aldar]
+        job_id = created.json()["id"]
+        with http.stream("GET", f"/v1/storyboards/{job_id}/events") as stream:
+            last = [line for line in stream.iter_lines() if line.startswith("event: ")][-1]
+        assert last == "event: completed", http.get(f"/v1/storyboards/{job_id}").json()
+        twice = {**spec, "adapters": [aldar, {"name": "aldar", "weight": 1.0}]}
+        refused = http.post("/v1/storyboards", json={"spec": twice})
+        assert refused.status_code == 400
+        assert refused.json()["error"]["message"].startswith("spec.adapters[1].weight: 'aldar' is listed twice")
 
 
 def test_a_character_whose_adapter_the_renderers_lack_is_drawn_from_its_prompt_with_a_warning(services, tmp_path):
     # The default registry names an adapter a renderer may not have: the storyboard is drawn without it, not failed.
-    registry = tmp_path / "characters.toml"
-    registry.write_text('[[characters]]\nname = "Aldar Kose"\ntrigger_token = "aldar_kose_man"\nadapter = "aldar"\n')
-    (tmp_path / "adapters" / "style").mkdir(parents=True)
-    planner, planner_port = _start(create_planner, PlannerSettings(port=0, characters_file=registry))
-    renderer, renderer_port = _start(
-        create_renderer, RendererSettings(port=0, backend="sketch", adapters_dir=tmp_path / "adapters")
-    )
-    try:
-        assert planner.ready.wait(60) and renderer.ready.wait(60)
-        found = {**services, "planner": f"127.0.0.1:{planner_port}", "renderer": f"127.0.0.1:{renderer_port}"}
-        server, port = _gateway(found, tmp_path / "outputs", "validator_none")
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                events = _generate(storyboards_pb2_grpc.StoryboardsStub(channel), num_frames=6)
-        finally:
-            server.stop(0)
-    finally:
-        planner.stop(0)
-        renderer.stop(0)
+    registry = _registry_with_aldar(tmp_path, "aldar")
+    with (
+        _gateway_with(services, tmp_path, registry, adapters=["style"]) as (_, port),
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
+        events = _generate(storyboards_pb2_grpc.StoryboardsStub(channel), num_frames=6)
     assert events[-1].HasField("completed"), events[-1]
     plan = events[-1].completed.storyboard.plan
     assert [(c.name, c.adapter) for c in plan.characters] == [("Aldar Kose", "")]
@@ -515,25 +521,14 @@ def test_unknown_characters_are_refused_at_the_edge(gateway):
 # -- a storyboard from a plan -------------------------------------------------------------------------------------
 
 
-def _registry_gateway(services, tmp_path):
-    """A planner with the example registry (Aldar Kose, aldar_kose_man) and a gateway on it: (planner, gateway)."""
-    registry = Path(__file__).resolve().parents[2] / "examples" / "characters.toml"
-    planner, planner_port = _start(create_planner, PlannerSettings(port=0, characters_file=registry))
-    assert planner.ready.wait(60), planner.not_ready_reason
-    server, port = _gateway(
-        {**services, "planner": f"127.0.0.1:{planner_port}"}, tmp_path / "outputs", "validator_none"
-    )
-    return planner, server, port
-
-
 @pytest.fixture
 def registry_gateway(services, tmp_path):
-    planner, server, port = _registry_gateway(services, tmp_path)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield storyboards_pb2_grpc.StoryboardsStub(channel), server
-    channel.close()
-    server.stop(0)
-    planner.stop(0)
+    """A gateway whose planner has the example registry (Aldar Kose, aldar_kose_man): (stub, server)."""
+    with (
+        _gateway_with(services, tmp_path, EXAMPLE_REGISTRY) as (server, port),
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
+        yield storyboards_pb2_grpc.StoryboardsStub(channel), server
 
 
 def test_a_storyboard_renders_the_plan_it_is_given_edited_and_never_plans_again(registry_gateway):

@@ -332,16 +332,20 @@ def _given_plan(args: argparse.Namespace) -> common_pb2.Plan | None:
 
 
 def _generate_spec(
-    args: argparse.Namespace, story: str, adapter: str | None, lora_token: str | None = None
+    args: argparse.Namespace,
+    story: str,
+    plan: common_pb2.Plan | None,
+    adapter: str | None,
+    lora_token: str | None = None,
 ) -> storyboards_pb2.StoryboardSpec:
     # A given plan names its characters in its scenes (the LoRA's token among them, where it draws one).
-    featured = lora_token and lora_token not in args.character and args.plan is None
+    featured = lora_token and lora_token not in args.character and plan is None
     characters = [*args.character, *([lora_token] if featured else [])]
     return make_spec(
         story=story, num_frames=_num_frames(args), base_seed=args.base_seed,
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
         characters=characters, adapters={adapter: 1.0} if adapter else None,
-        deterministic=args.deterministic or None, plan=_given_plan(args), width=args.width, height=args.height,
+        deterministic=args.deterministic or None, plan=plan, width=args.width, height=args.height,
         aspect=args.aspect, negative_prompt=args.negative_prompt,
     )  # fmt: skip
 
@@ -473,26 +477,26 @@ def _ignored_stack_options_note(args: argparse.Namespace, address: str) -> list[
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    _given_plan(args)  # a plan that cannot be read is refused before a stack starts
-    story = (args.story or "") if args.plan is not None else _read_story(args)
+    plan = _given_plan(args)  # read first: a plan that cannot be read is refused before a stack starts
+    story = (args.story or "") if plan is not None else _read_story(args)
     address = _gateway_address(args)
     with Client(address, api_key=args.gateway_key) as client:
         if args.gateway or client.is_serving():
             if args.api_key:
                 raise CliError("--api-key: the gateway's planner has its own key; it is used only by a local stack", 2)
-            spec = _generate_spec(args, story, _lora(args, None), args.trigger_token)
+            spec = _generate_spec(args, story, plan, _lora(args, None), args.trigger_token)
             for line in _ignored_stack_options_note(args, address):
                 print(f"storyboard: note: {line}", file=sys.stderr, flush=True)  # stdout: the output alone
             return _report(_follow(client.generate(spec), args.json), args, client)
-    return _generate_on_a_local_stack(args, story, address)
+    return _generate_on_a_local_stack(args, story, plan, address)
 
 
-def _generate_on_a_local_stack(args: argparse.Namespace, story: str, address: str) -> int:
+def _generate_on_a_local_stack(args: argparse.Namespace, story: str, plan: common_pb2.Plan | None, address: str) -> int:
     stacks = _local_stack(f"no gateway answers at {address}, and starting a local stack")
     options = _stack_options(args)
     out = sys.stderr if args.json else sys.stdout
     adapter = _lora(args, options)
-    spec = _generate_spec(args, story, adapter, _lora_token(args, adapter, options, out))
+    spec = _generate_spec(args, story, plan, adapter, _lora_token(args, adapter, options, out))
     if args.api_key:
         os.environ["OPENAI_API_KEY"] = args.api_key  # inherited by the planner process; never printed
     # Free ports for everything, so this run never collides with a stack the user runs meanwhile.
