@@ -81,7 +81,7 @@ def character_catalog(planner: planner_pb2_grpc.PlannerStub) -> NameCatalog:
     """The characters the planner knows, by name, alias or trigger token (as the planner finds them), in any case."""
 
     async def fetch(timeout: float) -> Iterable[str]:
-        characters = await _characters(planner, timeout)
+        characters = await registered_characters(planner, timeout)
         return [name for c in characters for name in (c.name, *c.aliases, c.trigger_token)]
 
     return NameCatalog("character", fetch, fold=str.casefold)
@@ -91,12 +91,14 @@ def trigger_token_catalog(planner: planner_pb2_grpc.PlannerStub) -> NameCatalog:
     """The trigger tokens of the characters the planner knows, exactly as registered."""
 
     async def fetch(timeout: float) -> Iterable[str]:
-        return [character.trigger_token for character in await _characters(planner, timeout)]
+        return [character.trigger_token for character in await registered_characters(planner, timeout)]
 
     return NameCatalog("trigger token", fetch)
 
 
-async def _characters(planner: planner_pb2_grpc.PlannerStub, timeout: float) -> Sequence[common_pb2.CharacterRef]:
+async def registered_characters(
+    planner: planner_pb2_grpc.PlannerStub, timeout: float
+) -> Sequence[common_pb2.CharacterRef]:
     request = planner_pb2.ListCharactersRequest()
     return (await planner.ListCharacters(request, timeout=timeout, metadata=request_metadata())).characters
 

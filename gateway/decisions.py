@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from gateway.outputs import AttemptInfo
 from storyboard.v1 import common_pb2
@@ -96,3 +97,13 @@ def frames_to_make(frames: Sequence[sb.FrameResult], present: Iterable[int]) -> 
     frames whose file is in the folder)."""
     on_disk = set(present)
     return [frame.frame for frame in frames if not frame.rendered or frame.frame not in on_disk]
+
+
+def remember_description(meta: dict[str, Any], frame: int, prompt: str, description: str) -> None:
+    """Record in a job's ``meta`` which description a frame had while it was drawn from ``prompt``."""
+    meta.setdefault("descriptions", {}).setdefault(str(frame), {})[prompt] = description
+
+
+def remembered_description(meta: dict[str, Any], frame: int, prompt: str) -> str:
+    """The description a frame had while drawn from ``prompt`` (the prompt itself when none was recorded)."""
+    return meta.get("descriptions", {}).get(str(frame), {}).get(prompt, prompt)

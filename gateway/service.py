@@ -1,6 +1,6 @@
 """The gateway's use cases, shared by the gRPC servicer and the REST bridge: create, get, list, follow, cancel,
-plan, regenerate a frame, download its files. Neither face holds logic of its own beyond authenticating the caller
-and translating requests and errors.
+plan, regenerate a frame, keep another of its attempts, list the characters, download its files. Neither face holds
+logic of its own beyond authenticating the caller and translating requests and errors.
 
 Storyboards belong to the API key that created them: another key's storyboards are NOT_FOUND to a caller. Each key
 has a number at work at once; more wait their turn (``waiting.Turns``), up to a bound (RESOURCE_EXHAUSTED beyond it).
@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 
 import grpc
 
 from gateway import decisions, outputs
 from gateway.auth import Caller
-from gateway.catalog import NameCatalog, adapter_catalog, character_catalog, spec_error, trigger_token_catalog
+from gateway.catalog import (
+    NameCatalog,
+    adapter_catalog,
+    character_catalog,
+    registered_characters,
+    spec_error,
+    trigger_token_catalog,
+)
 from gateway.downstream import Downstream
 from gateway.events import EventLog
 from gateway.files import checked_names, file_chunks
@@ -26,8 +34,9 @@ from gateway.runs import Runs
 from gateway.spec import check_prompt, normalized_spec
 from gateway.store import Job, JobStore
 from gateway.waiting import Turns
+from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
-from storyboard_common.errors import FailedPrecondition, InvalidArgument, Unavailable
+from storyboard_common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from storyboard_common.validation import check_seed
 
 log = logging.getLogger(__name__)
@@ -36,6 +45,7 @@ ANONYMOUS = Caller(owner="", max_active=0)  # for in-process callers (tests, too
 # How long Cancel waits for a storyboard's work to stop before it answers with the storyboard still stopping: renders
 # stop within a step, so this is seldom reached, and a caller is never held long.
 CANCEL_WAIT_SECONDS = 5.0
+CHARACTERS_TIMEOUT_SECONDS = 5.0
 
 
 class StoryboardService:
@@ -158,8 +168,10 @@ class StoryboardService:
             number = decisions.next_attempt_number(self._store.attempts(job, frame))
             chosen = seed if seed is not None else decisions.frame_seed(job.storyboard.spec.base_seed, frame, number)
             if new_prompt is not None:
-                # The frame now shows what the new prompt says: its caption (and a sketch panel) say so too.
+                # The frame now shows what the new prompt says: its caption (and a sketch panel) say so too. What the
+                # old prompt's caption was is remembered, for an attempt of it kept again (keep_attempt).
                 scene = job.storyboard.plan.scenes[frame - 1]
+                decisions.remember_description(job.meta, frame, scene.prompt, scene.description)
                 scene.prompt, scene.prompt_2, scene.description = new_prompt, "", new_prompt
             frames[frame - 1].rendered = False
             job.meta["regenerate"] = {"frame": frame, "seed": chosen, "attempt": number}
@@ -169,7 +181,39 @@ class StoryboardService:
         self._start(reopened)
         return accepted
 
-    # -- plans and files ----------------------------------------------------------------------------------------
+    async def keep_attempt(self, job_id: str, frame: int, attempt: int, caller: Caller = ANONYMOUS) -> sb.Storyboard:
+        """Make another of an ended storyboard's attempts at ``frame`` the kept one; nothing is rendered, the frame
+        file and the documents are written again from it (the run takes the saved attempt as a regeneration's)."""
+        self._refuse_while_closing()
+        self._store.get(job_id, caller.owner)  # NOT_FOUND for another's
+
+        def reopen(job: Job) -> None:
+            frames = job.storyboard.frames
+            if not 1 <= frame <= len(frames):
+                raise InvalidArgument("frame", f"must be between 1 and {len(frames)}, got {frame}")
+            attempts = {a.attempt: a for a in self._store.attempts(job, frame) if (job.output_dir / a.file).is_file()}
+            if attempt not in attempts:
+                held = ", ".join(str(number) for number in sorted(attempts)) or "none"
+                raise InvalidArgument("attempt", f"frame {frame} has no attempt {attempt} (it has: {held})")
+            chosen = attempts[attempt]
+            scene = job.storyboard.plan.scenes[frame - 1]
+            if chosen.prompt != scene.prompt:  # an attempt of another prompt: the scene says what it shows again
+                decisions.remember_description(job.meta, frame, scene.prompt, scene.description)
+                scene.description = decisions.remembered_description(job.meta, frame, chosen.prompt)
+                scene.prompt, scene.prompt_2 = chosen.prompt, ""
+            frames[frame - 1].rendered = False
+            job.meta["regenerate"] = {"frame": frame, "seed": chosen.seed, "attempt": attempt}
+
+        reopened = self._store.reopen(job_id, reopen, self._unfinished_limit(caller))
+        accepted = reopened.snapshot()
+        self._start(reopened)
+        return accepted
+
+    # -- plans, characters and files ----------------------------------------------------------------------------
+
+    async def characters(self) -> list[common_pb2.CharacterRef]:
+        """The registered characters, as the planner lists them."""
+        return list(await registered_characters(self._downstream.planner, CHARACTERS_TIMEOUT_SECONDS))
 
     async def plan(self, spec: sb.StoryboardSpec) -> sb.StoryboardsPlanResponse:
         """A plan for ``spec`` without rendering it, with the files a storyboard's folder would hold for it."""
@@ -181,6 +225,14 @@ class StoryboardService:
         files = outputs.plan_files(plan)
         chunks = [sb.FileChunk(name=name, data=data, last=True) for name, data in files.items()]
         return sb.StoryboardsPlanResponse(plan=plan, files=chunks)
+
+    def attempt_file(self, job_id: str, frame: int, attempt: int, caller: Caller = ANONYMOUS) -> Path:
+        """Where one attempt's image is; NOT_FOUND when the frame has no such attempt (yet)."""
+        job = self._store.get(job_id, caller.owner)
+        for saved in self._store.attempts(job, frame):
+            if saved.attempt == attempt and (job.output_dir / saved.file).is_file():
+                return job.output_dir / saved.file
+        raise NotFound(f"frame {frame} of storyboard {job_id} has no attempt {attempt}")
 
     async def download(
         self, job_id: str, names: Sequence[str], caller: Caller = ANONYMOUS

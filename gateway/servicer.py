@@ -69,3 +69,13 @@ class StoryboardsServicer(storyboards_pb2_grpc.StoryboardsServicer):
     ) -> AsyncIterator[sb.FileChunk]:
         async for chunk in self._service.download(request.id, list(request.names), self._caller(context)):
             yield chunk
+
+    async def KeepAttempt(self, request: sb.KeepAttemptRequest, context: grpc.aio.ServicerContext) -> sb.Storyboard:
+        caller = self._caller(context)
+        return await self._service.keep_attempt(request.id, request.frame, request.attempt, caller)
+
+    async def ListCharacters(
+        self, request: sb.StoryboardsListCharactersRequest, context: grpc.aio.ServicerContext
+    ) -> sb.StoryboardsListCharactersResponse:
+        self._caller(context)
+        return sb.StoryboardsListCharactersResponse(characters=await self._service.characters())

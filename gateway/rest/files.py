@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import FileResponse
 
 from gateway import outputs
@@ -32,6 +33,19 @@ async def frame(job_id: job_id_of, frame: frame_of, caller: caller_of, service: 
     if not frames[frame - 1].rendered:
         raise NotFound(f"frame {frame} is not rendered yet")
     return _file(job, outputs.frame_file_name(frame), "image/png", f"frame {frame} is not rendered yet")
+
+
+@router.get(
+    "/v1/storyboards/{job_id}/frames/{frame}/attempts/{attempt}",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/*": {}}, "description": "the image"}, **models.errors(400, 401, 404)},
+)
+async def attempt(
+    job_id: job_id_of, frame: frame_of, attempt: Annotated[int, Path(ge=1)], caller: caller_of, service: service_of
+) -> FileResponse:
+    """One attempt at a frame, as the renderer sent it (frames.json lists a frame's attempts)."""
+    path = service.attempt_file(job_id, frame, attempt, caller)
+    return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
 
 def _file_route(name: str, media_type: str) -> Callable[..., Coroutine[Any, Any, FileResponse]]:

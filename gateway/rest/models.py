@@ -85,6 +85,7 @@ class SceneIn(_Request):
     trigger_tokens: list[str] = Field(
         default_factory=list, description="trigger tokens of the registered characters the frame shows"
     )
+    prompt_tokens: int | None = Field(None, description="ignored: the planner counts the prompt's CLIP tokens")
 
 
 class CharacterRefIn(_Request):
@@ -185,6 +186,14 @@ class RegenerateBody(_Request):
     )
 
 
+class KeepAttemptBody(_Request):
+    """Which of a frame's attempts to keep."""
+
+    attempt: int = Field(
+        description="the attempt's number, as frames.json lists the frame's attempts", json_schema_extra={"minimum": 1}
+    )
+
+
 # -- responses ----------------------------------------------------------------------------------------------------
 
 
@@ -220,12 +229,18 @@ class Scene(_Response):
     prompt: str | None = None
     prompt_2: str | None = None
     trigger_tokens: list[str] | None = None
+    prompt_tokens: int | None = Field(None, description="CLIP tokens the prompt takes; SDXL reads the first 77")
 
 
 class CharacterRef(_Response):
     name: str | None = None
     trigger_token: str | None = None
     adapter: str | None = None
+    aliases: list[str] | None = None
+
+
+class CharactersResponse(_Response):
+    characters: list[CharacterRef] | None = None
 
 
 class Plan(_Response):

@@ -1,4 +1,5 @@
-"""Storyboards over REST: create, list, get, cancel, follow (server-sent events), regenerate a frame, plan."""
+"""Storyboards over REST: create, list, get, cancel, follow (server-sent events), regenerate a frame, keep another
+attempt, plan, and the registered characters."""
 
 from __future__ import annotations
 
@@ -134,6 +135,29 @@ async def regenerate(
     request = body or models.RegenerateBody()
     storyboard = await service.regenerate(job_id, frame, request.seed, request.prompt, caller)
     return JSONResponse(to_json(storyboard), status_code=202)
+
+
+@router.post(
+    "/v1/storyboards/{job_id}/frames/{frame}:keep",
+    status_code=202,
+    response_model=models.Storyboard,
+    responses=models.errors(400, 401, 404, 429, 503),
+    dependencies=[Depends(small_body)],
+)
+async def keep_attempt(
+    job_id: job_id_of, frame: frame_of, body: models.KeepAttemptBody, caller: caller_of, service: service_of
+) -> JSONResponse:
+    """Keep another of an ended storyboard's attempts at a frame (frames.json lists them): nothing is rendered; the
+    frame file and the documents are written again from it. Follow the storyboard's events until it completes."""
+    storyboard = await service.keep_attempt(job_id, frame, body.attempt, caller)
+    return JSONResponse(to_json(storyboard), status_code=202)
+
+
+@router.get("/v1/characters", response_model=models.CharactersResponse, responses=models.errors(401, 503))
+async def characters(caller: caller_of, service: service_of) -> JSONResponse:
+    """The registered characters a storyboard can feature."""
+    found = await service.characters()
+    return JSONResponse(to_json(sb.StoryboardsListCharactersResponse(characters=found)))
 
 
 @router.post(

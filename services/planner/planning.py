@@ -182,6 +182,7 @@ class StoryPlanner:
                     setting=scene.setting,
                     lighting=scene.lighting,
                     prompt=built.prompt,
+                    prompt_tokens=self.prompts.counter.count(built.prompt),
                     trigger_tokens=[character.trigger_token for character in shown],
                 )
             )

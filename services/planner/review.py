@@ -40,6 +40,7 @@ def review_plan(given: common_pb2.Plan, registry: CharacterRegistry, prompts: Pr
         reviewed = common_pb2.Scene()
         reviewed.CopyFrom(scene)
         reviewed.frame, reviewed.prompt = frame, prompt
+        reviewed.prompt_tokens = prompts.counter.count(prompt)
         scenes.append(reviewed)
     return common_pb2.Plan(
         story=story,

@@ -680,3 +680,92 @@ def test_a_shape_or_negative_prompt_that_cannot_be_drawn_is_refused_naming_the_f
     with httpx.Client(base_url=f"http://127.0.0.1:{server.endpoints['http']}", timeout=30) as http:
         refused = http.post("/v1/storyboards", json={"spec": {"story": STORY, **fields}})
         assert refused.status_code == 400 and refused.json()["error"]["message"].startswith(message)
+
+
+# -- another attempt kept, the characters, the prompts' token counts ------------------------------------------------
+
+
+def _watch_to_end(stub, job_id: str, after: int) -> list[storyboards_pb2.StoryboardEvent]:
+    return list(stub.Watch(storyboards_pb2.WatchRequest(id=job_id, after_sequence=after), timeout=60))
+
+
+def test_another_attempt_is_kept_over_grpc_without_rendering_and_the_files_follow(gateway):
+    stub, _, outputs = gateway
+    events = _generate(stub, num_frames=6)
+    job_id = events[0].storyboard_id
+    stub.RegenerateFrame(storyboards_pb2.RegenerateFrameRequest(id=job_id, frame=2, prompt="a red kite"), timeout=10)
+    regenerated = _watch_to_end(stub, job_id, events[-1].sequence)
+    folder = next(outputs.glob(f"{job_id}*"))
+    original = json.loads((folder / "scene_breakdown.json").read_text())["scenes"][1]
+    assert json.loads((folder / "frames.json").read_text())["frames"][1]["kept_attempt"] == 2
+
+    kept = stub.KeepAttempt(storyboards_pb2.KeepAttemptRequest(id=job_id, frame=2, attempt=1), timeout=10)
+    assert kept.state == storyboards_pb2.STORYBOARD_STATE_QUEUED
+    after = _watch_to_end(stub, job_id, regenerated[-1].sequence)
+    assert after[-1].HasField("completed")
+    assert not [event for event in after if event.HasField("frame_rendered")]  # nothing was rendered
+    metadata = json.loads((folder / "frames.json").read_text())["frames"][1]
+    assert metadata["kept_attempt"] == 1 and metadata["seed"] == int(metadata["attempts"][0]["seed"])
+    assert (folder / "frame_002.png").read_bytes() == (folder / metadata["attempts"][0]["file"]).read_bytes()
+    # The scene says again what attempt 1 was drawn from: its prompt and its description.
+    scene = stub.Get(storyboards_pb2.GetRequest(id=job_id), timeout=10).plan.scenes[1]
+    assert (scene.prompt, scene.description) == (original["prompt"], original["description"])
+    assert metadata["description"] == original["description"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "attempt", "field"),
+    [(9, 1, "frame: must be between 1 and 6"), (2, 5, "attempt: frame 2 has no attempt 5")],
+)
+def test_an_attempt_that_does_not_exist_is_refused_naming_the_field(gateway, frame, attempt, field):
+    stub, _, _ = gateway
+    job_id = _generate(stub, num_frames=6)[0].storyboard_id
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.KeepAttempt(storyboards_pb2.KeepAttemptRequest(id=job_id, frame=frame, attempt=attempt), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith(field)
+    assert (
+        stub.Get(storyboards_pb2.GetRequest(id=job_id), timeout=10).state == storyboards_pb2.STORYBOARD_STATE_COMPLETED
+    )
+
+
+def test_rest_keeps_another_attempt_serves_attempts_and_lists_the_characters(registry_gateway):
+    _, server = registry_gateway
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.endpoints['http']}", timeout=60) as http:
+        characters = http.get("/v1/characters").json()["characters"]
+        assert [(c["name"], c["trigger_token"]) for c in characters] == [("Aldar Kose", "aldar_kose_man")]
+        spec = {**_spec_json(), "num_frames": 6}
+        job_id = http.post("/v1/storyboards", json={"spec": spec}).json()["id"]
+        with http.stream("GET", f"/v1/storyboards/{job_id}/events") as events:
+            last = [line for line in events.iter_lines() if line.startswith("id: ")][-1]
+        attempt = http.get(f"/v1/storyboards/{job_id}/frames/3/attempts/1")
+        assert attempt.status_code == 200 and attempt.headers["content-type"] == "image/png"
+        assert attempt.content == http.get(f"/v1/storyboards/{job_id}/frames/3").content
+        missing = http.get(f"/v1/storyboards/{job_id}/frames/3/attempts/2")
+        assert missing.status_code == 404 and "no attempt 2" in missing.json()["error"]["message"]
+        refused = http.post(f"/v1/storyboards/{job_id}/frames/3:keep", json={"attempt": 4})
+        assert refused.status_code == 400 and refused.json()["error"]["message"].startswith("attempt: frame 3 has")
+        no_body = http.post(f"/v1/storyboards/{job_id}/frames/3:keep", json={})
+        assert no_body.status_code == 400 and no_body.json()["error"]["message"].startswith("attempt")
+        kept = http.post(f"/v1/storyboards/{job_id}/frames/3:keep", json={"attempt": 1})
+        assert kept.status_code == 202 and kept.json()["state"] == "STORYBOARD_STATE_QUEUED"
+        after = last.removeprefix("id: ")
+        with http.stream("GET", f"/v1/storyboards/{job_id}/events", headers={"Last-Event-ID": after}) as events:
+            kinds = [line.removeprefix("event: ") for line in events.iter_lines() if line.startswith("event: ")]
+        assert kinds[-1] == "completed" and "frame_rendered" not in kinds
+
+
+def test_plans_made_and_reviewed_count_each_prompts_clip_tokens(registry_gateway):
+    stub, _ = registry_gateway
+    plan = stub.Plan(storyboards_pb2.StoryboardsPlanRequest(spec=_spec(num_frames=6)), timeout=30).plan
+    assert all(0 < scene.prompt_tokens <= 77 for scene in plan.scenes)
+    long_prompt = ", ".join(["a very detailed painted wooden bowl"] * 20)
+    given = common_pb2.Plan()
+    given.CopyFrom(plan)
+    given.scenes[0].prompt, given.scenes[0].prompt_tokens = long_prompt, 1  # a count given is not believed
+    given.scenes[1].prompt = ""
+    reviewed = stub.Plan(storyboards_pb2.StoryboardsPlanRequest(spec=storyboards_pb2.StoryboardSpec(plan=given)),
+                         timeout=30).plan  # fmt: skip
+    assert reviewed.scenes[0].prompt_tokens > 77
+    assert reviewed.scenes[1].prompt == plan.scenes[1].prompt
+    assert reviewed.scenes[1].prompt_tokens == plan.scenes[1].prompt_tokens

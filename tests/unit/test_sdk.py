@@ -208,3 +208,29 @@ def test_a_waiting_storyboard_is_a_typed_event_and_a_line_of_progress():
     event = ev.from_proto(raw)
     assert isinstance(event, ev.Queued) and event.position == 3
     assert describe(event) == ["waiting to start: 3 in line"]
+
+
+def test_a_client_keeps_another_attempt_and_lists_the_characters(stack):
+    with Client(stack.address) as client:
+        run = client.generate(story=STORY, num_frames=6, **SMALL)
+        last = list(run)[-1].sequence
+        storyboard_id = run.storyboard_id
+        client.regenerate(storyboard_id, 4, seed=99)
+        last = list(client.watch(storyboard_id, after_sequence=last))[-1].sequence
+        assert client.get(storyboard_id).frames[3].seed == 99
+        queued = client.keep_attempt(storyboard_id, 4, 1)
+        assert queued.state == storyboards_pb2.STORYBOARD_STATE_QUEUED
+        events = list(client.watch(storyboard_id, after_sequence=last))
+        assert isinstance(events[-1], ev.Completed)
+        frame = client.get(storyboard_id).frames[3]
+        assert frame.seed == frame.seeds_tried[0] and list(frame.seeds_tried)[1] == 99
+        assert client.characters() == []  # the in-process planner has no registry
+
+    async def keep_again() -> int:
+        async with AsyncClient(stack.address) as client:
+            await client.keep_attempt(storyboard_id, 4, 2)
+            async for _event in client.watch(storyboard_id, after_sequence=events[-1].sequence):
+                pass
+            return (await client.get(storyboard_id)).frames[3].seed
+
+    assert asyncio.run(keep_again()) == 99

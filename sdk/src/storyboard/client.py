@@ -255,6 +255,17 @@ class Client:
         """Render one frame of an ended storyboard again (new seed, optionally a new prompt); follow with watch."""
         return self._call(self._stub.RegenerateFrame, _regenerate_request(storyboard_id, frame, seed, prompt))
 
+    def keep_attempt(self, storyboard_id: str, frame: int, attempt: int) -> storyboards_pb2.Storyboard:
+        """Keep another of an ended storyboard's attempts at ``frame`` (frames.json lists them); nothing is rendered,
+        the frame and the documents are written again from it. Follow with watch."""
+        request = storyboards_pb2.KeepAttemptRequest(id=storyboard_id, frame=frame, attempt=attempt)
+        return self._call(self._stub.KeepAttempt, request)
+
+    def characters(self) -> list[common_pb2.CharacterRef]:
+        """The registered characters a storyboard can feature."""
+        request = storyboards_pb2.StoryboardsListCharactersRequest()
+        return list(self._call(self._stub.ListCharacters, request).characters)
+
     def plan(self, spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any) -> common_pb2.Plan:
         """Plan a story without rendering it."""
         return self.plan_with_files(spec, **fields)[0]
@@ -352,6 +363,14 @@ class AsyncClient:
     ) -> storyboards_pb2.Storyboard:
         request = _regenerate_request(storyboard_id, frame, seed, prompt)
         return await self._call(self._stub.RegenerateFrame, request)
+
+    async def keep_attempt(self, storyboard_id: str, frame: int, attempt: int) -> storyboards_pb2.Storyboard:
+        request = storyboards_pb2.KeepAttemptRequest(id=storyboard_id, frame=frame, attempt=attempt)
+        return await self._call(self._stub.KeepAttempt, request)
+
+    async def characters(self) -> list[common_pb2.CharacterRef]:
+        request = storyboards_pb2.StoryboardsListCharactersRequest()
+        return list((await self._call(self._stub.ListCharacters, request)).characters)
 
     async def plan(self, spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any) -> common_pb2.Plan:
         request = storyboards_pb2.StoryboardsPlanRequest(spec=make_spec(spec, **fields))

@@ -321,3 +321,23 @@ class Queued(_message.Message):
     POSITION_FIELD_NUMBER: _ClassVar[int]
     position: int
     def __init__(self, position: _Optional[int] = ...) -> None: ...
+
+class KeepAttemptRequest(_message.Message):
+    __slots__ = ("id", "frame", "attempt")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    frame: int
+    attempt: int
+    def __init__(self, id: _Optional[str] = ..., frame: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class StoryboardsListCharactersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StoryboardsListCharactersResponse(_message.Message):
+    __slots__ = ("characters",)
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
+    characters: _containers.RepeatedCompositeFieldContainer[_common_pb2.CharacterRef]
+    def __init__(self, characters: _Optional[_Iterable[_Union[_common_pb2.CharacterRef, _Mapping]]] = ...) -> None: ...

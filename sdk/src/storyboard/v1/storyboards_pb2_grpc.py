@@ -80,6 +80,16 @@ class StoryboardsStub:
                 request_serializer=storyboard_dot_v1_dot_storyboards__pb2.DownloadFilesRequest.SerializeToString,
                 response_deserializer=storyboard_dot_v1_dot_storyboards__pb2.FileChunk.FromString,
                 _registered_method=True)
+        self.KeepAttempt = channel.unary_unary(
+                '/storyboard.v1.Storyboards/KeepAttempt',
+                request_serializer=storyboard_dot_v1_dot_storyboards__pb2.KeepAttemptRequest.SerializeToString,
+                response_deserializer=storyboard_dot_v1_dot_storyboards__pb2.Storyboard.FromString,
+                _registered_method=True)
+        self.ListCharacters = channel.unary_unary(
+                '/storyboard.v1.Storyboards/ListCharacters',
+                request_serializer=storyboard_dot_v1_dot_storyboards__pb2.StoryboardsListCharactersRequest.SerializeToString,
+                response_deserializer=storyboard_dot_v1_dot_storyboards__pb2.StoryboardsListCharactersResponse.FromString,
+                _registered_method=True)
 
 
 class StoryboardsServicer:
@@ -154,6 +164,22 @@ class StoryboardsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def KeepAttempt(self, request, context):
+        """Makes another of a frame's attempts the kept one, e.g. an earlier attempt the user prefers to the latest: the
+        frame file, frames.json, the grid, the PDF and report.json are written again from it; nothing is rendered.
+        Follow it with Watch. INVALID_ARGUMENT names a frame or attempt the storyboard does not have.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCharacters(self, request, context):
+        """Lists the registered characters a storyboard can feature, as the planner knows them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoryboardsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +227,16 @@ def add_StoryboardsServicer_to_server(servicer, server):
                     servicer.DownloadFiles,
                     request_deserializer=storyboard_dot_v1_dot_storyboards__pb2.DownloadFilesRequest.FromString,
                     response_serializer=storyboard_dot_v1_dot_storyboards__pb2.FileChunk.SerializeToString,
+            ),
+            'KeepAttempt': grpc.unary_unary_rpc_method_handler(
+                    servicer.KeepAttempt,
+                    request_deserializer=storyboard_dot_v1_dot_storyboards__pb2.KeepAttemptRequest.FromString,
+                    response_serializer=storyboard_dot_v1_dot_storyboards__pb2.Storyboard.SerializeToString,
+            ),
+            'ListCharacters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCharacters,
+                    request_deserializer=storyboard_dot_v1_dot_storyboards__pb2.StoryboardsListCharactersRequest.FromString,
+                    response_serializer=storyboard_dot_v1_dot_storyboards__pb2.StoryboardsListCharactersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -447,6 +483,60 @@ class Storyboards:
             '/storyboard.v1.Storyboards/DownloadFiles',
             storyboard_dot_v1_dot_storyboards__pb2.DownloadFilesRequest.SerializeToString,
             storyboard_dot_v1_dot_storyboards__pb2.FileChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeepAttempt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storyboard.v1.Storyboards/KeepAttempt',
+            storyboard_dot_v1_dot_storyboards__pb2.KeepAttemptRequest.SerializeToString,
+            storyboard_dot_v1_dot_storyboards__pb2.Storyboard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCharacters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storyboard.v1.Storyboards/ListCharacters',
+            storyboard_dot_v1_dot_storyboards__pb2.StoryboardsListCharactersRequest.SerializeToString,
+            storyboard_dot_v1_dot_storyboards__pb2.StoryboardsListCharactersResponse.FromString,
             options,
             channel_credentials,
             insecure,
