@@ -15,9 +15,9 @@ export UV_LINK_MODE := copy
 .PHONY: setup demo test test-unit test-integration lint lint-protos protos check-protos up clean help bench bench-compare reliability
 
 help:
-	@echo "make demo   - set up, run the local stack on the embedded defaults, make a storyboard, print its folder"
-	@echo "make test   - set up, then lint (ruff, buf, the import contracts) and run the whole test suite"
-	@echo "make up     - run the local stack until Ctrl-C"
+	@echo "make demo   - set up, run the local stack on the embedded defaults, make a storyboard, print its folder and studio"
+	@echo "make test   - set up (and Debian's chromium), lint (ruff, buf, the import contracts), run the whole suite"
+	@echo "make up     - run the local stack until Ctrl-C; the studio is at http://127.0.0.1:8000/"
 	@echo "make protos - regenerate the gRPC stubs from protos/"
 	@echo "make reliability - the reliability suite (kills, LLM faults, hostile input, fuzzing, load)"
 	@echo "make bench  - run the benchmarks and write bench/RESULTS.md"
@@ -58,14 +58,22 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(PY) -m storyboard.cli up
 
-test: lint check-protos
-	$(VENV)/bin/pytest
+# The studio's browser tests drive Debian's chromium package; Playwright never downloads a browser of its own.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
+test: lint check-protos $(CHROMIUM)
+	STORYBOARD_CHROMIUM=$(CHROMIUM) $(VENV)/bin/pytest
 
 test-unit: $(STAMP)
 	$(VENV)/bin/pytest -m "not integration and not reliability"
 
-test-integration: $(STAMP)
-	$(VENV)/bin/pytest -m integration
+test-integration: $(STAMP) $(CHROMIUM)
+	STORYBOARD_CHROMIUM=$(CHROMIUM) $(VENV)/bin/pytest -m integration
 
 # The reliability suite alone: faults and hostile input against real processes, with a summary table (lost must be
 # 0). `make test` runs it too.

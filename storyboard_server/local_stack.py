@@ -302,6 +302,7 @@ class LocalStack:
         rows = [(p.name, f"{LOOPBACK}:{p.port}") for p in self.processes]
         if self._http_port:
             rows.append(("rest", f"http://{LOOPBACK}:{self._http_port}"))
+            rows.append(("studio", f"http://{LOOPBACK}:{self._http_port}/"))
         return rows
 
     # -- planning -----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -164,6 +165,10 @@ def test_storyboard_up_starts_replicas_reports_addresses_and_stops_on_sigterm(tm
             break
     output = "".join(lines)
     assert "renderer-1" in output and "renderer-2" in output, output
+    studio = re.search(r"studio\s+(http://127\.0\.0\.1:\d+/)", output)
+    assert studio, output
+    page = httpx.get(studio.group(1), timeout=10)
+    assert page.status_code == 200 and "content-security-policy" in page.headers and "studio" in page.text
     renderer_addresses = re.findall(r"renderer-\d\s+127\.0\.0\.1:(\d+)", output)
     assert len(set(renderer_addresses)) == 2
     assert _health(ports[0], "storyboard.v1.Storyboards") == SERVING
@@ -186,6 +191,11 @@ def test_generate_without_a_gateway_runs_a_local_stack_and_writes_the_folder(tmp
     assert result.returncode == 0, result.stdout + result.stderr
     assert "starting a local stack" in result.stdout
     folder = Path(re.search(r"storyboard written to (\S+)", result.stdout).group(1))
+    outputs = tmp_path / "outputs"  # as _stack_env sets it
+    studio = (
+        f"studio: run `storyboard up --outputs {outputs}` and open http://127.0.0.1:8000/#/storyboards/{folder.name}"
+    )
+    assert studio in result.stdout
     expected = {"scene_breakdown.json", "sdxl_prompts.json", "storyboard_grid.png"} | {
         f"frame_{n:03d}.png" for n in range(1, 7)
     }

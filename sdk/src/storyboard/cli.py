@@ -510,7 +510,20 @@ def _generate_on_a_local_stack(args: argparse.Namespace, story: str, plan: commo
             print(f"note: {note}", file=out)
         with Client(stack.gateway_address) as client:
             stack.on_stop.append(client.close)  # a stack that stops by itself ends the run's stream at once
-            return _report(_follow(client.generate(spec), args.json), args, client)
+            result = _follow(client.generate(spec), args.json)
+            code = _report(result, args, client)
+    print(_studio_hint(args, result.storyboard_id), file=out)
+    return code
+
+
+def _studio_hint(args: argparse.Namespace, storyboard_id: str) -> str:
+    """Where to see a storyboard a run's own stack made: the stack stopped with the run, so ``storyboard up`` on the
+    same outputs folder serves it in the studio."""
+    flags = "" if args.outputs == Path("outputs") else f" --outputs {shlex.quote(str(args.outputs))}"
+    flags += "" if args.http_port == DEFAULT_HTTP_PORT else f" --http-port {args.http_port}"
+    page = f"#/storyboards/{storyboard_id}"
+    where = f"http://127.0.0.1:{args.http_port}/{page}" if args.http_port else f"the studio it prints, at {page}"
+    return f"studio: run `storyboard up{flags}` and open {where}"
 
 
 def _client(args: argparse.Namespace) -> Client:
