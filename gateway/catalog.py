@@ -103,6 +103,13 @@ async def registered_characters(
     return (await planner.ListCharacters(request, timeout=timeout, metadata=request_metadata())).characters
 
 
+async def reference_picture(
+    planner: planner_pb2_grpc.PlannerStub, trigger_token: str, number: int, timeout: float
+) -> common_pb2.Image:
+    request = planner_pb2.ReferenceImageRequest(trigger_token=trigger_token, number=number)
+    return (await planner.ReferenceImage(request, timeout=timeout, metadata=request_metadata())).image
+
+
 def spec_error(error: grpc.aio.AioRpcError) -> Exception:
     """The planner's error about a field of its request (INVALID_ARGUMENT, or NOT_FOUND for an unknown character)
     as INVALID_ARGUMENT about the caller's field; any other error unchanged."""

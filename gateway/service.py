@@ -20,6 +20,7 @@ from gateway.catalog import (
     NameCatalog,
     adapter_catalog,
     character_catalog,
+    reference_picture,
     registered_characters,
     spec_error,
     trigger_token_catalog,
@@ -225,6 +226,10 @@ class StoryboardService:
         files = outputs.plan_files(plan)
         chunks = [sb.FileChunk(name=name, data=data, last=True) for name, data in files.items()]
         return sb.StoryboardsPlanResponse(plan=plan, files=chunks)
+
+    async def reference_picture(self, trigger_token: str, number: int) -> common_pb2.Image:
+        """One reference picture of a registered character, as the planner's registry holds it."""
+        return await reference_picture(self._downstream.planner, trigger_token, number, CHARACTERS_TIMEOUT_SECONDS)
 
     def attempt_file(self, job_id: str, frame: int, attempt: int, caller: Caller = ANONYMOUS) -> Path:
         """Where one attempt's image is; NOT_FOUND when the frame has no such attempt (yet)."""

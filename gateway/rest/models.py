@@ -237,6 +237,7 @@ class CharacterRef(_Response):
     trigger_token: str | None = None
     adapter: str | None = None
     aliases: list[str] | None = None
+    reference_images: int | None = Field(None, description="pictures at /v1/characters/{trigger_token}/references/{n}")
 
 
 class CharactersResponse(_Response):

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Query
+from fastapi import Path as FastApiPath
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gateway.rest import models
@@ -158,6 +159,22 @@ async def characters(caller: caller_of, service: service_of) -> JSONResponse:
     """The registered characters a storyboard can feature."""
     found = await service.characters()
     return JSONResponse(to_json(sb.StoryboardsListCharactersResponse(characters=found)))
+
+
+@router.get(
+    "/v1/characters/{trigger_token}/references/{number}",
+    response_class=Response,
+    responses={200: {"content": {"image/*": {}}, "description": "the picture"}, **models.errors(400, 401, 404, 503)},
+)
+async def reference_picture(
+    trigger_token: Annotated[str, FastApiPath(max_length=80)],
+    number: Annotated[int, FastApiPath(ge=1)],
+    caller: caller_of,
+    service: service_of,
+) -> Response:
+    """One of a registered character's reference pictures (the character's reference_images says how many)."""
+    picture = await service.reference_picture(trigger_token, number)
+    return Response(picture.data, media_type=picture.mime_type, headers={"Cache-Control": "private, max-age=300"})
 
 
 @router.post(

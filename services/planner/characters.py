@@ -7,7 +7,7 @@ A registry is a TOML file with one ``[[characters]]`` table per character::
     aliases = ["Aldar"]                    # other names the story may use
     trigger_token = "aldar_kose_man"       # the token the character's LoRA was trained on
     adapter = "aldar_kose"                 # the LoRA adapter's name in the renderer's adapters folder (optional)
-    reference_images = ["refs/aldar.png"]  # optional, relative to the registry file; must exist
+    reference_images = ["refs/aldar.png"]  # optional, relative to the registry file: PNG, JPEG or WebP files
     descriptors = ["kazakh folk trickster"]  # optional identity words added to prompts; never clothing/appearance
 
 Nothing about any particular character lives in code: the spec's Aldar Kose is one entry of examples/characters.toml.
@@ -15,21 +15,26 @@ Nothing about any particular character lives in code: the spec's Aldar Kose is o
 
 from __future__ import annotations
 
+import io
 import re
 import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.planner.banned import banned_words
 from services.planner.text import phrase_pattern
 from storyboard.v1 import common_pb2
 from storyboard_common.errors import NotFound
+from storyboard_common.images import MIME_TYPES
 
 _TRIGGER = re.compile(r"^[\w-]+( [\w-]+)*$")
 _ADAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# One picture is one gRPC message, whose default limit is 4 MiB.
+MAX_REFERENCE_BYTES = 3 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,19 @@ class Character:
     def to_proto(self) -> common_pb2.CharacterRef:
         """The character as the contract's CharacterRef."""
         return common_pb2.CharacterRef(
-            name=self.name, trigger_token=self.trigger_token, adapter=self.adapter, aliases=self.aliases
-        )
+            name=self.name, trigger_token=self.trigger_token, adapter=self.adapter, aliases=self.aliases,
+            reference_images=len(self.reference_images),
+        )  # fmt: skip
+
+    def reference_picture(self, number: int) -> common_pb2.Image:
+        """The ``number``-th (1-based) reference picture, its bytes as the file holds them; NotFound beyond them."""
+        if not 1 <= number <= len(self.reference_images):
+            held = len(self.reference_images)
+            raise NotFound(f"number: character {self.name!r} has no reference picture {number} (it has {held})")
+        data = self.reference_images[number - 1].read_bytes()
+        with Image.open(io.BytesIO(data)) as picture:
+            return common_pb2.Image(data=data, mime_type=MIME_TYPES[picture.format or ""], width=picture.width,
+                                    height=picture.height)  # fmt: skip
 
 
 class _Entry(BaseModel):
@@ -172,8 +188,8 @@ def _character(path: Path, index: int, entry: object) -> Character:
         raise ValueError(f"{path}: character {index}: {problems}") from None
     images = tuple((path.parent / image).resolve() for image in parsed.reference_images)
     for image in images:
-        if not image.is_file():
-            raise ValueError(f"{path}: character {parsed.name!r}: reference image {image} does not exist")
+        if problem := _not_a_reference_picture(image):
+            raise ValueError(f"{path}: character {parsed.name!r}: reference image {image} {problem}")
     return Character(
         name=parsed.name.strip(),
         trigger_token=parsed.trigger_token,
@@ -182,3 +198,18 @@ def _character(path: Path, index: int, entry: object) -> Character:
         reference_images=images,
         descriptors=tuple(parsed.descriptors),
     )
+
+
+def _not_a_reference_picture(path: Path) -> str:
+    """What keeps the file at ``path`` from being a reference picture, or "" when nothing does."""
+    if not path.is_file():
+        return "does not exist"
+    if path.stat().st_size > MAX_REFERENCE_BYTES:
+        return f"is larger than {MAX_REFERENCE_BYTES // (1024 * 1024)} MiB"
+    try:
+        with Image.open(path) as picture:
+            if picture.format not in MIME_TYPES:
+                return f"is {picture.format}, not PNG, JPEG or WebP"
+    except (UnidentifiedImageError, OSError):
+        return "is not a picture Pillow can read"
+    return ""

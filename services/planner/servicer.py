@@ -39,6 +39,12 @@ class PlannerServicer(planner_pb2_grpc.PlannerServicer):
     def Review(self, request: planner_pb2.ReviewRequest, context: grpc.ServicerContext) -> planner_pb2.PlanResponse:
         return planner_pb2.PlanResponse(plan=self._planner.review(request.plan))
 
+    def ReferenceImage(
+        self, request: planner_pb2.ReferenceImageRequest, context: grpc.ServicerContext
+    ) -> planner_pb2.ReferenceImageResponse:
+        [character] = self._planner.registry.resolve([request.trigger_token], "trigger_token")
+        return planner_pb2.ReferenceImageResponse(image=character.reference_picture(request.number))
+
     def ListCharacters(
         self, request: planner_pb2.ListCharactersRequest, context: grpc.ServicerContext
     ) -> planner_pb2.ListCharactersResponse:

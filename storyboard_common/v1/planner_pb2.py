@@ -25,25 +25,29 @@ _sym_db = _symbol_database.Default()
 from storyboard.v1 import common_pb2 as storyboard_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bstoryboard/v1/planner.proto\x12\rstoryboard.v1\x1a\x1astoryboard/v1/common.proto\"2\n\rReviewRequest\x12!\n\x04plan\x18\x01 \x01(\x0b\x32\x13.storyboard.v1.Plan\"\x8f\x01\n\x0bPlanOptions\x12\x17\n\nnum_frames\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x12\n\ncharacters\x18\x04 \x03(\tB\r\n\x0b_num_framesB\x0e\n\x0c_temperatureB\x07\n\x05_seed\"I\n\x0bPlanRequest\x12\r\n\x05story\x18\x01 \x01(\t\x12+\n\x07options\x18\x02 \x01(\x0b\x32\x1a.storyboard.v1.PlanOptions\"1\n\x0cPlanResponse\x12!\n\x04plan\x18\x01 \x01(\x0b\x32\x13.storyboard.v1.Plan\"\x17\n\x15ListCharactersRequest\"I\n\x16ListCharactersResponse\x12/\n\ncharacters\x18\x01 \x03(\x0b\x32\x1b.storyboard.v1.CharacterRef2\xee\x01\n\x07Planner\x12?\n\x04Plan\x12\x1a.storyboard.v1.PlanRequest\x1a\x1b.storyboard.v1.PlanResponse\x12]\n\x0eListCharacters\x12$.storyboard.v1.ListCharactersRequest\x1a%.storyboard.v1.ListCharactersResponse\x12\x43\n\x06Review\x12\x1c.storyboard.v1.ReviewRequest\x1a\x1b.storyboard.v1.PlanResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bstoryboard/v1/planner.proto\x12\rstoryboard.v1\x1a\x1astoryboard/v1/common.proto\">\n\x15ReferenceImageRequest\x12\x15\n\rtrigger_token\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\x05\"=\n\x16ReferenceImageResponse\x12#\n\x05image\x18\x01 \x01(\x0b\x32\x14.storyboard.v1.Image\"2\n\rReviewRequest\x12!\n\x04plan\x18\x01 \x01(\x0b\x32\x13.storyboard.v1.Plan\"\x8f\x01\n\x0bPlanOptions\x12\x17\n\nnum_frames\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x12\n\ncharacters\x18\x04 \x03(\tB\r\n\x0b_num_framesB\x0e\n\x0c_temperatureB\x07\n\x05_seed\"I\n\x0bPlanRequest\x12\r\n\x05story\x18\x01 \x01(\t\x12+\n\x07options\x18\x02 \x01(\x0b\x32\x1a.storyboard.v1.PlanOptions\"1\n\x0cPlanResponse\x12!\n\x04plan\x18\x01 \x01(\x0b\x32\x13.storyboard.v1.Plan\"\x17\n\x15ListCharactersRequest\"I\n\x16ListCharactersResponse\x12/\n\ncharacters\x18\x01 \x03(\x0b\x32\x1b.storyboard.v1.CharacterRef2\xcd\x02\n\x07Planner\x12?\n\x04Plan\x12\x1a.storyboard.v1.PlanRequest\x1a\x1b.storyboard.v1.PlanResponse\x12]\n\x0eListCharacters\x12$.storyboard.v1.ListCharactersRequest\x1a%.storyboard.v1.ListCharactersResponse\x12\x43\n\x06Review\x12\x1c.storyboard.v1.ReviewRequest\x1a\x1b.storyboard.v1.PlanResponse\x12]\n\x0eReferenceImage\x12$.storyboard.v1.ReferenceImageRequest\x1a%.storyboard.v1.ReferenceImageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'storyboard.v1.planner_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REVIEWREQUEST']._serialized_start=74
-  _globals['_REVIEWREQUEST']._serialized_end=124
-  _globals['_PLANOPTIONS']._serialized_start=127
-  _globals['_PLANOPTIONS']._serialized_end=270
-  _globals['_PLANREQUEST']._serialized_start=272
-  _globals['_PLANREQUEST']._serialized_end=345
-  _globals['_PLANRESPONSE']._serialized_start=347
-  _globals['_PLANRESPONSE']._serialized_end=396
-  _globals['_LISTCHARACTERSREQUEST']._serialized_start=398
-  _globals['_LISTCHARACTERSREQUEST']._serialized_end=421
-  _globals['_LISTCHARACTERSRESPONSE']._serialized_start=423
-  _globals['_LISTCHARACTERSRESPONSE']._serialized_end=496
-  _globals['_PLANNER']._serialized_start=499
-  _globals['_PLANNER']._serialized_end=737
+  _globals['_REFERENCEIMAGEREQUEST']._serialized_start=74
+  _globals['_REFERENCEIMAGEREQUEST']._serialized_end=136
+  _globals['_REFERENCEIMAGERESPONSE']._serialized_start=138
+  _globals['_REFERENCEIMAGERESPONSE']._serialized_end=199
+  _globals['_REVIEWREQUEST']._serialized_start=201
+  _globals['_REVIEWREQUEST']._serialized_end=251
+  _globals['_PLANOPTIONS']._serialized_start=254
+  _globals['_PLANOPTIONS']._serialized_end=397
+  _globals['_PLANREQUEST']._serialized_start=399
+  _globals['_PLANREQUEST']._serialized_end=472
+  _globals['_PLANRESPONSE']._serialized_start=474
+  _globals['_PLANRESPONSE']._serialized_end=523
+  _globals['_LISTCHARACTERSREQUEST']._serialized_start=525
+  _globals['_LISTCHARACTERSREQUEST']._serialized_end=548
+  _globals['_LISTCHARACTERSRESPONSE']._serialized_start=550
+  _globals['_LISTCHARACTERSRESPONSE']._serialized_end=623
+  _globals['_PLANNER']._serialized_start=626
+  _globals['_PLANNER']._serialized_end=959
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ReferenceImageRequest(_message.Message):
+    __slots__ = ("trigger_token", "number")
+    TRIGGER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    trigger_token: str
+    number: int
+    def __init__(self, trigger_token: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...
+
+class ReferenceImageResponse(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.Image
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ...) -> None: ...
+
 class ReviewRequest(_message.Message):
     __slots__ = ("plan",)
     PLAN_FIELD_NUMBER: _ClassVar[int]

@@ -50,6 +50,11 @@ class PlannerStub:
                 request_serializer=storyboard_dot_v1_dot_planner__pb2.ReviewRequest.SerializeToString,
                 response_deserializer=storyboard_dot_v1_dot_planner__pb2.PlanResponse.FromString,
                 _registered_method=True)
+        self.ReferenceImage = channel.unary_unary(
+                '/storyboard.v1.Planner/ReferenceImage',
+                request_serializer=storyboard_dot_v1_dot_planner__pb2.ReferenceImageRequest.SerializeToString,
+                response_deserializer=storyboard_dot_v1_dot_planner__pb2.ReferenceImageResponse.FromString,
+                _registered_method=True)
 
 
 class PlannerServicer:
@@ -81,6 +86,14 @@ class PlannerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReferenceImage(self, request, context):
+        """Sends one reference picture of a registered character, as the registry holds it. NOT_FOUND names a trigger token
+        no character has, or a picture number beyond the character's reference_images.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlannerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +111,11 @@ def add_PlannerServicer_to_server(servicer, server):
                     servicer.Review,
                     request_deserializer=storyboard_dot_v1_dot_planner__pb2.ReviewRequest.FromString,
                     response_serializer=storyboard_dot_v1_dot_planner__pb2.PlanResponse.SerializeToString,
+            ),
+            'ReferenceImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReferenceImage,
+                    request_deserializer=storyboard_dot_v1_dot_planner__pb2.ReferenceImageRequest.FromString,
+                    response_serializer=storyboard_dot_v1_dot_planner__pb2.ReferenceImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +200,33 @@ class Planner:
             '/storyboard.v1.Planner/Review',
             storyboard_dot_v1_dot_planner__pb2.ReviewRequest.SerializeToString,
             storyboard_dot_v1_dot_planner__pb2.PlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReferenceImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/storyboard.v1.Planner/ReferenceImage',
+            storyboard_dot_v1_dot_planner__pb2.ReferenceImageRequest.SerializeToString,
+            storyboard_dot_v1_dot_planner__pb2.ReferenceImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pypdf import PdfReader
 
@@ -356,6 +357,9 @@ def tiny_stack(tmp_path_factory) -> Iterator[InProcessStack]:
     write_diffusers_lora(model, root / "adapters" / "aldar_kose.safetensors", seed=1)
     registry = root / "characters.toml"
     shutil.copy(ROOT / "examples" / "characters.toml", registry)
+    Image.new("RGB", (64, 96), "saddlebrown").save(root / "aldar_front.png")
+    with registry.open("a") as extended:  # the example's character, with a reference picture
+        extended.write('reference_images = ["aldar_front.png"]\n')
     clip = build_tiny_clip(root / "clip")
     renderer = {"backend": "diffusers", "base_model": model.base_model, "adapters_dir": root / "adapters",
                 "min_size": 256, "max_size": 256, "max_batch_size": 4, "batch_window_ms": 0}  # fmt: skip
@@ -369,7 +373,9 @@ def test_the_studio_on_the_tiny_sdxl_lora_renderer_with_the_tiny_clip_validator(
     studio = open_studio(f"http://127.0.0.1:{tiny_stack.http_port}")
     page = studio.page
     page.goto("/")
+    expect(page.get_by_alt_text("Reference picture 1 of Aldar Kose")).to_be_visible()
     page.get_by_label("Aldar Kose").check()
+    studio.screenshot("write-with-a-character-1280x800.png")
     page.get_by_label("Frames", exact=True).select_option("6")
     page.get_by_text("Advanced", exact=True).click()
     for label, value in (("Steps", "2"), ("Width (px)", "256"), ("Height (px)", "256"), ("Seed", "7")):

@@ -769,3 +769,23 @@ def test_plans_made_and_reviewed_count_each_prompts_clip_tokens(registry_gateway
     assert reviewed.scenes[0].prompt_tokens > 77
     assert reviewed.scenes[1].prompt == plan.scenes[1].prompt
     assert reviewed.scenes[1].prompt_tokens == plan.scenes[1].prompt_tokens
+
+
+def test_rest_serves_a_characters_reference_pictures_from_the_planners_registry(services, tmp_path):
+    Image.new("RGB", (24, 16), "green").save(tmp_path / "aldar.png")
+    registry = tmp_path / "characters.toml"
+    registry.write_text('[[characters]]\nname = "Aldar Kose"\ntrigger_token = "aldar_kose_man"\n'
+                        'reference_images = ["aldar.png"]\n')  # fmt: skip
+    with (
+        _gateway_with(services, tmp_path, registry) as (server, _port),
+        httpx.Client(base_url=f"http://127.0.0.1:{server.endpoints['http']}", timeout=30) as http,
+    ):
+        (aldar,) = http.get("/v1/characters").json()["characters"]
+        picture = http.get("/v1/characters/aldar_kose_man/references/1")
+        beyond = http.get("/v1/characters/aldar_kose_man/references/2")
+        nobody = http.get("/v1/characters/nobody/references/1")
+    assert aldar["reference_images"] == 1
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
+    assert picture.content == (tmp_path / "aldar.png").read_bytes()
+    assert beyond.status_code == 404 and "no reference picture 2 (it has 1)" in beyond.json()["error"]["message"]
+    assert nobody.status_code == 404 and nobody.json()["error"]["message"].startswith("trigger_token")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from safetensors.numpy import save_file
 
 from services.planner.characters import CharacterRegistry
@@ -52,7 +53,7 @@ def test_the_registry_entry_whose_adapter_it_is_names_the_token(tmp_path):
 
 def test_kohya_metadata_gives_the_most_frequent_tag_and_a_registry_copy_adds_it(tmp_path):
     (tmp_path / "refs").mkdir()
-    (tmp_path / "refs" / "front.png").write_bytes(b"png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "refs" / "front.png")
     registry = _registry(tmp_path, '[[characters]]\nname = "Aldar Kose"\ntrigger_token = "aldar_kose_man"\n'
                                    'reference_images = ["refs/front.png"]\n')  # fmt: skip
     found = lora_character(_checkpoint(tmp_path, KOHYA), "checkpoint-400", None, registry)

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
 from pydantic import ValidationError
 
 from gateway.outputs import SCENE_BREAKDOWN, SDXL_PROMPTS, write_plan_files
@@ -206,6 +207,8 @@ def test_a_configured_file_that_does_not_exist_fails_fast(tmp_path: Path, capsys
         ('[[characters]]\nname = "A"\ntrigger_token = "a_tok"\nadapter = "../escape"', "adapter"),
         ('[[characters]]\nname = "A"\ntrigger_token = "a_tok"\ndescriptors = ["man in a red hat"]', "clothing"),
         ('[[characters]]\nname = "A"\ntrigger_token = "a_tok"\nreference_images = ["nope.png"]', "does not exist"),
+        ('[[characters]]\nname = "A"\ntrigger_token = "a_tok"\nreference_images = ["text.png"]', "not a picture"),
+        ('[[characters]]\nname = "A"\ntrigger_token = "a_tok"\nreference_images = ["a.gif"]', "is GIF, not PNG"),
         ('[[characters]]\nname = "A"\ntrigger_token = "a_tok"\nunknown = 1', "unknown"),
         (
             '[[characters]]\nname = "A"\naliases = ["Al"]\ntrigger_token = "a_tok"\n'
@@ -215,6 +218,8 @@ def test_a_configured_file_that_does_not_exist_fails_fast(tmp_path: Path, capsys
     ],
 )
 def test_a_bad_registry_is_refused_with_a_reason(tmp_path: Path, content: str, problem: str) -> None:
+    (tmp_path / "text.png").write_text("not a picture")
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.gif")
     path = tmp_path / "characters.toml"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=r"characters\.toml") as caught:
@@ -232,7 +237,7 @@ def test_registry_mentions_are_whole_words(tmp_path: Path) -> None:
 
 def test_reference_images_resolve_relative_to_the_file(tmp_path: Path) -> None:
     (tmp_path / "refs").mkdir()
-    (tmp_path / "refs" / "a.png").write_bytes(b"png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "refs" / "a.png")
     path = tmp_path / "characters.toml"
     path.write_text('[[characters]]\nname = "A"\ntrigger_token = "a_tok"\nreference_images = ["refs/a.png"]\n')
     (character,) = CharacterRegistry.load(path)
@@ -279,6 +284,31 @@ def test_list_characters_returns_the_registry_with_aliases() -> None:
         server.stop(0)
     (aldar,) = [c for c in response.characters if c.name == "Aldar Kose"]
     assert aldar.trigger_token == "aldar_kose_man" and "Aldar" in aldar.aliases
+
+
+def test_a_characters_reference_pictures_are_counted_and_sent_one_by_one(tmp_path: Path) -> None:
+    Image.new("RGB", (40, 30), "red").save(tmp_path / "front.png")
+    Image.new("RGB", (20, 50), "blue").save(tmp_path / "side.jpg")
+    path = tmp_path / "characters.toml"
+    path.write_text('[[characters]]\nname = "Mira"\ntrigger_token = "mira_girl"\n'
+                    'reference_images = ["front.png", "side.jpg"]\n')  # fmt: skip
+    for channel in _serve(PlannerSettings(port=0, characters_file=path)):
+        stub = planner_pb2_grpc.PlannerStub(channel)
+        (mira,) = stub.ListCharacters(planner_pb2.ListCharactersRequest(), timeout=10).characters
+        pictures = [
+            stub.ReferenceImage(planner_pb2.ReferenceImageRequest(trigger_token="mira_girl", number=n), timeout=10)
+            for n in (1, 2)
+        ]
+        with pytest.raises(grpc.RpcError) as beyond:
+            stub.ReferenceImage(planner_pb2.ReferenceImageRequest(trigger_token="mira_girl", number=3), timeout=10)
+        with pytest.raises(grpc.RpcError) as nobody:
+            stub.ReferenceImage(planner_pb2.ReferenceImageRequest(trigger_token="nobody", number=1), timeout=10)
+    assert mira.reference_images == 2
+    first, second = (picture.image for picture in pictures)
+    assert first.data == (tmp_path / "front.png").read_bytes() and first.mime_type == "image/png"
+    assert (first.width, first.height, second.mime_type, second.width) == (40, 30, "image/jpeg", 20)
+    assert beyond.value.code() == grpc.StatusCode.NOT_FOUND and "no reference picture 3 (it has 2)" in beyond.value.details()
+    assert nobody.value.code() == grpc.StatusCode.NOT_FOUND and nobody.value.details().startswith("trigger_token")
 
 
 # -- Review: a plan written elsewhere --------------------------------------------------------------------------------

@@ -93,6 +93,19 @@ export async function fileBlob(id, path) {
   return response.blob();
 }
 
+// One of a registered character's reference pictures, as a Blob.
+export async function referencePicture(triggerToken, number) {
+  let response;
+  try {
+    response = await fetch(`/v1/characters/${encodeURIComponent(triggerToken)}/references/${number}`,
+      { headers: headers() });
+  } catch (error) {
+    throw new ApiError(0, "UNAVAILABLE", `the gateway cannot be reached (${error.message})`);
+  }
+  if (!response.ok) throw await failure(response);
+  return response.blob();
+}
+
 export async function fileJson(id, path) {
   return JSON.parse(await (await fileBlob(id, path)).text());
 }

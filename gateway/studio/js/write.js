@@ -1,12 +1,13 @@
 // Write a story, plan it, approve the plan card by card, render exactly the approved cards (the plan-first API).
 
-import { api, ApiError } from "./api.js";
+import { api, ApiError, referencePicture } from "./api.js";
 import { $, clear, el } from "./dom.js";
 
 export const MIN_SCENES = 6;
 export const MAX_SCENES = 10;
 const CLIP_WINDOW = 77;
 const REVIEW_DELAY_MS = 500;
+const REFERENCES_SHOWN = 3;
 const ASPECTS = [
   ["1:1", "1:1 square"],
   ["16:9", "16:9 widescreen"],
@@ -81,7 +82,7 @@ export class WriteView {
         placeholder: "the planner's" })));
     const form = el("form", { class: "write", novalidate: true, onsubmit: (event) => { event.preventDefault(); this.plan(); } },
       field("story", "Story", el("textarea", { id: "story", name: "story", rows: 5, required: true,
-        placeholder: "Aldar Kose tricks a wealthy merchant by selling him a magical pot" })),
+        placeholder: "e.g. Aldar Kose tricks a wealthy merchant by selling him a magical pot" })),
       el("fieldset", { class: "characters", id: "characters", "aria-describedby": "characters-error" },
         el("legend", { text: "Characters" }),
         el("p", { class: "hint", id: "characters-list", text: "Loading the registered characters…" }),
@@ -110,11 +111,25 @@ export class WriteView {
           el("input", { type: "checkbox", id, name: "character", value: character.name }),
           el("label", { for: id },
             el("span", { class: "character-name", text: character.name }),
-            el("span", { class: "token", text: character.trigger_token })));
+            el("span", { class: "token", text: character.trigger_token })),
+          this.referencePictures(character));
       })));
     } catch (error) {
       list.textContent = `The characters cannot be listed: ${error.message}`;
     }
+  }
+
+  referencePictures(character) {
+    const count = Math.min(character.reference_images || 0, REFERENCES_SHOWN);
+    if (!count) return null;
+    const pictures = el("span", { class: "references" });
+    for (let number = 1; number <= count; number += 1) {
+      referencePicture(character.trigger_token, number).then((blob) => {
+        pictures.append(el("img", { src: URL.createObjectURL(blob),
+          alt: `Reference picture ${number} of ${character.name}` }));
+      }).catch(() => {}); // the name and the box are there without it
+    }
+    return pictures;
   }
 
   // -- the request ----------------------------------------------------------------------------------------------

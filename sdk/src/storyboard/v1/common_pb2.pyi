@@ -80,16 +80,18 @@ class Scene(_message.Message):
     def __init__(self, frame: _Optional[int] = ..., description: _Optional[str] = ..., camera: _Optional[str] = ..., mood: _Optional[str] = ..., setting: _Optional[str] = ..., lighting: _Optional[str] = ..., prompt: _Optional[str] = ..., prompt_2: _Optional[str] = ..., trigger_tokens: _Optional[_Iterable[str]] = ..., prompt_tokens: _Optional[int] = ...) -> None: ...
 
 class CharacterRef(_message.Message):
-    __slots__ = ("name", "trigger_token", "adapter", "aliases")
+    __slots__ = ("name", "trigger_token", "adapter", "aliases", "reference_images")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_IMAGES_FIELD_NUMBER: _ClassVar[int]
     name: str
     trigger_token: str
     adapter: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., trigger_token: _Optional[str] = ..., adapter: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    reference_images: int
+    def __init__(self, name: _Optional[str] = ..., trigger_token: _Optional[str] = ..., adapter: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., reference_images: _Optional[int] = ...) -> None: ...
 
 class Plan(_message.Message):
     __slots__ = ("story", "scenes", "negative_prompt", "warnings", "planner", "characters")
