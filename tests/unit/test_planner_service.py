@@ -307,7 +307,8 @@ def test_a_characters_reference_pictures_are_counted_and_sent_one_by_one(tmp_pat
     first, second = (picture.image for picture in pictures)
     assert first.data == (tmp_path / "front.png").read_bytes() and first.mime_type == "image/png"
     assert (first.width, first.height, second.mime_type, second.width) == (40, 30, "image/jpeg", 20)
-    assert beyond.value.code() == grpc.StatusCode.NOT_FOUND and "no reference picture 3 (it has 2)" in beyond.value.details()
+    assert beyond.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "no reference picture 3 (it has 2)" in beyond.value.details()
     assert nobody.value.code() == grpc.StatusCode.NOT_FOUND and nobody.value.details().startswith("trigger_token")
 
 
