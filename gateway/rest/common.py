@@ -34,7 +34,7 @@ def to_json(message: Message) -> dict[str, Any]:
 def to_proto(model: BaseModel, message: Message, field: str) -> Message:
     """A checked request model as the proto message the gRPC face would have received."""
     try:
-        return json_format.ParseDict(model.model_dump(exclude_none=True), message)
+        return json_format.Parse(model.model_dump_json(exclude_none=True), message)
     except json_format.ParseError as error:
         raise InvalidArgument(field, str(error).splitlines()[0]) from None
 

@@ -24,7 +24,15 @@ from gateway.spec import (
 )
 from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
-from storyboard_common.validation import MAX_FRAMES, MAX_SCENE_TEXT_CHARS, MAX_SEED, MAX_STORY_CHARS, MIN_FRAMES
+from storyboard_common.validation import (
+    DEFAULT_SHOT_SECONDS,
+    MAX_FRAMES,
+    MAX_SCENE_TEXT_CHARS,
+    MAX_SEED,
+    MAX_SHOT_SECONDS,
+    MAX_STORY_CHARS,
+    MIN_FRAMES,
+)
 
 StoryboardStateName = Literal[tuple(sb.StoryboardState.keys())]  # type: ignore[valid-type]
 VerdictName = Literal[tuple(common_pb2.Verdict.keys())]  # type: ignore[valid-type]
@@ -32,7 +40,9 @@ Int64 = str  # the proto3 JSON mapping writes 64-bit integers as strings
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Non-finite numbers pass the models as the proto3 JSON mapping spells them ("NaN", "Infinity"), so that the edge
+    # checks both faces share refuse them naming their field.
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
 
 class _Response(BaseModel):
@@ -85,6 +95,10 @@ class SceneIn(_Request):
     trigger_tokens: list[str] = Field(
         default_factory=list, description="trigger tokens of the registered characters the frame shows"
     )
+    duration_seconds: float = _documented(
+        0.0, MAX_SHOT_SECONDS, default=0.0,
+        description=f"how long the frame is held in the animatic, in seconds; 0: {DEFAULT_SHOT_SECONDS:g}",
+    )  # fmt: skip
 
 
 class CharacterRefIn(_Request):
@@ -220,6 +234,7 @@ class Scene(_Response):
     prompt: str | None = None
     prompt_2: str | None = None
     trigger_tokens: list[str] | None = None
+    duration_seconds: float | None = None
 
 
 class CharacterRef(_Response):

@@ -183,6 +183,7 @@ class StoryPlanner:
                     lighting=scene.lighting,
                     prompt=built.prompt,
                     trigger_tokens=[character.trigger_token for character in shown],
+                    duration_seconds=scene.duration_seconds,
                 )
             )
         return common_pb2.Plan(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -538,6 +539,7 @@ def test_a_storyboard_renders_the_plan_it_is_given_edited_and_never_plans_again(
     edited.CopyFrom(planned)
     edited.scenes[2].description = "aldar_kose_man hides the pot under a cart of melons"
     edited.scenes[2].prompt = ""  # the planner writes it from the edited description
+    edited.scenes[4].duration_seconds = 4.5
     # Another story in the spec: a storyboard that planned again would draw that one.
     events = _generate(stub, story="A fox steals a lantern in the snow", plan=edited)
     plan = events[1].plan_ready.plan
@@ -551,6 +553,7 @@ def test_a_storyboard_renders_the_plan_it_is_given_edited_and_never_plans_again(
     folder = Path(final.output_dir)
     breakdown = json.loads((folder / "scene_breakdown.json").read_text())
     assert breakdown["scenes"][2]["description"] == "aldar_kose_man hides the pot under a cart of melons"
+    assert [scene["duration_seconds"] for scene in breakdown["scenes"]] == [2.0, 2.0, 2.0, 2.0, 4.5, 2.0]
     assert json.loads((folder / "sdxl_prompts.json").read_text()) == [scene.prompt for scene in plan.scenes]
     assert final.spec.num_frames == 6 and final.plan.characters[0].trigger_token == "aldar_kose_man"
     # A frame of it is regenerated like any other.
@@ -589,6 +592,18 @@ def _six_scenes() -> common_pb2.Plan:
         (lambda plan: plan.scenes.pop(), {}, "spec.plan.scenes: has 5 scenes"),
         (lambda plan: setattr(plan.scenes[4], "description", " "), {}, "spec.plan.scenes[4].description"),
         (lambda plan: setattr(plan.scenes[1], "prompt", "x\x00"), {}, "spec.plan.scenes[1].prompt"),
+        (lambda plan: setattr(plan.scenes[2], "duration_seconds", -1), {}, "spec.plan.scenes[2].duration_seconds"),
+        (lambda plan: setattr(plan.scenes[0], "duration_seconds", 61), {}, "spec.plan.scenes[0].duration_seconds"),
+        (
+            lambda plan: setattr(plan.scenes[5], "duration_seconds", math.nan),
+            {},
+            "spec.plan.scenes[5].duration_seconds",
+        ),
+        (
+            lambda plan: setattr(plan.scenes[1], "duration_seconds", math.inf),
+            {},
+            "spec.plan.scenes[1].duration_seconds",
+        ),
         (lambda plan: None, {"num_frames": 8}, "spec.num_frames: is 8, but the plan has 6 scenes"),
         (lambda plan: None, {"characters": ["Aldar Kose"]}, "spec.characters: must be empty with a plan"),
         (
