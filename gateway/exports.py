@@ -184,7 +184,7 @@ def _captioned(picture: Image.Image, text: str) -> Image.Image:
     band = len(lines) * round(size * 1.3) + size
     overlay = Image.new("RGBA", picture.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
-    draw.rectangle((0, picture.height - band, picture.width, picture.height), fill=(0, 0, 0, 160))
+    draw.rectangle((0, picture.height - band, picture.width, picture.height), fill=(0, 0, 0, 215))
     for number, line in enumerate(lines):
         y = picture.height - band + size // 2 + number * round(size * 1.3)
         draw.text((size // 2, y), line, fill=(255, 255, 255, 255), font=font)
