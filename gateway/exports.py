@@ -177,7 +177,7 @@ def _pictures(folder: Path, shots: Sequence[Shot], longest: int, captions: bool)
 
 def _captioned(picture: Image.Image, text: str) -> Image.Image:
     """``picture`` with ``text`` on a dark band along its bottom, sized to the picture."""
-    size = max(12, picture.height // 28)
+    size = max(12, min(picture.size) // 28)  # of the shorter side: a portrait frame has as narrow lines
     font = caption_font(size)
     characters_per_line = max(16, int(picture.width / (size * 0.55)))
     lines = textwrap.wrap(text, width=characters_per_line, max_lines=3, placeholder=" …")

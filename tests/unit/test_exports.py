@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -203,3 +204,11 @@ def test_the_exports_are_not_among_the_files_a_client_downloads(folder):
     _make(folder, "csv")
     assert list((folder / files.EXPORTS).iterdir())
     assert not [name for name in files.folder_files(folder) if name.startswith("exports")]
+
+
+def test_exports_made_at_the_same_time_are_each_whole(folder):
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: _make(folder, "gif"), range(4)))
+    assert len(set(paths)) == 1 and [p.name for p in (folder / files.EXPORTS).iterdir()] == [paths[0].name]
+    with Image.open(paths[0]) as gif:
+        assert gif.n_frames == len(HELD)
