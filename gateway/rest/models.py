@@ -40,9 +40,7 @@ Int64 = str  # the proto3 JSON mapping writes 64-bit integers as strings
 
 
 class _Request(BaseModel):
-    # Non-finite numbers pass the models as the proto3 JSON mapping spells them ("NaN", "Infinity"), so that the edge
-    # checks both faces share refuse them naming their field.
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
+    model_config = ConfigDict(extra="forbid")
 
 
 class _Response(BaseModel):
