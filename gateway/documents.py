@@ -115,7 +115,7 @@ def contact_sheet(frames: Sequence[Image.Image], captions: Sequence[str]) -> Ima
     width = columns * (cell_width + _MARGIN) + _MARGIN
     sheet = Image.new("RGB", (width, math.ceil(len(frames) / columns) * pitch + _MARGIN), "white")
     draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default(size=15)
+    font = caption_font(15)
     characters_per_line = max(12, cell_width * _CHARACTERS_PER_CELL_LINE // CELL)
     for index, (frame, text) in enumerate(zip(frames, captions, strict=True)):
         x = _MARGIN + (index % columns) * (cell_width + _MARGIN)
@@ -127,6 +127,13 @@ def contact_sheet(frames: Sequence[Image.Image], captions: Sequence[str]) -> Ima
         for line_no, line in enumerate(textwrap.wrap(text, width=characters_per_line)[:_CAPTION_LINES]):
             draw.text((x, y + cell_height + 6 + line_no * _LINE_HEIGHT), line, fill=(20, 20, 20), font=font)
     return sheet
+
+
+@cache
+def caption_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The font captions are drawn in on pictures (the contact sheet's, the animatic's): Pillow's own, at ``size``
+    pixels, so that every machine draws the same captions."""
+    return ImageFont.load_default(size=size)
 
 
 def cell_size(width: float, height: float, longer_side: float) -> tuple[int, int]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from storyboard.v1 import common_pb2, storyboards_pb2
+from storyboard_common.validation import DEFAULT_SHOT_SECONDS
 
 SCENE_BREAKDOWN = "scene_breakdown.json"
 SDXL_PROMPTS = "sdxl_prompts.json"
@@ -103,6 +104,7 @@ def scene_breakdown(plan: common_pb2.Plan, timestamp: datetime | None = None) ->
                 "prompt": scene.prompt,
                 **({"prompt_2": scene.prompt_2} if scene.prompt_2 else {}),
                 "trigger_tokens": list(scene.trigger_tokens),
+                "duration_seconds": shot_seconds(scene),
                 # Lets `generate --plan` tell a prompt edited by hand (rendered as written) from the planner's, which
                 # is written again from the scene when its description or shot was edited.
                 "prompt_sha256": hashlib.sha256(scene.prompt.encode()).hexdigest(),
@@ -116,6 +118,11 @@ def scene_breakdown(plan: common_pb2.Plan, timestamp: datetime | None = None) ->
             {"name": c.name, "trigger_token": c.trigger_token, "adapter": c.adapter} for c in plan.characters
         ],
     }
+
+
+def shot_seconds(scene: common_pb2.Scene) -> float:
+    """How long the scene's frame is held in the animatic: its own duration, else the default."""
+    return round(scene.duration_seconds or DEFAULT_SHOT_SECONDS, 3)
 
 
 def sdxl_prompts(plan: common_pb2.Plan) -> list[str]:

@@ -1,6 +1,6 @@
 """The gateway's use cases, shared by the gRPC servicer and the REST bridge: create, get, list, follow, cancel,
-plan, regenerate a frame, keep another of its attempts, list the characters, download its files. Neither face holds
-logic of its own beyond authenticating the caller and translating requests and errors.
+plan, regenerate a frame, keep another of its attempts, list the characters, download its files, export it. Neither
+face holds logic of its own beyond authenticating the caller and translating requests and errors.
 
 Storyboards belong to the API key that created them: another key's storyboards are NOT_FOUND to a caller. Each key
 has a number at work at once; more wait their turn (``waiting.Turns``), up to a bound (RESOURCE_EXHAUSTED beyond it).
@@ -8,13 +8,15 @@ has a number at work at once; more wait their turn (``waiting.Turns``), up to a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import grpc
 
-from gateway import decisions, outputs
+from gateway import decisions, exports, outputs
 from gateway.auth import Caller
 from gateway.catalog import (
     NameCatalog,
@@ -27,7 +29,7 @@ from gateway.catalog import (
 )
 from gateway.downstream import Downstream
 from gateway.events import EventLog
-from gateway.files import checked_names, file_chunks
+from gateway.files import checked_names, file_chunks, named_file_chunks
 from gateway.frames import FramePolicy
 from gateway.metrics import Metrics
 from gateway.run import StoryboardRun
@@ -73,6 +75,8 @@ class StoryboardService:
         self._adapters: NameCatalog = adapter_catalog(downstream.renderer)
         self._characters: NameCatalog = character_catalog(downstream.planner)
         self._trigger_tokens: NameCatalog = trigger_token_catalog(downstream.planner)
+        # One export made at a time per storyboard, format and options: a second request for it waits, then reads it.
+        self._exports_in_making: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- storyboards --------------------------------------------------------------------------------------------
 
@@ -245,6 +249,30 @@ class StoryboardService:
         """The files of the storyboard's folder (``names``, or every one), in chunks; the names are checked first."""
         folder = self._store.get(job_id, caller.owner).output_dir
         async for chunk in file_chunks(folder, checked_names(folder, names)):
+            yield chunk
+
+    async def export(
+        self, job_id: str, kind_name: str, options: exports.ExportOptions, caller: Caller = ANONYMOUS
+    ) -> tuple[exports.ExportFormat, Path]:
+        """A completed storyboard's export (``mp4``, ``gif``, ``zip`` or ``csv``) and its file, made in a worker thread
+        on first request and again once a frame changed (``exports.cached_export``)."""
+        kind = exports.export_format(kind_name)
+        job = self._store.get(job_id, caller.owner)
+        if job.storyboard.state != sb.STORYBOARD_STATE_COMPLETED:
+            state = sb.StoryboardState.Name(job.storyboard.state).removeprefix("STORYBOARD_STATE_").lower()
+            raise NotFound(f"storyboard {job_id} is {state}: its exports are made once it has completed")
+        making = f"{job.output_dir}/{exports.cache_name(kind, options, '')}"
+        lock = self._exports_in_making.setdefault(making, asyncio.Lock())
+        async with lock:
+            path = await asyncio.to_thread(exports.cached_export, job.output_dir, kind, options)
+        return kind, path
+
+    async def export_chunks(
+        self, job_id: str, kind_name: str, options: exports.ExportOptions, caller: Caller = ANONYMOUS
+    ) -> AsyncIterator[sb.FileChunk]:
+        """The export's bytes in chunks named by its file name, e.g. ``animatic.mp4``."""
+        kind, path = await self.export(job_id, kind_name, options, caller)
+        async for chunk in named_file_chunks(path, kind.file_name):
             yield chunk
 
     # -- life cycle ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from gateway.auth import ApiKeys, Caller
+from gateway.exports import ExportOptions
 from gateway.service import StoryboardService
 from storyboard.v1 import storyboards_pb2 as sb
 from storyboard.v1 import storyboards_pb2_grpc
@@ -79,3 +80,16 @@ class StoryboardsServicer(storyboards_pb2_grpc.StoryboardsServicer):
     ) -> sb.StoryboardsListCharactersResponse:
         self._caller(context)
         return sb.StoryboardsListCharactersResponse(characters=await self._service.characters())
+
+    async def Export(self, request: sb.ExportRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[sb.FileChunk]:
+        options = ExportOptions(request.options.captions, request.options.crossfade, request.options.attempts)
+        caller = self._caller(context)
+        async for chunk in self._service.export_chunks(request.id, _format_name(request.format), options, caller):
+            yield chunk
+
+
+def _format_name(value: int) -> str:
+    """``mp4`` for EXPORT_FORMAT_MP4: the service's name of a format, or the number it is not known by."""
+    if value not in sb.ExportFormat.values():
+        return str(value)
+    return sb.ExportFormat.Name(value).removeprefix("EXPORT_FORMAT_").lower()

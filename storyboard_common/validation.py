@@ -15,6 +15,9 @@ MAX_STORY_CHARS = 4000
 MIN_FRAMES, MAX_FRAMES = 6, 10
 MAX_SEED = 2**63 - 1
 MAX_SCENE_TEXT_CHARS = 1000  # a description, prompt or other field of one scene of a plan
+# How long a scene's frame is held in the animatic when its plan does not say, and the longest it may ask for: a shot
+# held longer than a minute is a mistake in a storyboard, not a choice.
+DEFAULT_SHOT_SECONDS, MAX_SHOT_SECONDS = 2.0, 60.0
 _SCENE_TEXT_FIELDS = ("camera", "mood", "setting", "lighting", "prompt", "prompt_2")
 
 
@@ -63,8 +66,9 @@ def check_image_size(value: int, low: int, high: int, field: str) -> int:
 
 def check_plan_scenes(plan: common_pb2.Plan, field: str = "plan") -> None:
     """A plan a caller wrote can be drawn: 6 to 10 scenes, each with a description, no field over-long or with
-    control characters. What makes a plan weak rather than impossible (an empty shot type, a broken rule) is the
-    planner's to warn of, not a reason to refuse it."""
+    control characters, each held in the animatic for 0 (the default) to MAX_SHOT_SECONDS seconds. What makes a plan
+    weak rather than impossible (an empty shot type, a broken rule) is the planner's to warn of, not a reason to
+    refuse it."""
     count = len(plan.scenes)
     if not MIN_FRAMES <= count <= MAX_FRAMES:
         raise InvalidArgument(f"{field}.scenes", f"has {count} scenes; a storyboard has {MIN_FRAMES} to {MAX_FRAMES}")
@@ -75,3 +79,4 @@ def check_plan_scenes(plan: common_pb2.Plan, field: str = "plan") -> None:
             raise InvalidArgument(f"{scene_field}.description", "has no words to draw a frame from")
         for name in _SCENE_TEXT_FIELDS:
             check_text(getattr(scene, name), MAX_SCENE_TEXT_CHARS, f"{scene_field}.{name}")
+        check_range(scene.duration_seconds, 0.0, MAX_SHOT_SECONDS, f"{scene_field}.duration_seconds")

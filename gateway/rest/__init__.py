@@ -2,8 +2,9 @@
 
 It runs on the gateway's loop beside gRPC and calls the same StoryboardService, so both faces behave alike: the same
 edge checks, the same API keys (``Authorization: Bearer <key>``), the same per-key limits. The application is
-assembled from one router per feature (``probes``, ``storyboards``, ``files``, and ``studio``: the web page at ``/``);
-the objects they share are on ``app.state``: the service, the API keys, the metrics and whether the gateway is ready.
+assembled from one router per feature (``probes``, ``storyboards``, ``files``, ``exports``, and ``studio``: the web
+page at ``/``); the objects they share are on ``app.state``: the service, the API keys, the metrics and whether the
+gateway is ready.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.auth import ApiKeys
 from gateway.metrics import Metrics
-from gateway.rest import files, probes, storyboards, studio
+from gateway.rest import exports, files, probes, storyboards, studio
 from gateway.rest.common import RequestMetrics, error_response, http_error_response, to_json, validation_response
 from gateway.service import StoryboardService
 from storyboard_common.errors import ServiceError
@@ -64,7 +65,7 @@ def build_app(
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         )
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
-    for router in (probes.router, storyboards.router, files.router, studio.router):
+    for router in (probes.router, storyboards.router, files.router, exports.router, studio.router):
         app.include_router(router)
     app.mount("/studio", studio.studio_files(), name="studio")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

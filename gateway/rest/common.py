@@ -3,7 +3,9 @@ and words as the gRPC face), the caller's API key, and counting requests for the
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
@@ -34,9 +36,21 @@ def to_json(message: Message) -> dict[str, Any]:
 def to_proto(model: BaseModel, message: Message, field: str) -> Message:
     """A checked request model as the proto message the gRPC face would have received."""
     try:
-        return json_format.ParseDict(model.model_dump(exclude_none=True), message)
+        return json_format.ParseDict(_non_finite_spelled(model.model_dump(exclude_none=True)), message)
     except json_format.ParseError as error:
         raise InvalidArgument(field, str(error).splitlines()[0]) from None
+
+
+def _non_finite_spelled(value: Any) -> Any:
+    """``value`` with its non-finite numbers as the proto3 JSON mapping spells them ("NaN", "Infinity"), which protobuf
+    parses and the edge checks both faces share then refuse naming their field (it refuses a float NaN itself)."""
+    if isinstance(value, dict):
+        return {key: _non_finite_spelled(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_non_finite_spelled(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)  # NaN, Infinity, -Infinity: the same spellings
+    return value
 
 
 # -- errors -------------------------------------------------------------------------------------------------------

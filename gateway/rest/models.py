@@ -24,7 +24,15 @@ from gateway.spec import (
 )
 from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
-from storyboard_common.validation import MAX_FRAMES, MAX_SCENE_TEXT_CHARS, MAX_SEED, MAX_STORY_CHARS, MIN_FRAMES
+from storyboard_common.validation import (
+    DEFAULT_SHOT_SECONDS,
+    MAX_FRAMES,
+    MAX_SCENE_TEXT_CHARS,
+    MAX_SEED,
+    MAX_SHOT_SECONDS,
+    MAX_STORY_CHARS,
+    MIN_FRAMES,
+)
 
 StoryboardStateName = Literal[tuple(sb.StoryboardState.keys())]  # type: ignore[valid-type]
 VerdictName = Literal[tuple(common_pb2.Verdict.keys())]  # type: ignore[valid-type]
@@ -85,6 +93,10 @@ class SceneIn(_Request):
     trigger_tokens: list[str] = Field(
         default_factory=list, description="trigger tokens of the registered characters the frame shows"
     )
+    duration_seconds: float = _documented(
+        0.0, MAX_SHOT_SECONDS, default=0.0,
+        description=f"how long the frame is held in the animatic, in seconds; 0: {DEFAULT_SHOT_SECONDS:g}",
+    )  # fmt: skip
     prompt_tokens: int | None = Field(None, description="ignored: the planner counts the prompt's CLIP tokens")
 
 
@@ -229,6 +241,7 @@ class Scene(_Response):
     prompt: str | None = None
     prompt_2: str | None = None
     trigger_tokens: list[str] | None = None
+    duration_seconds: float | None = None
     prompt_tokens: int | None = Field(None, description="CLIP tokens the prompt takes; SDXL reads the first 77")
 
 

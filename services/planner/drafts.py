@@ -15,6 +15,7 @@ class SceneDraft:
     setting: str
     lighting: str
     characters: list[str] = field(default_factory=list)  # trigger tokens of the registered characters in the frame
+    duration_seconds: float = 0.0  # how long the animatic holds the frame; 0: the default
 
 
 @dataclass

@@ -184,6 +184,7 @@ class StoryPlanner:
                     prompt=built.prompt,
                     prompt_tokens=self.prompts.counter.count(built.prompt),
                     trigger_tokens=[character.trigger_token for character in shown],
+                    duration_seconds=scene.duration_seconds,
                 )
             )
         return common_pb2.Plan(

@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -238,6 +240,7 @@ def test_a_plan_saved_edited_by_hand_and_rendered_is_the_plan_the_storyboard_kee
     breakdown = json.loads(breakdown_file.read_text())
     breakdown["scenes"][2]["description"] = "the wealthy merchant shakes the empty pot in anger at the bazaar"
     breakdown["scenes"][4]["prompt"] = "a copper pot glowing on a carpet, storybook illustration"
+    breakdown["scenes"][1]["duration_seconds"] = 3.5
     breakdown_file.write_text(json.dumps(breakdown, indent=2))
 
     result = storyboard("generate", "--gateway", stack.address, "--plan", str(breakdown_file), *FAST, "--json",
@@ -254,6 +257,40 @@ def test_a_plan_saved_edited_by_hand_and_rendered_is_the_plan_the_storyboard_kee
     ]
     assert any(w.startswith("frame 5: its prompt is rendered as given") for w in rendered["warnings"])
     assert not any(w.startswith("frame 3: its prompt") for w in rendered["warnings"])
+    assert [s["duration_seconds"] for s in rendered["scenes"]] == [2.0, 3.5, 2.0, 2.0, 2.0, 2.0]
+
+    # The animatic holds each frame for its scene's duration; the other exports come the same way.
+    storyboard_id = json.loads(result.stdout)["id"]
+    exported = _in(tmp_path, "export", storyboard_id, "--gateway", stack.address, "--format", "mp4", "--crossfade")
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.startswith(f"wrote {tmp_path / 'animatic.mp4'} (")
+    with av.open(str(tmp_path / "animatic.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == round(13.5 * 24)
+    for export_format in ("gif", "zip", "csv"):
+        output = tmp_path / f"mine.{export_format}"
+        written = storyboard("export", storyboard_id, "--gateway", stack.address, "--format", export_format.upper(),
+                             "--output", str(output))  # fmt: skip
+        assert written.returncode == 0 and output.stat().st_size > 0, written.stderr
+    with zipfile.ZipFile(tmp_path / "mine.zip") as archive:
+        assert f"{storyboard_id}/scene_breakdown.json" in archive.namelist()
+    assert "3.5" in (tmp_path / "mine.csv").read_text(encoding="utf-8-sig").splitlines()[2].split(",")
+
+
+def test_exports_are_refused_with_their_reason_and_saved_beside_a_folder_by_the_sdk(stack, tmp_path):
+    unknown = storyboard("export", "20990101-000000-00000000", "--gateway", stack.address, "--format", "csv")
+    assert unknown.returncode == 1 and unknown.stderr.startswith("storyboard: NOT_FOUND"), unknown.stderr
+    bad = storyboard("export", "20990101-000000-00000000", "--gateway", stack.address, "--format", "avi")
+    assert bad.returncode == 2 and "--format: invalid choice: 'avi'" in bad.stderr
+    with Client(stack.address) as client:
+        run = client.generate(story=STORY, num_frames=6, num_inference_steps=2, width=256, height=256)
+        saved = run.wait().save(tmp_path / "out", exports=["mp4", "gif", "zip", "csv"])
+        with pytest.raises(ValueError, match="format: 'avi' is not one of mp4, gif, zip, csv"):
+            client.export(run.storyboard_id, "avi")
+        assert client.export(run.storyboard_id, "csv") == (tmp_path / "out" / "shots.csv").read_bytes()
+    assert saved[-4:] == ["animatic.mp4", "animatic.gif", "storyboard.zip", "shots.csv"]
+    assert "frame_006.png" in saved and not any(name.startswith("exports/") for name in saved)
+    with av.open(str(tmp_path / "out" / "animatic.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 6 * 2 * 24
 
 
 @pytest.mark.parametrize(

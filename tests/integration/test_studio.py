@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import httpx
 import pytest
 from PIL import Image
@@ -157,17 +158,21 @@ def test_write_plan_edit_render_fix_and_download_in_the_studio(stack, open_studi
     expect(page.locator("#scene-2-prompt")).to_have_value(re.compile("counts his gold coins"), timeout=15_000)
     assert _card_texts(page, "prompt")[1] != prompt_before
     page.locator("#scene-2-camera").select_option("close-up")
+    page.locator("#scene-2-duration_seconds").fill("3.5")
     # Move the first card after the second, delete the last one: seven cards, in the new order.
     page.get_by_role("button", name="Move frame 1 later").click()
     page.get_by_role("button", name="Delete frame 8").click()
     expect(page.locator(".card")).to_have_count(7)
     expect(page.locator("#scene-1-prompt")).to_have_value(re.compile("counts his gold coins"), timeout=15_000)
     approved = list(zip(_card_texts(page, "description"), _card_texts(page, "camera"), strict=True))
+    durations = [float(seconds) for seconds in _card_texts(page, "duration_seconds")]
+    assert durations == [3.5] + [2.0] * 6  # the edited card, moved first; the others at the default
 
     storyboard_id = studio.render_and_finish(frames=7)
     api = _api(stack.http_port)
     rendered = api.get(f"/v1/storyboards/{storyboard_id}").json()
     assert [(s["description"], s["camera"]) for s in rendered["plan"]["scenes"]] == approved  # exactly the cards
+    assert [s.get("duration_seconds") or 2.0 for s in rendered["plan"]["scenes"]] == durations
     panel = page.locator("#panel-1")
     expect(panel.locator(".badge", has_text="sketch preview")).to_be_visible()
     expect(panel.locator(".badge", has_text="not validated")).to_be_visible()
@@ -204,6 +209,15 @@ def test_write_plan_edit_render_fix_and_download_in_the_studio(stack, open_studi
     assert len(PdfReader(pdf).pages) >= 1
     assert pdf.read_bytes() == api.get(f"/v1/storyboards/{storyboard_id}/storyboard.pdf").content
     studio.screenshot("finished-storyboard-1280x800.png")
+
+    # The animatic holds each frame for its card's seconds.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Animatic (MP4)", exact=True).click()
+    with av.open(download.value.path()) as video:
+        stream = video.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        frames = sum(1 for _ in video.decode(stream))
+        assert frames / float(stream.average_rate) == pytest.approx(sum(durations), abs=0.1)
 
     # The list shows it with its first frame; opening it shows the same storyboard.
     page.get_by_role("link", name="Storyboards", exact=True).click()

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import threading
+import zipfile
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import av
 import grpc
 import httpx
 import pypdf
 import pytest
 from google.protobuf import json_format
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from gateway import documents, frames
 from gateway.document_frames import DocumentFrames
@@ -458,6 +463,10 @@ def test_cancel_stops_the_renders_and_ends_the_storyboard(services, tmp_path):
             assert state == storyboards_pb2.STORYBOARD_STATE_CANCELLED
             folder = Path(first.accepted.storyboard.output_dir)
             assert (folder / "scene_breakdown.json").exists()  # what was made before the cancel stays
+            with pytest.raises(grpc.RpcError) as caught:
+                _export(stub, first.storyboard_id, storyboards_pb2.EXPORT_FORMAT_CSV)
+            assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+            assert caught.value.details().endswith("is cancelled: its exports are made once it has completed")
     finally:
         server.stop(0)
         renderer_server.stop(0)
@@ -510,6 +519,59 @@ def test_regenerate_frame_over_grpc_keeps_the_new_attempt(gateway):
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and caught.value.details().startswith("frame")
 
 
+def _export(stub, job_id: str, export_format: int, **options: bool) -> tuple[set[str], bytes]:
+    request = storyboards_pb2.ExportRequest(
+        id=job_id, format=export_format, options=storyboards_pb2.ExportOptions(**options)
+    )
+    chunks = list(stub.Export(request, timeout=120))
+    assert chunks[-1].last
+    return {chunk.name for chunk in chunks}, b"".join(chunk.data for chunk in chunks)
+
+
+def test_a_storyboard_is_exported_over_grpc_and_rest_and_made_again_when_a_frame_changes(gateway):
+    stub, server, _ = gateway
+    plan = stub.Plan(storyboards_pb2.StoryboardsPlanRequest(spec=_spec(num_frames=6)), timeout=30).plan
+    for scene, seconds in zip(plan.scenes, (1.0, 2.5, 0, 1.5, 3.0, 0.5), strict=True):
+        scene.duration_seconds = seconds
+    held = [1.0, 2.5, 2.0, 1.5, 3.0, 0.5]
+    job_id = _generate(stub, plan=plan, width=384, height=256)[-1].completed.storyboard.id
+    names, mp4 = _export(stub, job_id, storyboards_pb2.EXPORT_FORMAT_MP4, captions=True)
+    assert names == {"animatic.mp4"}
+    with av.open(io.BytesIO(mp4)) as container:
+        decoded = list(container.decode(video=0))
+    assert (decoded[0].width, decoded[0].height) == (384, 256) and len(decoded) == round(sum(held) * 24)
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.endpoints['http']}", timeout=120) as http:
+        video = http.get(f"/v1/storyboards/{job_id}/animatic.mp4", params={"captions": "true"})
+        assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+        assert video.content == mp4  # the one made for gRPC, kept
+        with Image.open(io.BytesIO(http.get(f"/v1/storyboards/{job_id}/animatic.gif").content)) as gif:
+            assert [frame.info["duration"] for frame in ImageSequence.Iterator(gif)] == [s * 1000 for s in held]
+        archive = zipfile.ZipFile(io.BytesIO(http.get(f"/v1/storyboards/{job_id}/storyboard.zip").content))
+        assert f"{job_id}/frame_006.png" in archive.namelist() and f"{job_id}/storyboard.pdf" in archive.namelist()
+        shots = http.get(f"/v1/storyboards/{job_id}/exports/csv")
+        assert shots.status_code == 200 and shots.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(shots.content.decode("utf-8-sig"))))
+        assert [float(row["duration (s)"]) for row in rows] == held
+        unknown = http.get(f"/v1/storyboards/{job_id}/exports/avi")
+        assert unknown.status_code == 400 and unknown.json()["error"]["message"].startswith("format: 'avi' is not")
+        bad = http.get(f"/v1/storyboards/{job_id}/animatic.mp4", params={"crossfade": "maybe"})
+        assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("crossfade")
+        assert http.get("/v1/storyboards/20990101-000000-00000000/shots.csv").status_code == 404
+    for export_format, code in ((0, grpc.StatusCode.INVALID_ARGUMENT), (9, grpc.StatusCode.INVALID_ARGUMENT)):
+        with pytest.raises(grpc.RpcError) as caught:
+            _export(stub, job_id, export_format)
+        assert caught.value.code() == code and caught.value.details().startswith("format: "), caught.value.details()
+    with pytest.raises(grpc.RpcError) as caught:
+        _export(stub, "20990101-000000-00000000", storyboards_pb2.EXPORT_FORMAT_CSV)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    # A frame regenerated: the shot list is made again, with its new seed.
+    last = stub.Get(storyboards_pb2.GetRequest(id=job_id), timeout=10).last_event_sequence
+    stub.RegenerateFrame(storyboards_pb2.RegenerateFrameRequest(id=job_id, frame=2, seed=4242), timeout=10)
+    assert list(stub.Watch(storyboards_pb2.WatchRequest(id=job_id, after_sequence=last), timeout=60))[-1].completed
+    _, after = _export(stub, job_id, storyboards_pb2.EXPORT_FORMAT_CSV)
+    assert list(csv.DictReader(io.StringIO(after.decode("utf-8-sig"))))[1]["seed"] == "4242"
+
+
 def test_unknown_characters_are_refused_at_the_edge(gateway):
     stub, _, _ = gateway
     with pytest.raises(grpc.RpcError) as caught:
@@ -538,6 +600,7 @@ def test_a_storyboard_renders_the_plan_it_is_given_edited_and_never_plans_again(
     edited.CopyFrom(planned)
     edited.scenes[2].description = "aldar_kose_man hides the pot under a cart of melons"
     edited.scenes[2].prompt = ""  # the planner writes it from the edited description
+    edited.scenes[4].duration_seconds = 4.5
     # Another story in the spec: a storyboard that planned again would draw that one.
     events = _generate(stub, story="A fox steals a lantern in the snow", plan=edited)
     plan = events[1].plan_ready.plan
@@ -551,6 +614,7 @@ def test_a_storyboard_renders_the_plan_it_is_given_edited_and_never_plans_again(
     folder = Path(final.output_dir)
     breakdown = json.loads((folder / "scene_breakdown.json").read_text())
     assert breakdown["scenes"][2]["description"] == "aldar_kose_man hides the pot under a cart of melons"
+    assert [scene["duration_seconds"] for scene in breakdown["scenes"]] == [2.0, 2.0, 2.0, 2.0, 4.5, 2.0]
     assert json.loads((folder / "sdxl_prompts.json").read_text()) == [scene.prompt for scene in plan.scenes]
     assert final.spec.num_frames == 6 and final.plan.characters[0].trigger_token == "aldar_kose_man"
     # A frame of it is regenerated like any other.
@@ -589,6 +653,18 @@ def _six_scenes() -> common_pb2.Plan:
         (lambda plan: plan.scenes.pop(), {}, "spec.plan.scenes: has 5 scenes"),
         (lambda plan: setattr(plan.scenes[4], "description", " "), {}, "spec.plan.scenes[4].description"),
         (lambda plan: setattr(plan.scenes[1], "prompt", "x\x00"), {}, "spec.plan.scenes[1].prompt"),
+        (lambda plan: setattr(plan.scenes[2], "duration_seconds", -1), {}, "spec.plan.scenes[2].duration_seconds"),
+        (lambda plan: setattr(plan.scenes[0], "duration_seconds", 61), {}, "spec.plan.scenes[0].duration_seconds"),
+        (
+            lambda plan: setattr(plan.scenes[5], "duration_seconds", math.nan),
+            {},
+            "spec.plan.scenes[5].duration_seconds",
+        ),
+        (
+            lambda plan: setattr(plan.scenes[1], "duration_seconds", math.inf),
+            {},
+            "spec.plan.scenes[1].duration_seconds",
+        ),
         (lambda plan: None, {"num_frames": 8}, "spec.num_frames: is 8, but the plan has 6 scenes"),
         (lambda plan: None, {"characters": ["Aldar Kose"]}, "spec.characters: must be empty with a plan"),
         (

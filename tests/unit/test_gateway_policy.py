@@ -485,6 +485,11 @@ def test_each_key_has_its_own_storyboards_and_a_limit(secured):
         )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert secured.http.post(f"/v1/storyboards/{job_id}:cancel", headers=bob).status_code == 404
+    others = secured.http.get(f"/v1/storyboards/{job_id}/animatic.mp4", headers=bob)
+    assert others.status_code == 404 and others.json()["error"]["message"] == f"no storyboard with id {job_id}"
+    unfinished = secured.http.get(f"/v1/storyboards/{job_id}/animatic.mp4", headers=alice)
+    assert unfinished.status_code == 404
+    assert unfinished.json()["error"]["message"].endswith("its exports are made once it has completed")
 
     assert secured.http.post(f"/v1/storyboards/{job_id}:cancel", headers=alice).status_code == 200
     assert secured.http.post("/v1/storyboards", json={"spec": SPEC_JSON}, headers=alice).status_code == 202

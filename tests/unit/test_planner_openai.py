@@ -369,6 +369,15 @@ def test_a_back_view_first_frame_is_made_a_reference_shot(fake: FakeOpenAI) -> N
     assert any(warning.startswith("frame 1:") for warning in result.warnings)
 
 
+def test_the_models_durations_are_kept_and_one_no_animatic_can_hold_is_the_default(fake: FakeOpenAI) -> None:
+    timed = _plan_with(scenes={1: {"duration_seconds": 3.5}, 2: {"duration_seconds": 600}, 3: {"duration_seconds": -1}})
+    fake.add(plan_reply(timed))
+    with planner(fake.base_url) as stub:
+        result = plan(stub, num_frames=6).plan
+    assert [scene.duration_seconds for scene in result.scenes] == [0.0, 3.5, 0.0, 0.0, 0.0, 0.0]
+    assert not any("duration" in warning for warning in result.warnings)
+
+
 def test_names_become_trigger_tokens(fake: FakeOpenAI) -> None:
     named = _plan_with(
         scenes={2: {"description": "Aldar Kose's determined face as the wind blows", "characters": ["Aldar"]}}
@@ -393,8 +402,10 @@ def test_the_schema_sent_is_derived_from_the_reply_models(fake: FakeOpenAI) -> N
     assert (scenes["minItems"], scenes["maxItems"]) == (6, 10)
     assert schema["required"] == ["scenes"] and schema["additionalProperties"] is False
     scene = _resolve(schema, scenes["items"])
-    fields = ["frame", "description", "camera", "mood", "setting", "lighting", "characters"]
+    fields = ["frame", "description", "camera", "mood", "setting", "lighting", "characters", "duration_seconds"]
     assert scene["required"] == fields and list(scene["properties"]) == fields
+    # Strict mode requires every field; a model with no opinion on a frame's duration answers null.
+    assert {"type": "null"} in scene["properties"]["duration_seconds"]["anyOf"]
     assert scene["additionalProperties"] is False
     shots = scene["properties"]["camera"]["enum"]
     assert set(shots) == set(SHOT_TYPES) and {"close-up", "wide shot", "POV shot"} <= set(shots)

@@ -136,6 +136,18 @@ def test_async_client_generates_and_plans(stack):
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
 
 
+def test_async_client_exports_what_the_blocking_one_does(stack):
+    with Client(stack.address) as client:
+        storyboard_id = client.generate(story=STORY, num_frames=6, **SMALL).wait().storyboard_id
+        shots = client.export(storyboard_id, "csv")
+
+    async def scenario() -> bytes:
+        async with AsyncClient(stack.address) as client:
+            return await client.export(storyboard_id, "CSV")
+
+    assert asyncio.run(scenario()) == shots and shots.decode("utf-8-sig").startswith("frame,shot type,duration (s)")
+
+
 def _blocking_stack(tmp_path):
     renderer = BlockingRenderer()
     server, port = serve_renderer(renderer)
@@ -191,6 +203,14 @@ def test_generate_takes_a_plan_as_a_message_its_json_or_its_file_and_renders_it_
             assert [s.prompt for s in ready.plan.scenes][2:] == [s.prompt for s in plan.scenes][2:]
             list(run)
             assert run.result.final.state == storyboards_pb2.STORYBOARD_STATE_COMPLETED
+
+
+def test_a_plan_files_durations_are_read_and_a_saved_plan_file_round_trips(tmp_path):
+    breakdown = {"scenes": [{"frame": n, "description": f"beat {n}", "duration_seconds": n / 2} for n in range(1, 7)]}
+    (tmp_path / "scene_breakdown.json").write_text(json.dumps(breakdown))
+    plan = plans.read_plan(tmp_path / "scene_breakdown.json")
+    assert [scene.duration_seconds for scene in plan.scenes] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    assert make_spec(plan=plan).plan.scenes[5].duration_seconds == 3.0
 
 
 def test_a_plan_file_that_is_not_a_plan_is_a_value_error_naming_the_file(tmp_path):

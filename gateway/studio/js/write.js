@@ -8,6 +8,7 @@ export const MAX_SCENES = 10;
 const CLIP_WINDOW = 77;
 const REVIEW_DELAY_MS = 500;
 const REFERENCES_SHOWN = 3;
+const DEFAULT_SHOT_SECONDS = 2;
 const ASPECTS = [
   ["1:1", "1:1 square"],
   ["16:9", "16:9 widescreen"],
@@ -174,7 +175,7 @@ export class WriteView {
     if (scene && this.scenes) {
       const index = Number(scene[1] ?? scene[2]);
       const card = this.planSection.querySelectorAll(".card")[index];
-      const name = ["description", "camera", "mood", "prompt"].includes(scene[3]) ? scene[3] : "";
+      const name = ["description", "camera", "mood", "prompt", "duration_seconds"].includes(scene[3]) ? scene[3] : "";
       slot = card && $(`.error${name ? `[data-for=${name}]` : ".card-error"}`, card);
       input = card && name && $(`[name=${name}]`, card);
     } else {
@@ -237,6 +238,7 @@ export class WriteView {
         // A prompt the planner wrote goes back empty, so that it is written again from the scene as edited.
         prompt: scene.promptEdited ? scene.prompt || "" : "",
         trigger_tokens: scene.trigger_tokens || [],
+        duration_seconds: Number(scene.duration_seconds) || 0,
       })),
     };
   }
@@ -348,9 +350,17 @@ export class WriteView {
       el("textarea", { id: id("description"), name: "description", rows: 3, value: scene.description || "",
         "aria-describedby": id("description-error"), oninput: edit("description") }),
       errorSlot("description"),
-      el("label", { for: id("mood"), text: "Mood" }),
-      el("input", { id: id("mood"), name: "mood", value: scene.mood || "", oninput: edit("mood") }),
-      errorSlot("mood"),
+      el("div", { class: "row" },
+        el("div", {},
+          el("label", { for: id("mood"), text: "Mood" }),
+          el("input", { id: id("mood"), name: "mood", value: scene.mood || "", oninput: edit("mood") }),
+          errorSlot("mood")),
+        el("div", {},
+          el("label", { for: id("duration_seconds"), text: "Seconds on screen" }),
+          el("input", { id: id("duration_seconds"), name: "duration_seconds", type: "number", min: 0.5, max: 60,
+            step: 0.5, value: String(scene.duration_seconds || DEFAULT_SHOT_SECONDS),
+            oninput: (event) => { scene.duration_seconds = event.target.value; } }),
+          errorSlot("duration_seconds"))),
       el("label", { for: id("prompt"), text: scene.promptEdited ? "Prompt (yours, rendered as written)" : "Prompt" }),
       el("textarea", { id: id("prompt"), name: "prompt", rows: 3, value: scene.prompt || "",
         "aria-describedby": `${id("tokens")} ${id("prompt-error")}`, oninput: edit("prompt") }),

@@ -5,6 +5,7 @@
     storyboard generate --story TEXT           make a storyboard (starts a local stack if no gateway answers)
     storyboard generate --plan FILE            render a plan (scene_breakdown.json), edited or not, as given
     storyboard status ID | cancel ID | fetch ID --output-dir DIR
+    storyboard export ID --format mp4|gif|zip|csv [--output FILE]   an animatic, the folder as a ZIP, the shot list
 
 Options can also be set by the environment variables named in ``--help``. Failures exit non-zero with one line
 (``--verbose`` shows the stack trace; a local-stack service that failed adds the end of its log); bad flags exit 2
@@ -30,7 +31,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from storyboard.client import DEFAULT_ADDRESS, Client, make_spec
+from storyboard.client import DEFAULT_ADDRESS, EXPORT_FORMATS, Client, make_spec
 from storyboard.plans import read_plan
 from storyboard.progress import PlainReporter, summary_rows
 from storyboard.results import PLAN_FILES, SCENE_BREAKDOWN, SDXL_PROMPTS, StoryboardResult, write_named_files
@@ -226,7 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("id", help="storyboard id")
     fetch.add_argument("--output-dir", type=Path, required=True, help="folder to write the files into")
     _add_gateway_options(fetch)
+    _add_export_command(commands)
     return parser
+
+
+def _add_export_command(commands: Any) -> None:
+    export = commands.add_parser("export", help="an animatic (mp4, gif), the folder as a zip, or the shot list (csv)")
+    export.add_argument("id", help="storyboard id (a completed one)")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, type=str.lower, help="what to export")
+    export.add_argument("--output", type=Path, help="file to write [default: its own name here, e.g. animatic.mp4]")
+    export.add_argument("--captions", action="store_true", help="mp4, gif: burn each frame's shot and description in")
+    export.add_argument("--crossfade", action="store_true", help="mp4: cross-fade between frames instead of cutting")
+    export.add_argument("--attempts", action="store_true", help="zip: include every rendered attempt")
+    _add_gateway_options(export)
 
 
 # -- commands ---------------------------------------------------------------------------------------------------
@@ -576,6 +589,18 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    options = {"captions": args.captions, "crossfade": args.crossfade, "attempts": args.attempts}
+    with Client(_gateway_address(args), api_key=args.gateway_key) as client:
+        if args.output is None:
+            output = Path(client.save_export(args.id, args.format, Path.cwd(), **options))
+        else:
+            output = args.output
+            write_named_files(output.parent, {output.name: client.export(args.id, args.format, **options)})
+    print(f"wrote {output.resolve()} ({output.stat().st_size:,} bytes)")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "up": cmd_up,
     "plan": cmd_plan,
@@ -583,6 +608,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "cancel": cmd_cancel,
     "fetch": cmd_fetch,
+    "export": cmd_export,
 }
 
 

@@ -6,7 +6,7 @@
         run = client.generate(story="A fox crosses a frozen river at dawn", num_frames=6)
         for event in run:                 # typed events: PlanReady, FrameRendered, FrameValidated, Completed, …
             print(event)
-        run.result.save("my_storyboard")  # the same files the gateway writes
+        run.result.save("my_storyboard", exports=["mp4", "csv"])  # the gateway's files, an animatic, a shot list
 
 Both clients send an API key as ``authorization: Bearer …`` metadata when given one, use TLS when asked, put a
 deadline on every call, retry idempotent calls on UNAVAILABLE, and resume a watched stream after a dropped
@@ -36,7 +36,9 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 SERVICE = "storyboard.v1.Storyboards"
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # Create carries an idempotency key; Watch (before its first event) and DownloadFiles start again from the same place.
-_IDEMPOTENT = ("Get", "List", "Plan", "Cancel", "Create", "Watch", "DownloadFiles")
+_IDEMPOTENT = ("Get", "List", "Plan", "Cancel", "Create", "Watch", "DownloadFiles", "Export")
+# What Export makes of a completed storyboard: the animatic (MP4, GIF), its folder as a ZIP, its shot list (CSV).
+EXPORT_FORMATS = ("mp4", "gif", "zip", "csv")
 
 
 def _service_config() -> str:
@@ -116,6 +118,21 @@ def _regenerate_request(
     if prompt is not None:
         request.prompt = prompt
     return request
+
+
+def export_request(
+    storyboard_id: str, format: str, *, captions: bool = False, crossfade: bool = False, attempts: bool = False
+) -> storyboards_pb2.ExportRequest:
+    """An Export request for ``format`` (mp4, gif, zip or csv); ValueError naming a format that is none of them.
+    ``captions`` (mp4, gif) burns each frame's number, shot and description in; ``crossfade`` (mp4) fades between
+    frames; ``attempts`` (zip) adds every rendered attempt."""
+    name = format.strip().lower()
+    if name not in EXPORT_FORMATS:
+        raise ValueError(f"format: {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
+    options = storyboards_pb2.ExportOptions(captions=captions, crossfade=crossfade, attempts=attempts)
+    return storyboards_pb2.ExportRequest(
+        id=storyboard_id, format=storyboards_pb2.ExportFormat.Value(f"EXPORT_FORMAT_{name.upper()}"), options=options
+    )
 
 
 class GenerateRun:
@@ -246,6 +263,18 @@ class Client:
         request = storyboards_pb2.DownloadFilesRequest(id=storyboard_id, names=names)
         return joined_files(self._stub.DownloadFiles(request, metadata=self._metadata))
 
+    def export(self, storyboard_id: str, format: str, **options: bool) -> bytes:
+        """An export of a completed storyboard, made by the gateway: ``mp4`` or ``gif`` (the animatic), ``zip`` (its
+        folder) or ``csv`` (the shot list); ``options`` as ``export_request`` takes them."""
+        return b"".join(chunk.data for chunk in self._export(storyboard_id, format, options))
+
+    def save_export(self, storyboard_id: str, format: str, folder: StrPath, **options: bool) -> str:
+        """Write an export into ``folder`` under the gateway's name for it (e.g. ``animatic.mp4``); returns that."""
+        return write_files(folder, self._export(storyboard_id, format, options))[0]
+
+    def _export(self, storyboard_id: str, format: str, options: dict[str, bool]) -> Iterator[Any]:
+        return self._stub.Export(export_request(storyboard_id, format, **options), metadata=self._metadata)
+
     def cancel(self, storyboard_id: str) -> storyboards_pb2.Storyboard:
         return self._call(self._stub.Cancel, storyboards_pb2.CancelRequest(id=storyboard_id))
 
@@ -354,6 +383,11 @@ class AsyncClient:
         request = storyboards_pb2.DownloadFilesRequest(id=storyboard_id, names=names)
         chunks = [chunk async for chunk in self._stub.DownloadFiles(request, metadata=self._metadata)]
         return await asyncio.to_thread(write_files, folder, chunks)
+
+    async def export(self, storyboard_id: str, format: str, **options: bool) -> bytes:
+        """An export of a completed storyboard, as ``Client.export``."""
+        request = export_request(storyboard_id, format, **options)
+        return b"".join([chunk.data async for chunk in self._stub.Export(request, metadata=self._metadata)])
 
     async def cancel(self, storyboard_id: str) -> storyboards_pb2.Storyboard:
         return await self._call(self._stub.Cancel, storyboards_pb2.CancelRequest(id=storyboard_id))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,16 +39,20 @@ class StoryboardResult:
         elif kind == "failed":
             self.failure = event.failed
 
-    def save(self, folder: StrPath) -> list[str]:
+    def save(self, folder: StrPath, exports: Sequence[str] = ()) -> list[str]:
         """Download the storyboard's folder from the gateway into ``folder`` (a ``str`` or path-like): the files the
         gateway wrote, byte for byte (plan files, frames, storyboard_grid.png, frames.json, report.json,
-        storyboard.pdf and every attempt); returns their names."""
+        storyboard.pdf and every attempt), and the ``exports`` named (``mp4``, ``gif``, ``zip``, ``csv``: see
+        ``Client.export``) beside them, e.g. animatic.mp4; returns their names."""
         if self.source is None or not self.storyboard_id:
             raise ValueError("this result names no storyboard on a gateway; nothing to save")
-        from storyboard.client import Client  # the client module builds results: imported when one is saved
+        from storyboard.client import Client, export_request  # the client module builds results: imported when used
 
+        for name in exports:
+            export_request(self.storyboard_id, name)  # a format that is none is refused before anything is written
         with Client(**asdict(self.source)) as client:
-            return client.download(self.storyboard_id, folder)
+            written = client.download(self.storyboard_id, folder)
+            return written + [client.save_export(self.storyboard_id, name, folder) for name in exports]
 
 
 def write_files(folder: StrPath, chunks: Iterable[storyboards_pb2.FileChunk]) -> list[str]:

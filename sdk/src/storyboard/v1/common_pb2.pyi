@@ -56,7 +56,7 @@ class AdapterRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class Scene(_message.Message):
-    __slots__ = ("frame", "description", "camera", "mood", "setting", "lighting", "prompt", "prompt_2", "trigger_tokens", "prompt_tokens")
+    __slots__ = ("frame", "description", "camera", "mood", "setting", "lighting", "prompt", "prompt_2", "trigger_tokens", "duration_seconds", "prompt_tokens")
     FRAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CAMERA_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,7 @@ class Scene(_message.Message):
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_2_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     frame: int
     description: str
@@ -76,8 +77,9 @@ class Scene(_message.Message):
     prompt: str
     prompt_2: str
     trigger_tokens: _containers.RepeatedScalarFieldContainer[str]
+    duration_seconds: float
     prompt_tokens: int
-    def __init__(self, frame: _Optional[int] = ..., description: _Optional[str] = ..., camera: _Optional[str] = ..., mood: _Optional[str] = ..., setting: _Optional[str] = ..., lighting: _Optional[str] = ..., prompt: _Optional[str] = ..., prompt_2: _Optional[str] = ..., trigger_tokens: _Optional[_Iterable[str]] = ..., prompt_tokens: _Optional[int] = ...) -> None: ...
+    def __init__(self, frame: _Optional[int] = ..., description: _Optional[str] = ..., camera: _Optional[str] = ..., mood: _Optional[str] = ..., setting: _Optional[str] = ..., lighting: _Optional[str] = ..., prompt: _Optional[str] = ..., prompt_2: _Optional[str] = ..., trigger_tokens: _Optional[_Iterable[str]] = ..., duration_seconds: _Optional[float] = ..., prompt_tokens: _Optional[int] = ...) -> None: ...
 
 class CharacterRef(_message.Message):
     __slots__ = ("name", "trigger_token", "adapter", "aliases", "reference_images")

@@ -21,6 +21,14 @@ class StoryboardState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STORYBOARD_STATE_COMPLETED: _ClassVar[StoryboardState]
     STORYBOARD_STATE_FAILED: _ClassVar[StoryboardState]
     STORYBOARD_STATE_CANCELLED: _ClassVar[StoryboardState]
+
+class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPORT_FORMAT_UNSPECIFIED: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_MP4: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_GIF: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_ZIP: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_CSV: _ClassVar[ExportFormat]
 STORYBOARD_STATE_UNSPECIFIED: StoryboardState
 STORYBOARD_STATE_QUEUED: StoryboardState
 STORYBOARD_STATE_PLANNING: StoryboardState
@@ -29,6 +37,11 @@ STORYBOARD_STATE_ASSEMBLING: StoryboardState
 STORYBOARD_STATE_COMPLETED: StoryboardState
 STORYBOARD_STATE_FAILED: StoryboardState
 STORYBOARD_STATE_CANCELLED: StoryboardState
+EXPORT_FORMAT_UNSPECIFIED: ExportFormat
+EXPORT_FORMAT_MP4: ExportFormat
+EXPORT_FORMAT_GIF: ExportFormat
+EXPORT_FORMAT_ZIP: ExportFormat
+EXPORT_FORMAT_CSV: ExportFormat
 
 class StoryboardSpec(_message.Message):
     __slots__ = ("story", "num_frames", "base_seed", "num_inference_steps", "guidance_scale", "width", "height", "characters", "adapters", "temperature", "deterministic", "plan", "aspect", "negative_prompt")
@@ -341,3 +354,23 @@ class StoryboardsListCharactersResponse(_message.Message):
     CHARACTERS_FIELD_NUMBER: _ClassVar[int]
     characters: _containers.RepeatedCompositeFieldContainer[_common_pb2.CharacterRef]
     def __init__(self, characters: _Optional[_Iterable[_Union[_common_pb2.CharacterRef, _Mapping]]] = ...) -> None: ...
+
+class ExportOptions(_message.Message):
+    __slots__ = ("captions", "crossfade", "attempts")
+    CAPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CROSSFADE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    captions: bool
+    crossfade: bool
+    attempts: bool
+    def __init__(self, captions: _Optional[bool] = ..., crossfade: _Optional[bool] = ..., attempts: _Optional[bool] = ...) -> None: ...
+
+class ExportRequest(_message.Message):
+    __slots__ = ("id", "format", "options")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    format: ExportFormat
+    options: ExportOptions
+    def __init__(self, id: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., options: _Optional[_Union[ExportOptions, _Mapping]] = ...) -> None: ...

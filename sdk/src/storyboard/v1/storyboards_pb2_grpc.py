@@ -90,6 +90,11 @@ class StoryboardsStub:
                 request_serializer=storyboard_dot_v1_dot_storyboards__pb2.StoryboardsListCharactersRequest.SerializeToString,
                 response_deserializer=storyboard_dot_v1_dot_storyboards__pb2.StoryboardsListCharactersResponse.FromString,
                 _registered_method=True)
+        self.Export = channel.unary_stream(
+                '/storyboard.v1.Storyboards/Export',
+                request_serializer=storyboard_dot_v1_dot_storyboards__pb2.ExportRequest.SerializeToString,
+                response_deserializer=storyboard_dot_v1_dot_storyboards__pb2.FileChunk.FromString,
+                _registered_method=True)
 
 
 class StoryboardsServicer:
@@ -180,6 +185,16 @@ class StoryboardsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Export(self, request, context):
+        """Streams one export of a completed storyboard, made from its folder on first request and kept until a frame
+        changes: an animatic (MP4 or GIF), a ZIP of the folder or a shot list (CSV). Its chunks name the export's file,
+        e.g. "animatic.mp4". NOT_FOUND for an unknown id or a storyboard that has not completed; INVALID_ARGUMENT for a
+        format that is not one of ExportFormat's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoryboardsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +252,11 @@ def add_StoryboardsServicer_to_server(servicer, server):
                     servicer.ListCharacters,
                     request_deserializer=storyboard_dot_v1_dot_storyboards__pb2.StoryboardsListCharactersRequest.FromString,
                     response_serializer=storyboard_dot_v1_dot_storyboards__pb2.StoryboardsListCharactersResponse.SerializeToString,
+            ),
+            'Export': grpc.unary_stream_rpc_method_handler(
+                    servicer.Export,
+                    request_deserializer=storyboard_dot_v1_dot_storyboards__pb2.ExportRequest.FromString,
+                    response_serializer=storyboard_dot_v1_dot_storyboards__pb2.FileChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -537,6 +557,33 @@ class Storyboards:
             '/storyboard.v1.Storyboards/ListCharacters',
             storyboard_dot_v1_dot_storyboards__pb2.StoryboardsListCharactersRequest.SerializeToString,
             storyboard_dot_v1_dot_storyboards__pb2.StoryboardsListCharactersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Export(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/storyboard.v1.Storyboards/Export',
+            storyboard_dot_v1_dot_storyboards__pb2.ExportRequest.SerializeToString,
+            storyboard_dot_v1_dot_storyboards__pb2.FileChunk.FromString,
             options,
             channel_credentials,
             insecure,
