@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from storyboard.v1 import common_pb2 as storyboard_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstoryboard/v1/renderer.proto\x12\rstoryboard.v1\x1a\x1astoryboard/v1/common.proto\"\x92\x02\n\tFrameSpec\x12\r\n\x05\x66rame\x18\x01 \x01(\x05\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x10\n\x08prompt_2\x18\x03 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x04 \x01(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12\r\n\x05steps\x18\x08 \x01(\x05\x12\x16\n\x0eguidance_scale\x18\t \x01(\x02\x12+\n\x08\x61\x64\x61pters\x18\n \x03(\x0b\x32\x19.storyboard.v1.AdapterRef\x12#\n\x05scene\x18\x0b \x01(\x0b\x32\x14.storyboard.v1.Scene\x12\x15\n\rdeterministic\x18\x0c \x01(\x08\"\x99\x01\n\rRenderRequest\x12(\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x18.storyboard.v1.FrameSpec\x12*\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1a.storyboard.v1.ImageFormat\x12\x0f\n\x07quality\x18\x03 \x01(\x05\x12!\n\x19progress_interval_seconds\x18\x04 \x01(\x01\"A\n\rFrameProgress\x12\r\n\x05\x66rame\x18\x01 \x01(\x05\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x03 \x01(\x05\"\x90\x01\n\rRenderedFrame\x12\r\n\x05\x66rame\x18\x01 \x01(\x05\x12#\n\x05image\x18\x02 \x01(\x0b\x32\x14.storyboard.v1.Image\x12\x0c\n\x04seed\x18\x03 \x01(\x03\x12,\n\x07timings\x18\x04 \x01(\x0b\x32\x1b.storyboard.v1.FrameTimings\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\"w\n\x0bRenderEvent\x12\x30\n\x08progress\x18\x01 \x01(\x0b\x32\x1c.storyboard.v1.FrameProgressH\x00\x12-\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x1c.storyboard.v1.RenderedFrameH\x00\x42\x07\n\x05\x65vent\"\x15\n\x13RendererInfoRequest\"\x9b\x01\n\x0cRenderLimits\x12\x10\n\x08min_size\x18\x01 \x01(\x05\x12\x10\n\x08max_size\x18\x02 \x01(\x05\x12\x11\n\tmax_steps\x18\x03 \x01(\x05\x12\x1a\n\x12max_guidance_scale\x18\x04 \x01(\x02\x12\x1e\n\x16max_frames_per_request\x18\x05 \x01(\x05\x12\x18\n\x10max_prompt_chars\x18\x06 \x01(\x05\"\xdc\x01\n\x0cRendererInfo\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x17\n\x0floaded_adapters\x18\x05 \x03(\t\x12\x1a\n\x12\x61vailable_adapters\x18\x06 \x03(\t\x12+\n\x06limits\x18\x07 \x01(\x0b\x32\x1b.storyboard.v1.RenderLimits\x12\x16\n\x0emax_batch_size\x18\x08 \x01(\x05\x12\x13\n\x0bqueue_depth\x18\t \x01(\x05\x32\x99\x01\n\x08Renderer\x12\x44\n\x06Render\x12\x1c.storyboard.v1.RenderRequest\x1a\x1a.storyboard.v1.RenderEvent0\x01\x12G\n\x04Info\x12\".storyboard.v1.RendererInfoRequest\x1a\x1b.storyboard.v1.RendererInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstoryboard/v1/renderer.proto\x12\rstoryboard.v1\x1a\x1astoryboard/v1/common.proto\"\xc8\x02\n\tFrameSpec\x12\r\n\x05\x66rame\x18\x01 \x01(\x05\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x10\n\x08prompt_2\x18\x03 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x04 \x01(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12\r\n\x05steps\x18\x08 \x01(\x05\x12\x16\n\x0eguidance_scale\x18\t \x01(\x02\x12+\n\x08\x61\x64\x61pters\x18\n \x03(\x0b\x32\x19.storyboard.v1.AdapterRef\x12#\n\x05scene\x18\x0b \x01(\x0b\x32\x14.storyboard.v1.Scene\x12\x15\n\rdeterministic\x18\x0c \x01(\x08\x12\x34\n\nreferences\x18\r \x03(\x0b\x32 .storyboard.v1.CharacterPictures\"\x99\x01\n\rRenderRequest\x12(\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x18.storyboard.v1.FrameSpec\x12*\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1a.storyboard.v1.ImageFormat\x12\x0f\n\x07quality\x18\x03 \x01(\x05\x12!\n\x19progress_interval_seconds\x18\x04 \x01(\x01\"A\n\rFrameProgress\x12\r\n\x05\x66rame\x18\x01 \x01(\x05\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x03 \x01(\x05\"\x90\x01\n\rRenderedFrame\x12\r\n\x05\x66rame\x18\x01 \x01(\x05\x12#\n\x05image\x18\x02 \x01(\x0b\x32\x14.storyboard.v1.Image\x12\x0c\n\x04seed\x18\x03 \x01(\x03\x12,\n\x07timings\x18\x04 \x01(\x0b\x32\x1b.storyboard.v1.FrameTimings\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\"w\n\x0bRenderEvent\x12\x30\n\x08progress\x18\x01 \x01(\x0b\x32\x1c.storyboard.v1.FrameProgressH\x00\x12-\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x1c.storyboard.v1.RenderedFrameH\x00\x42\x07\n\x05\x65vent\"\x15\n\x13RendererInfoRequest\"\x9b\x01\n\x0cRenderLimits\x12\x10\n\x08min_size\x18\x01 \x01(\x05\x12\x10\n\x08max_size\x18\x02 \x01(\x05\x12\x11\n\tmax_steps\x18\x03 \x01(\x05\x12\x1a\n\x12max_guidance_scale\x18\x04 \x01(\x02\x12\x1e\n\x16max_frames_per_request\x18\x05 \x01(\x05\x12\x18\n\x10max_prompt_chars\x18\x06 \x01(\x05\"\x85\x02\n\x0cRendererInfo\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x17\n\x0floaded_adapters\x18\x05 \x03(\t\x12\x1a\n\x12\x61vailable_adapters\x18\x06 \x03(\t\x12+\n\x06limits\x18\x07 \x01(\x0b\x32\x1b.storyboard.v1.RenderLimits\x12\x16\n\x0emax_batch_size\x18\x08 \x01(\x05\x12\x13\n\x0bqueue_depth\x18\t \x01(\x05\x12\x12\n\nip_adapter\x18\n \x01(\x08\x12\x13\n\x0b\x63onsistency\x18\x0b \x01(\t2\x99\x01\n\x08Renderer\x12\x44\n\x06Render\x12\x1c.storyboard.v1.RenderRequest\x1a\x1a.storyboard.v1.RenderEvent0\x01\x12G\n\x04Info\x12\".storyboard.v1.RendererInfoRequest\x1a\x1b.storyboard.v1.RendererInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,21 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'storyboard.v1.renderer_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FRAMESPEC']._serialized_start=76
-  _globals['_FRAMESPEC']._serialized_end=350
-  _globals['_RENDERREQUEST']._serialized_start=353
-  _globals['_RENDERREQUEST']._serialized_end=506
-  _globals['_FRAMEPROGRESS']._serialized_start=508
-  _globals['_FRAMEPROGRESS']._serialized_end=573
-  _globals['_RENDEREDFRAME']._serialized_start=576
-  _globals['_RENDEREDFRAME']._serialized_end=720
-  _globals['_RENDEREVENT']._serialized_start=722
-  _globals['_RENDEREVENT']._serialized_end=841
-  _globals['_RENDERERINFOREQUEST']._serialized_start=843
-  _globals['_RENDERERINFOREQUEST']._serialized_end=864
-  _globals['_RENDERLIMITS']._serialized_start=867
-  _globals['_RENDERLIMITS']._serialized_end=1022
-  _globals['_RENDERERINFO']._serialized_start=1025
-  _globals['_RENDERERINFO']._serialized_end=1245
-  _globals['_RENDERER']._serialized_start=1248
-  _globals['_RENDERER']._serialized_end=1401
+  _globals['_FRAMESPEC']._serialized_end=404
+  _globals['_RENDERREQUEST']._serialized_start=407
+  _globals['_RENDERREQUEST']._serialized_end=560
+  _globals['_FRAMEPROGRESS']._serialized_start=562
+  _globals['_FRAMEPROGRESS']._serialized_end=627
+  _globals['_RENDEREDFRAME']._serialized_start=630
+  _globals['_RENDEREDFRAME']._serialized_end=774
+  _globals['_RENDEREVENT']._serialized_start=776
+  _globals['_RENDEREVENT']._serialized_end=895
+  _globals['_RENDERERINFOREQUEST']._serialized_start=897
+  _globals['_RENDERERINFOREQUEST']._serialized_end=918
+  _globals['_RENDERLIMITS']._serialized_start=921
+  _globals['_RENDERLIMITS']._serialized_end=1076
+  _globals['_RENDERERINFO']._serialized_start=1079
+  _globals['_RENDERERINFO']._serialized_end=1340
+  _globals['_RENDERER']._serialized_start=1343
+  _globals['_RENDERER']._serialized_end=1496
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FrameSpec(_message.Message):
-    __slots__ = ("frame", "prompt", "prompt_2", "negative_prompt", "seed", "width", "height", "steps", "guidance_scale", "adapters", "scene", "deterministic")
+    __slots__ = ("frame", "prompt", "prompt_2", "negative_prompt", "seed", "width", "height", "steps", "guidance_scale", "adapters", "scene", "deterministic", "references")
     FRAME_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_2_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,7 @@ class FrameSpec(_message.Message):
     ADAPTERS_FIELD_NUMBER: _ClassVar[int]
     SCENE_FIELD_NUMBER: _ClassVar[int]
     DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
     frame: int
     prompt: str
     prompt_2: str
@@ -33,7 +34,8 @@ class FrameSpec(_message.Message):
     adapters: _containers.RepeatedCompositeFieldContainer[_common_pb2.AdapterRef]
     scene: _common_pb2.Scene
     deterministic: bool
-    def __init__(self, frame: _Optional[int] = ..., prompt: _Optional[str] = ..., prompt_2: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., scene: _Optional[_Union[_common_pb2.Scene, _Mapping]] = ..., deterministic: _Optional[bool] = ...) -> None: ...
+    references: _containers.RepeatedCompositeFieldContainer[_common_pb2.CharacterPictures]
+    def __init__(self, frame: _Optional[int] = ..., prompt: _Optional[str] = ..., prompt_2: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., scene: _Optional[_Union[_common_pb2.Scene, _Mapping]] = ..., deterministic: _Optional[bool] = ..., references: _Optional[_Iterable[_Union[_common_pb2.CharacterPictures, _Mapping]]] = ...) -> None: ...
 
 class RenderRequest(_message.Message):
     __slots__ = ("frames", "format", "quality", "progress_interval_seconds")
@@ -100,7 +102,7 @@ class RenderLimits(_message.Message):
     def __init__(self, min_size: _Optional[int] = ..., max_size: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_guidance_scale: _Optional[float] = ..., max_frames_per_request: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ...) -> None: ...
 
 class RendererInfo(_message.Message):
-    __slots__ = ("backend", "model", "device", "dtype", "loaded_adapters", "available_adapters", "limits", "max_batch_size", "queue_depth")
+    __slots__ = ("backend", "model", "device", "dtype", "loaded_adapters", "available_adapters", "limits", "max_batch_size", "queue_depth", "ip_adapter", "consistency")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +112,8 @@ class RendererInfo(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    IP_ADAPTER_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     backend: str
     model: str
     device: str
@@ -119,4 +123,6 @@ class RendererInfo(_message.Message):
     limits: RenderLimits
     max_batch_size: int
     queue_depth: int
-    def __init__(self, backend: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., loaded_adapters: _Optional[_Iterable[str]] = ..., available_adapters: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[RenderLimits, _Mapping]] = ..., max_batch_size: _Optional[int] = ..., queue_depth: _Optional[int] = ...) -> None: ...
+    ip_adapter: bool
+    consistency: str
+    def __init__(self, backend: _Optional[str] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., loaded_adapters: _Optional[_Iterable[str]] = ..., available_adapters: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[RenderLimits, _Mapping]] = ..., max_batch_size: _Optional[int] = ..., queue_depth: _Optional[int] = ..., ip_adapter: _Optional[bool] = ..., consistency: _Optional[str] = ...) -> None: ...

@@ -25,23 +25,25 @@ _sym_db = _symbol_database.Default()
 from storyboard.v1 import common_pb2 as storyboard_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dstoryboard/v1/validator.proto\x12\rstoryboard.v1\x1a\x1astoryboard/v1/common.proto\"\xfa\x01\n\x0cScoreRequest\x12$\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x14.storyboard.v1.Image\x12\x0f\n\x07prompts\x18\x02 \x03(\t\x12(\n\nreferences\x18\x03 \x03(\x0b\x32\x14.storyboard.v1.Image\x12.\n\x06policy\x18\x04 \x01(\x0e\x32\x1e.storyboard.v1.ReferencePolicy\x12\x16\n\x0etrigger_tokens\x18\x05 \x03(\t\x12\x32\n\nthresholds\x18\x06 \x01(\x0b\x32\x19.storyboard.v1.ThresholdsH\x00\x88\x01\x01\x42\r\n\x0b_thresholds\"\xa8\x01\n\rScoreResponse\x12)\n\x06scores\x18\x01 \x03(\x0b\x32\x19.storyboard.v1.FrameScore\x12-\n\nthresholds\x18\x02 \x01(\x0b\x32\x19.storyboard.v1.Thresholds\x12.\n\x06policy\x18\x03 \x01(\x0e\x32\x1e.storyboard.v1.ReferencePolicy\x12\r\n\x05model\x18\x04 \x01(\t\"\x16\n\x14ValidatorInfoRequest\"\xa4\x01\n\rValidatorInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\npretrained\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12-\n\nthresholds\x18\x06 \x01(\x0b\x32\x19.storyboard.v1.Thresholds\x12\x12\n\nmax_frames\x18\x07 \x01(\x05*\x9b\x01\n\x0fReferencePolicy\x12 \n\x1cREFERENCE_POLICY_UNSPECIFIED\x10\x00\x12%\n!REFERENCE_POLICY_REFERENCE_IMAGES\x10\x01\x12 \n\x1cREFERENCE_POLICY_FIRST_FRAME\x10\x02\x12\x1d\n\x19REFERENCE_POLICY_CENTROID\x10\x03\x32\x9a\x01\n\tValidator\x12\x42\n\x05Score\x12\x1b.storyboard.v1.ScoreRequest\x1a\x1c.storyboard.v1.ScoreResponse\x12I\n\x04Info\x12#.storyboard.v1.ValidatorInfoRequest\x1a\x1c.storyboard.v1.ValidatorInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dstoryboard/v1/validator.proto\x12\rstoryboard.v1\x1a\x1astoryboard/v1/common.proto\"\xae\x02\n\x0cScoreRequest\x12$\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x14.storyboard.v1.Image\x12\x0f\n\x07prompts\x18\x02 \x03(\t\x12(\n\nreferences\x18\x03 \x03(\x0b\x32\x14.storyboard.v1.Image\x12.\n\x06policy\x18\x04 \x01(\x0e\x32\x1e.storyboard.v1.ReferencePolicy\x12\x16\n\x0etrigger_tokens\x18\x05 \x03(\t\x12\x32\n\nthresholds\x18\x06 \x01(\x0b\x32\x19.storyboard.v1.ThresholdsH\x00\x88\x01\x01\x12\x32\n\ncharacters\x18\x07 \x03(\x0b\x32\x1e.storyboard.v1.CharacterFramesB\r\n\x0b_thresholds\"V\n\x0f\x43haracterFrames\x12\x33\n\tcharacter\x18\x01 \x01(\x0b\x32 .storyboard.v1.CharacterPictures\x12\x0e\n\x06\x66rames\x18\x02 \x03(\x05\"\xa8\x01\n\rScoreResponse\x12)\n\x06scores\x18\x01 \x03(\x0b\x32\x19.storyboard.v1.FrameScore\x12-\n\nthresholds\x18\x02 \x01(\x0b\x32\x19.storyboard.v1.Thresholds\x12.\n\x06policy\x18\x03 \x01(\x0e\x32\x1e.storyboard.v1.ReferencePolicy\x12\r\n\x05model\x18\x04 \x01(\t\"\x16\n\x14ValidatorInfoRequest\"\xa4\x01\n\rValidatorInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\npretrained\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12-\n\nthresholds\x18\x06 \x01(\x0b\x32\x19.storyboard.v1.Thresholds\x12\x12\n\nmax_frames\x18\x07 \x01(\x05*\x9b\x01\n\x0fReferencePolicy\x12 \n\x1cREFERENCE_POLICY_UNSPECIFIED\x10\x00\x12%\n!REFERENCE_POLICY_REFERENCE_IMAGES\x10\x01\x12 \n\x1cREFERENCE_POLICY_FIRST_FRAME\x10\x02\x12\x1d\n\x19REFERENCE_POLICY_CENTROID\x10\x03\x32\x9a\x01\n\tValidator\x12\x42\n\x05Score\x12\x1b.storyboard.v1.ScoreRequest\x1a\x1c.storyboard.v1.ScoreResponse\x12I\n\x04Info\x12#.storyboard.v1.ValidatorInfoRequest\x1a\x1c.storyboard.v1.ValidatorInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'storyboard.v1.validator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REFERENCEPOLICY']._serialized_start=692
-  _globals['_REFERENCEPOLICY']._serialized_end=847
+  _globals['_REFERENCEPOLICY']._serialized_start=832
+  _globals['_REFERENCEPOLICY']._serialized_end=987
   _globals['_SCOREREQUEST']._serialized_start=77
-  _globals['_SCOREREQUEST']._serialized_end=327
-  _globals['_SCORERESPONSE']._serialized_start=330
-  _globals['_SCORERESPONSE']._serialized_end=498
-  _globals['_VALIDATORINFOREQUEST']._serialized_start=500
-  _globals['_VALIDATORINFOREQUEST']._serialized_end=522
-  _globals['_VALIDATORINFO']._serialized_start=525
-  _globals['_VALIDATORINFO']._serialized_end=689
-  _globals['_VALIDATOR']._serialized_start=850
-  _globals['_VALIDATOR']._serialized_end=1004
+  _globals['_SCOREREQUEST']._serialized_end=379
+  _globals['_CHARACTERFRAMES']._serialized_start=381
+  _globals['_CHARACTERFRAMES']._serialized_end=467
+  _globals['_SCORERESPONSE']._serialized_start=470
+  _globals['_SCORERESPONSE']._serialized_end=638
+  _globals['_VALIDATORINFOREQUEST']._serialized_start=640
+  _globals['_VALIDATORINFOREQUEST']._serialized_end=662
+  _globals['_VALIDATORINFO']._serialized_start=665
+  _globals['_VALIDATORINFO']._serialized_end=829
+  _globals['_VALIDATOR']._serialized_start=990
+  _globals['_VALIDATOR']._serialized_end=1144
 # @@protoc_insertion_point(module_scope)

@@ -20,20 +20,30 @@ REFERENCE_POLICY_FIRST_FRAME: ReferencePolicy
 REFERENCE_POLICY_CENTROID: ReferencePolicy
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("frames", "prompts", "references", "policy", "trigger_tokens", "thresholds")
+    __slots__ = ("frames", "prompts", "references", "policy", "trigger_tokens", "thresholds", "characters")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
     REFERENCES_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_TOKENS_FIELD_NUMBER: _ClassVar[int]
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
     frames: _containers.RepeatedCompositeFieldContainer[_common_pb2.Image]
     prompts: _containers.RepeatedScalarFieldContainer[str]
     references: _containers.RepeatedCompositeFieldContainer[_common_pb2.Image]
     policy: ReferencePolicy
     trigger_tokens: _containers.RepeatedScalarFieldContainer[str]
     thresholds: _common_pb2.Thresholds
-    def __init__(self, frames: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., prompts: _Optional[_Iterable[str]] = ..., references: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., policy: _Optional[_Union[ReferencePolicy, str]] = ..., trigger_tokens: _Optional[_Iterable[str]] = ..., thresholds: _Optional[_Union[_common_pb2.Thresholds, _Mapping]] = ...) -> None: ...
+    characters: _containers.RepeatedCompositeFieldContainer[CharacterFrames]
+    def __init__(self, frames: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., prompts: _Optional[_Iterable[str]] = ..., references: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., policy: _Optional[_Union[ReferencePolicy, str]] = ..., trigger_tokens: _Optional[_Iterable[str]] = ..., thresholds: _Optional[_Union[_common_pb2.Thresholds, _Mapping]] = ..., characters: _Optional[_Iterable[_Union[CharacterFrames, _Mapping]]] = ...) -> None: ...
+
+class CharacterFrames(_message.Message):
+    __slots__ = ("character", "frames")
+    CHARACTER_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    character: _common_pb2.CharacterPictures
+    frames: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, character: _Optional[_Union[_common_pb2.CharacterPictures, _Mapping]] = ..., frames: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
     __slots__ = ("scores", "thresholds", "policy", "model")

@@ -24,31 +24,35 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1astoryboard/v1/common.proto\x12\rstoryboard.v1\"W\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\"*\n\nAdapterRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x02\"\xd7\x01\n\x05Scene\x12\r\n\x05\x66rame\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61mera\x18\x03 \x01(\t\x12\x0c\n\x04mood\x18\x04 \x01(\t\x12\x0f\n\x07setting\x18\x05 \x01(\t\x12\x10\n\x08lighting\x18\x06 \x01(\t\x12\x0e\n\x06prompt\x18\x07 \x01(\t\x12\x10\n\x08prompt_2\x18\x08 \x01(\t\x12\x16\n\x0etrigger_tokens\x18\t \x03(\t\x12\x18\n\x10\x64uration_seconds\x18\n \x01(\x01\x12\x15\n\rprompt_tokens\x18\x0b \x01(\x05\"o\n\x0c\x43haracterRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rtrigger_token\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x03 \x01(\t\x12\x0f\n\x07\x61liases\x18\x04 \x03(\t\x12\x18\n\x10reference_images\x18\x05 \x01(\x05\"\xa8\x01\n\x04Plan\x12\r\n\x05story\x18\x01 \x01(\t\x12$\n\x06scenes\x18\x02 \x03(\x0b\x32\x14.storyboard.v1.Scene\x12\x17\n\x0fnegative_prompt\x18\x03 \x01(\t\x12\x10\n\x08warnings\x18\x04 \x03(\t\x12\x0f\n\x07planner\x18\x05 \x01(\t\x12/\n\ncharacters\x18\x06 \x03(\x0b\x32\x1b.storyboard.v1.CharacterRef\"H\n\nThresholds\x12\x13\n\x0b\x63onsistency\x18\x01 \x01(\x02\x12\x11\n\talignment\x18\x02 \x01(\x02\x12\x12\n\nrepetition\x18\x03 \x01(\x02\"\x9c\x01\n\nFrameScore\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x13\n\x0b\x63onsistency\x18\x02 \x01(\x02\x12\x11\n\talignment\x18\x03 \x01(\x02\x12\x12\n\nrepetition\x18\x04 \x01(\x02\x12\x1a\n\x12most_similar_index\x18\x05 \x01(\x05\x12\'\n\x07verdict\x18\x06 \x01(\x0e\x32\x16.storyboard.v1.Verdict\"n\n\x0c\x46rameTimings\x12\x15\n\rqueue_seconds\x18\x01 \x01(\x01\x12\x17\n\x0f\x64\x65noise_seconds\x18\x02 \x01(\x01\x12\x16\n\x0e\x64\x65\x63ode_seconds\x18\x03 \x01(\x01\x12\x16\n\x0e\x65ncode_seconds\x18\x04 \x01(\x01*o\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x15\n\x11IMAGE_FORMAT_WEBP\x10\x02\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x03*\x9f\x01\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_PASS\x10\x01\x12\x1b\n\x17VERDICT_LOW_CONSISTENCY\x10\x02\x12\x19\n\x15VERDICT_LOW_ALIGNMENT\x10\x03\x12\x16\n\x12VERDICT_REPETITIVE\x10\x04\x12\x19\n\x15VERDICT_NOT_VALIDATED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1astoryboard/v1/common.proto\x12\rstoryboard.v1\"W\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\"*\n\nAdapterRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x02\"\xd7\x01\n\x05Scene\x12\r\n\x05\x66rame\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61mera\x18\x03 \x01(\t\x12\x0c\n\x04mood\x18\x04 \x01(\t\x12\x0f\n\x07setting\x18\x05 \x01(\t\x12\x10\n\x08lighting\x18\x06 \x01(\t\x12\x0e\n\x06prompt\x18\x07 \x01(\t\x12\x10\n\x08prompt_2\x18\x08 \x01(\t\x12\x16\n\x0etrigger_tokens\x18\t \x03(\t\x12\x18\n\x10\x64uration_seconds\x18\n \x01(\x01\x12\x15\n\rprompt_tokens\x18\x0b \x01(\x05\"\xa0\x01\n\x0c\x43haracterRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rtrigger_token\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x03 \x01(\t\x12\x0f\n\x07\x61liases\x18\x04 \x03(\t\x12\x18\n\x10reference_images\x18\x05 \x01(\x05\x12\x16\n\x0e\x61\x64\x61pter_weight\x18\x06 \x01(\x02\x12\x17\n\x0freference_scale\x18\x07 \x01(\x02\"a\n\x11\x43haracterPictures\x12\x15\n\rtrigger_token\x18\x01 \x01(\t\x12&\n\x08pictures\x18\x02 \x03(\x0b\x32\x14.storyboard.v1.Image\x12\r\n\x05scale\x18\x03 \x01(\x02\"B\n\x14\x43haracterConsistency\x12\x15\n\rtrigger_token\x18\x01 \x01(\t\x12\x13\n\x0b\x63onsistency\x18\x02 \x01(\x02\"\xa8\x01\n\x04Plan\x12\r\n\x05story\x18\x01 \x01(\t\x12$\n\x06scenes\x18\x02 \x03(\x0b\x32\x14.storyboard.v1.Scene\x12\x17\n\x0fnegative_prompt\x18\x03 \x01(\t\x12\x10\n\x08warnings\x18\x04 \x03(\t\x12\x0f\n\x07planner\x18\x05 \x01(\t\x12/\n\ncharacters\x18\x06 \x03(\x0b\x32\x1b.storyboard.v1.CharacterRef\"g\n\nThresholds\x12\x13\n\x0b\x63onsistency\x18\x01 \x01(\x02\x12\x11\n\talignment\x18\x02 \x01(\x02\x12\x12\n\nrepetition\x18\x03 \x01(\x02\x12\x1d\n\x15reference_consistency\x18\x04 \x01(\x02\"\xd5\x01\n\nFrameScore\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x13\n\x0b\x63onsistency\x18\x02 \x01(\x02\x12\x11\n\talignment\x18\x03 \x01(\x02\x12\x12\n\nrepetition\x18\x04 \x01(\x02\x12\x1a\n\x12most_similar_index\x18\x05 \x01(\x05\x12\'\n\x07verdict\x18\x06 \x01(\x0e\x32\x16.storyboard.v1.Verdict\x12\x37\n\ncharacters\x18\x07 \x03(\x0b\x32#.storyboard.v1.CharacterConsistency\"n\n\x0c\x46rameTimings\x12\x15\n\rqueue_seconds\x18\x01 \x01(\x01\x12\x17\n\x0f\x64\x65noise_seconds\x18\x02 \x01(\x01\x12\x16\n\x0e\x64\x65\x63ode_seconds\x18\x03 \x01(\x01\x12\x16\n\x0e\x65ncode_seconds\x18\x04 \x01(\x01*o\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x15\n\x11IMAGE_FORMAT_WEBP\x10\x02\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x03*\x9f\x01\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_PASS\x10\x01\x12\x1b\n\x17VERDICT_LOW_CONSISTENCY\x10\x02\x12\x19\n\x15VERDICT_LOW_ALIGNMENT\x10\x03\x12\x16\n\x12VERDICT_REPETITIVE\x10\x04\x12\x19\n\x15VERDICT_NOT_VALIDATED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'storyboard.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMAGEFORMAT']._serialized_start=1025
-  _globals['_IMAGEFORMAT']._serialized_end=1136
-  _globals['_VERDICT']._serialized_start=1139
-  _globals['_VERDICT']._serialized_end=1298
+  _globals['_IMAGEFORMAT']._serialized_start=1330
+  _globals['_IMAGEFORMAT']._serialized_end=1441
+  _globals['_VERDICT']._serialized_start=1444
+  _globals['_VERDICT']._serialized_end=1603
   _globals['_IMAGE']._serialized_start=45
   _globals['_IMAGE']._serialized_end=132
   _globals['_ADAPTERREF']._serialized_start=134
   _globals['_ADAPTERREF']._serialized_end=176
   _globals['_SCENE']._serialized_start=179
   _globals['_SCENE']._serialized_end=394
-  _globals['_CHARACTERREF']._serialized_start=396
-  _globals['_CHARACTERREF']._serialized_end=507
-  _globals['_PLAN']._serialized_start=510
-  _globals['_PLAN']._serialized_end=678
-  _globals['_THRESHOLDS']._serialized_start=680
-  _globals['_THRESHOLDS']._serialized_end=752
-  _globals['_FRAMESCORE']._serialized_start=755
-  _globals['_FRAMESCORE']._serialized_end=911
-  _globals['_FRAMETIMINGS']._serialized_start=913
-  _globals['_FRAMETIMINGS']._serialized_end=1023
+  _globals['_CHARACTERREF']._serialized_start=397
+  _globals['_CHARACTERREF']._serialized_end=557
+  _globals['_CHARACTERPICTURES']._serialized_start=559
+  _globals['_CHARACTERPICTURES']._serialized_end=656
+  _globals['_CHARACTERCONSISTENCY']._serialized_start=658
+  _globals['_CHARACTERCONSISTENCY']._serialized_end=724
+  _globals['_PLAN']._serialized_start=727
+  _globals['_PLAN']._serialized_end=895
+  _globals['_THRESHOLDS']._serialized_start=897
+  _globals['_THRESHOLDS']._serialized_end=1000
+  _globals['_FRAMESCORE']._serialized_start=1003
+  _globals['_FRAMESCORE']._serialized_end=1216
+  _globals['_FRAMETIMINGS']._serialized_start=1218
+  _globals['_FRAMETIMINGS']._serialized_end=1328
 # @@protoc_insertion_point(module_scope)

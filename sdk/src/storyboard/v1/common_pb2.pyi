@@ -82,18 +82,40 @@ class Scene(_message.Message):
     def __init__(self, frame: _Optional[int] = ..., description: _Optional[str] = ..., camera: _Optional[str] = ..., mood: _Optional[str] = ..., setting: _Optional[str] = ..., lighting: _Optional[str] = ..., prompt: _Optional[str] = ..., prompt_2: _Optional[str] = ..., trigger_tokens: _Optional[_Iterable[str]] = ..., duration_seconds: _Optional[float] = ..., prompt_tokens: _Optional[int] = ...) -> None: ...
 
 class CharacterRef(_message.Message):
-    __slots__ = ("name", "trigger_token", "adapter", "aliases", "reference_images")
+    __slots__ = ("name", "trigger_token", "adapter", "aliases", "reference_images", "adapter_weight", "reference_scale")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_SCALE_FIELD_NUMBER: _ClassVar[int]
     name: str
     trigger_token: str
     adapter: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
     reference_images: int
-    def __init__(self, name: _Optional[str] = ..., trigger_token: _Optional[str] = ..., adapter: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., reference_images: _Optional[int] = ...) -> None: ...
+    adapter_weight: float
+    reference_scale: float
+    def __init__(self, name: _Optional[str] = ..., trigger_token: _Optional[str] = ..., adapter: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., reference_images: _Optional[int] = ..., adapter_weight: _Optional[float] = ..., reference_scale: _Optional[float] = ...) -> None: ...
+
+class CharacterPictures(_message.Message):
+    __slots__ = ("trigger_token", "pictures", "scale")
+    TRIGGER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PICTURES_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    trigger_token: str
+    pictures: _containers.RepeatedCompositeFieldContainer[Image]
+    scale: float
+    def __init__(self, trigger_token: _Optional[str] = ..., pictures: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., scale: _Optional[float] = ...) -> None: ...
+
+class CharacterConsistency(_message.Message):
+    __slots__ = ("trigger_token", "consistency")
+    TRIGGER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    trigger_token: str
+    consistency: float
+    def __init__(self, trigger_token: _Optional[str] = ..., consistency: _Optional[float] = ...) -> None: ...
 
 class Plan(_message.Message):
     __slots__ = ("story", "scenes", "negative_prompt", "warnings", "planner", "characters")
@@ -112,30 +134,34 @@ class Plan(_message.Message):
     def __init__(self, story: _Optional[str] = ..., scenes: _Optional[_Iterable[_Union[Scene, _Mapping]]] = ..., negative_prompt: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., planner: _Optional[str] = ..., characters: _Optional[_Iterable[_Union[CharacterRef, _Mapping]]] = ...) -> None: ...
 
 class Thresholds(_message.Message):
-    __slots__ = ("consistency", "alignment", "repetition")
+    __slots__ = ("consistency", "alignment", "repetition", "reference_consistency")
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
     REPETITION_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     consistency: float
     alignment: float
     repetition: float
-    def __init__(self, consistency: _Optional[float] = ..., alignment: _Optional[float] = ..., repetition: _Optional[float] = ...) -> None: ...
+    reference_consistency: float
+    def __init__(self, consistency: _Optional[float] = ..., alignment: _Optional[float] = ..., repetition: _Optional[float] = ..., reference_consistency: _Optional[float] = ...) -> None: ...
 
 class FrameScore(_message.Message):
-    __slots__ = ("index", "consistency", "alignment", "repetition", "most_similar_index", "verdict")
+    __slots__ = ("index", "consistency", "alignment", "repetition", "most_similar_index", "verdict", "characters")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
     REPETITION_FIELD_NUMBER: _ClassVar[int]
     MOST_SIMILAR_INDEX_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
     index: int
     consistency: float
     alignment: float
     repetition: float
     most_similar_index: int
     verdict: Verdict
-    def __init__(self, index: _Optional[int] = ..., consistency: _Optional[float] = ..., alignment: _Optional[float] = ..., repetition: _Optional[float] = ..., most_similar_index: _Optional[int] = ..., verdict: _Optional[_Union[Verdict, str]] = ...) -> None: ...
+    characters: _containers.RepeatedCompositeFieldContainer[CharacterConsistency]
+    def __init__(self, index: _Optional[int] = ..., consistency: _Optional[float] = ..., alignment: _Optional[float] = ..., repetition: _Optional[float] = ..., most_similar_index: _Optional[int] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., characters: _Optional[_Iterable[_Union[CharacterConsistency, _Mapping]]] = ...) -> None: ...
 
 class FrameTimings(_message.Message):
     __slots__ = ("queue_seconds", "denoise_seconds", "decode_seconds", "encode_seconds")

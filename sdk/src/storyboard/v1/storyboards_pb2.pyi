@@ -44,7 +44,7 @@ EXPORT_FORMAT_ZIP: ExportFormat
 EXPORT_FORMAT_CSV: ExportFormat
 
 class StoryboardSpec(_message.Message):
-    __slots__ = ("story", "num_frames", "base_seed", "num_inference_steps", "guidance_scale", "width", "height", "characters", "adapters", "temperature", "deterministic", "plan", "aspect", "negative_prompt")
+    __slots__ = ("story", "num_frames", "base_seed", "num_inference_steps", "guidance_scale", "width", "height", "characters", "adapters", "temperature", "deterministic", "plan", "aspect", "negative_prompt", "character_references")
     STORY_FIELD_NUMBER: _ClassVar[int]
     NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     BASE_SEED_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class StoryboardSpec(_message.Message):
     PLAN_FIELD_NUMBER: _ClassVar[int]
     ASPECT_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    CHARACTER_REFERENCES_FIELD_NUMBER: _ClassVar[int]
     story: str
     num_frames: int
     base_seed: int
@@ -73,7 +74,8 @@ class StoryboardSpec(_message.Message):
     plan: _common_pb2.Plan
     aspect: str
     negative_prompt: str
-    def __init__(self, story: _Optional[str] = ..., num_frames: _Optional[int] = ..., base_seed: _Optional[int] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., characters: _Optional[_Iterable[str]] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., temperature: _Optional[float] = ..., deterministic: _Optional[bool] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., aspect: _Optional[str] = ..., negative_prompt: _Optional[str] = ...) -> None: ...
+    character_references: _containers.RepeatedCompositeFieldContainer[_common_pb2.CharacterPictures]
+    def __init__(self, story: _Optional[str] = ..., num_frames: _Optional[int] = ..., base_seed: _Optional[int] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., characters: _Optional[_Iterable[str]] = ..., adapters: _Optional[_Iterable[_Union[_common_pb2.AdapterRef, _Mapping]]] = ..., temperature: _Optional[float] = ..., deterministic: _Optional[bool] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., aspect: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., character_references: _Optional[_Iterable[_Union[_common_pb2.CharacterPictures, _Mapping]]] = ...) -> None: ...
 
 class FrameResult(_message.Message):
     __slots__ = ("frame", "seed", "attempts", "seeds_tried", "score", "rendered", "verdict", "file_name")
