@@ -42,6 +42,15 @@ class EncodedImage:
 
 
 @dataclass(frozen=True)
+class CharacterJob:
+    """A character's reference pictures and the 0-based indexes of the frames that show it."""
+
+    trigger_token: str
+    pictures: list[EncodedImage]
+    frames: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class ScoreJob:
     """A checked Score request. ``prompts`` has one entry per frame, trigger tokens removed; "" means no prompt."""
 
@@ -50,6 +59,7 @@ class ScoreJob:
     prompts: list[str]
     policy: ReferencePolicy
     thresholds: Thresholds
+    characters: list[CharacterJob]
 
 
 def parse_score_request(
@@ -77,6 +87,7 @@ def parse_score_request(
         prompts=prompts,
         policy=_policy(request.policy, bool(references), default_policy),
         thresholds=_thresholds(request, default_thresholds),
+        characters=_characters(request.characters, len(frames), limits),
     )
 
 
@@ -99,6 +110,29 @@ def _image(image: common_pb2.Image, field: str, limits: ScoreLimits) -> EncodedI
     if image.sha256 and image.sha256.hex() != key:
         raise InvalidArgument(f"{field}.sha256", "does not match the SHA-256 of data")
     return EncodedImage(field, image.data, key)
+
+
+def _characters(
+    characters: Sequence[validator_pb2.CharacterFrames], frame_count: int, limits: ScoreLimits
+) -> list[CharacterJob]:
+    jobs, seen = [], set()
+    for index, entry in enumerate(characters):
+        field = f"characters[{index}]"
+        token = entry.character.trigger_token
+        if not token.strip() or len(token) > MAX_TRIGGER_TOKEN_CHARS:
+            raise InvalidArgument(f"{field}.character.trigger_token", "must be a trigger token (1 to 100 characters)")
+        if token in seen:
+            raise InvalidArgument(f"{field}.character.trigger_token", f"{token!r} is named twice")
+        seen.add(token)
+        pictures = entry.character.pictures
+        if not 1 <= len(pictures) <= limits.max_references:
+            raise InvalidArgument(f"{field}.character.pictures", f"must hold 1 to {limits.max_references} pictures")
+        for frame in entry.frames:
+            if not 0 <= frame < frame_count:
+                raise InvalidArgument(f"{field}.frames", f"{frame} is not an index of the {frame_count} frames")
+        images = _images(pictures, f"{field}.character.pictures", limits)
+        jobs.append(CharacterJob(token, images, tuple(dict.fromkeys(entry.frames))))
+    return jobs
 
 
 def _trigger_tokens(tokens: Sequence[str]) -> list[str]:
@@ -144,7 +178,7 @@ def _thresholds(request: validator_pb2.ScoreRequest, defaults: Thresholds) -> Th
         return defaults
     given = request.thresholds
     values = {}
-    for name in ("consistency", "alignment", "repetition"):
+    for name in ("consistency", "alignment", "repetition", "reference_consistency"):
         value = getattr(given, name)
         if not math.isfinite(value) or not -1.0 <= value <= 1.0:
             raise InvalidArgument(f"thresholds.{name}", f"must be a cosine similarity between -1 and 1, got {value:g}")

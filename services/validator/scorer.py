@@ -11,8 +11,15 @@ from typing import TYPE_CHECKING
 
 from services.validator.clip_model import LoadedClip, ModelLoadError, load_clip
 from services.validator.embeddings import ClipEmbedder
-from services.validator.requests import EncodedImage, ScoreJob
-from services.validator.scoring import FrameResult, ReferencePolicy, Thresholds, reference_vector, score_frames
+from services.validator.requests import CharacterJob, EncodedImage, ScoreJob
+from services.validator.scoring import (
+    CharacterReference,
+    FrameResult,
+    ReferencePolicy,
+    Thresholds,
+    reference_vector,
+    score_frames,
+)
 from services.validator.weights import WeightsSource
 from storyboard_common.errors import FailedPrecondition, Unavailable
 from storyboard_common.images import decode
@@ -119,7 +126,8 @@ class FrameScorer:
         started = time.perf_counter()
         policy = job.policy
         references = job.references if policy is ReferencePolicy.REFERENCE_IMAGES else []
-        images = {image.key: self._opener(image) for image in _with_data_first((*job.frames, *references))}
+        pictures = [picture for character in job.characters for picture in character.pictures]
+        images = {image.key: self._opener(image) for image in _with_data_first((*job.frames, *references, *pictures))}
         image_vectors = embedder.image_embeddings(images)
         texts = [prompt for prompt in job.prompts if prompt]
         text_vectors = embedder.text_embeddings(texts) if texts else {}
@@ -128,7 +136,8 @@ class FrameScorer:
         reference_rows = _stack([image_vectors[image.key] for image in references]) if references else None
         reference = reference_vector(policy, frames, reference_rows)
         prompts = [text_vectors[prompt] if prompt else None for prompt in job.prompts]
-        results = score_frames(frames, reference, prompts, job.thresholds)
+        characters = [_character_reference(character, frames, image_vectors) for character in job.characters]
+        results = score_frames(frames, reference, prompts, job.thresholds, characters)
         log.info(
             "scored %d frames against %s in %.0f ms",
             len(results),
@@ -141,6 +150,14 @@ class FrameScorer:
         if not image.data:
             return lambda: _not_held(image)
         return lambda: decode(image.data, image.field, self._max_image_pixels)
+
+
+def _character_reference(
+    character: CharacterJob, frames: torch.Tensor, image_vectors: dict[str, torch.Tensor]
+) -> CharacterReference:
+    pictures = _stack([image_vectors[picture.key] for picture in character.pictures])
+    vector = reference_vector(ReferencePolicy.REFERENCE_IMAGES, frames, pictures)
+    return CharacterReference(character.trigger_token, vector, character.frames)
 
 
 def _with_data_first(images: Sequence[EncodedImage]) -> list[EncodedImage]:

@@ -1,4 +1,5 @@
-"""The scores themselves, from unit-length embeddings: consistency, prompt alignment, repetition and a verdict.
+"""The scores themselves, from unit-length embeddings: consistency (to the storyboard's reference, and to each
+character's reference pictures), prompt alignment, repetition and a verdict.
 
 Pure functions on tensors (no model, no gRPC), so that what a score means can be read in one place.
 """
@@ -34,11 +35,22 @@ class Verdict(Enum):
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Cosine-similarity thresholds: consistency and alignment must reach theirs, repetition must not exceed its."""
+    """Cosine-similarity thresholds: consistency and alignment must reach theirs, repetition must not exceed its;
+    a frame's similarity to each character's reference pictures must reach ``reference_consistency``."""
 
     consistency: float
     alignment: float
     repetition: float
+    reference_consistency: float
+
+
+@dataclass(frozen=True)
+class CharacterReference:
+    """A character's reference (the unit mean of its pictures' embeddings) and the frames that show it."""
+
+    trigger_token: str
+    vector: torch.Tensor
+    frames: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,7 @@ class FrameResult:
     repetition: float
     most_similar_index: int
     verdict: Verdict
+    characters: tuple[tuple[str, float], ...] = ()  # (trigger token, similarity to its pictures), as asked
 
 
 def reference_vector(
@@ -70,8 +83,10 @@ def score_frames(
     reference: torch.Tensor,
     prompts: Sequence[torch.Tensor | None],
     thresholds: Thresholds,
+    characters: Sequence[CharacterReference] = (),
 ) -> list[FrameResult]:
-    """Scores of (N, D) unit frame embeddings against a unit ``reference`` and each frame's prompt embedding."""
+    """Scores of (N, D) unit frame embeddings against a unit ``reference``, each frame's prompt embedding and the
+    references of the ``characters`` each frame shows."""
     import torch
 
     consistency = (frames @ reference).tolist()
@@ -80,16 +95,32 @@ def score_frames(
     for index in range(len(frames)):
         prompt = prompts[index] if index < len(prompts) else None
         alignment = float(torch.dot(frames[index], prompt)) if prompt is not None else None
-        verdict = judge(consistency[index], alignment, repetition[index], thresholds)
+        shown = tuple(
+            (character.trigger_token, float(torch.dot(frames[index], character.vector)))
+            for character in characters
+            if index in character.frames
+        )
+        verdict = judge(consistency[index], alignment, repetition[index], thresholds, [score for _, score in shown])
         results.append(
-            FrameResult(index, consistency[index], alignment, repetition[index], most_similar[index], verdict)
+            FrameResult(index, consistency[index], alignment, repetition[index], most_similar[index], verdict, shown)
         )
     return results
 
 
-def judge(consistency: float, alignment: float | None, repetition: float, thresholds: Thresholds) -> Verdict:
-    """The verdict on one frame: the first failed check, else PASS; a frame without a prompt skips alignment."""
-    if consistency < thresholds.consistency:
+def judge(
+    consistency: float,
+    alignment: float | None,
+    repetition: float,
+    thresholds: Thresholds,
+    character_consistency: Sequence[float] = (),
+) -> Verdict:
+    """The verdict on one frame: the first failed check, else PASS; a frame without a prompt skips alignment. A
+    frame showing characters with reference pictures is as consistent as it is like the least like of them: their
+    pictures, not another frame, say what the character looks like."""
+    if character_consistency:
+        if min(character_consistency) < thresholds.reference_consistency:
+            return Verdict.LOW_CONSISTENCY
+    elif consistency < thresholds.consistency:
         return Verdict.LOW_CONSISTENCY
     if alignment is not None and alignment < thresholds.alignment:
         return Verdict.LOW_ALIGNMENT

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.validator.scorer import FrameScorer
-from services.validator.scoring import ReferencePolicy, Thresholds
+from services.validator.scoring import ReferencePolicy
 from services.validator.servicer import ValidatorServicer
 from services.validator.settings import ValidatorSettings
 from storyboard_common.server import Registration, ServiceServer, build_server
@@ -25,11 +25,7 @@ def create_server(settings: ValidatorSettings) -> tuple[ServiceServer, int]:
         scorer,
         limits=settings.limits(),
         default_policy=ReferencePolicy(settings.reference_policy),
-        default_thresholds=Thresholds(
-            consistency=settings.consistency_threshold,
-            alignment=settings.alignment_threshold,
-            repetition=settings.repetition_threshold,
-        ),
+        default_thresholds=settings.thresholds(),
     )
     registration = Registration(
         SERVICE_NAME, lambda server: validator_pb2_grpc.add_ValidatorServicer_to_server(servicer, server)

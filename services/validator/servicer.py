@@ -74,10 +74,15 @@ def _frame_score(result: FrameResult) -> common_pb2.FrameScore:
         repetition=result.repetition,
         most_similar_index=result.most_similar_index,
         verdict=VERDICT_TO_PROTO[result.verdict],
+        characters=[
+            common_pb2.CharacterConsistency(trigger_token=token, consistency=score)
+            for token, score in result.characters
+        ],
     )
 
 
 def _thresholds(thresholds: Thresholds) -> common_pb2.Thresholds:
     return common_pb2.Thresholds(
-        consistency=thresholds.consistency, alignment=thresholds.alignment, repetition=thresholds.repetition
-    )
+        consistency=thresholds.consistency, alignment=thresholds.alignment, repetition=thresholds.repetition,
+        reference_consistency=thresholds.reference_consistency,
+    )  # fmt: skip

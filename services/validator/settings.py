@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.validator.scoring import Thresholds
 from services.validator.weights import WeightsSource, check_clip_model, check_clip_pretrained, weights_source
 from storyboard_common.settings import ServiceSettings
 
@@ -56,6 +57,13 @@ class ValidatorSettings(ServiceSettings):
     repetition_threshold: float = Field(
         0.95, ge=-1, le=1, description="similarity to another frame above which a frame counts as repetitive"
     )
+    reference_consistency_threshold: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="lowest cosine similarity of a frame to each character's reference pictures that passes; unset "
+        "means the consistency threshold",
+    )
     max_frames: int = Field(32, ge=1, le=1024, description="most frames in one Score request")
     max_references: int = Field(8, ge=0, le=256, description="most reference images in one Score request")
     max_image_bytes: int = Field(
@@ -100,6 +108,16 @@ class ValidatorSettings(ServiceSettings):
     def preprocess_threads(self) -> int:
         """How many threads decode images: the setting, or min(8, CPU count) for 0."""
         return self.preprocess_workers or min(8, os.cpu_count() or 1)
+
+    def thresholds(self) -> Thresholds:
+        """The default thresholds these settings describe."""
+        reference = self.reference_consistency_threshold
+        return Thresholds(
+            consistency=self.consistency_threshold,
+            alignment=self.alignment_threshold,
+            repetition=self.repetition_threshold,
+            reference_consistency=self.consistency_threshold if reference is None else reference,
+        )
 
     def limits(self) -> ScoreLimits:
         """The request limits these settings describe."""

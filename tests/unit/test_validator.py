@@ -503,3 +503,60 @@ def test_bad_input_is_invalid_argument_naming_the_field(
 def test_a_bad_frame_does_not_spoil_the_next_call(strict_validator: Validator) -> None:
     expect_error(strict_validator, grpc.StatusCode.INVALID_ARGUMENT, frames=images(png(1), b"broken"))
     assert len(strict_validator.score(frames=images(png(1), png(2))).scores) == 2
+
+
+# --- characters' reference pictures (cross consistency) -----------------------------------------------------------
+
+
+def _character(token: str, pictures: list[bytes], frames: list[int]) -> validator_pb2.CharacterFrames:
+    return validator_pb2.CharacterFrames(
+        character=common_pb2.CharacterPictures(trigger_token=token, pictures=images(*pictures)), frames=frames
+    )
+
+
+def test_each_frame_is_scored_against_the_pictures_of_each_character_it_shows(validator: Validator) -> None:
+    mira, fox = png(21), png(22)
+    response = validator.score(
+        frames=images(mira, fox, png(23)),
+        characters=[_character("mira_girl", [mira], [0, 2]), _character("fox_hero", [fox, fox], [1, 2])],
+        thresholds=common_pb2.Thresholds(consistency=-1, alignment=-1, repetition=1, reference_consistency=0.99),
+    )
+    first, second, third = response.scores
+    assert [c.trigger_token for c in first.characters] == ["mira_girl"]
+    assert first.characters[0].consistency == pytest.approx(1.0, abs=1e-4)  # the frame is the picture
+    assert [c.trigger_token for c in second.characters] == ["fox_hero"]
+    assert [c.trigger_token for c in third.characters] == ["mira_girl", "fox_hero"]
+    # The reference pictures judge consistency where they exist: the third frame is like neither character.
+    assert (first.verdict, second.verdict) == (common_pb2.VERDICT_PASS, common_pb2.VERDICT_PASS)
+    assert third.verdict == common_pb2.VERDICT_LOW_CONSISTENCY
+    assert response.thresholds.reference_consistency == pytest.approx(0.99)
+    # Without them, the frame's self consistency (to frame 1) judges, as before.
+    plain = validator.score(frames=images(mira, fox, png(23)),
+                            thresholds=common_pb2.Thresholds(consistency=-1, alignment=-1, repetition=1))  # fmt: skip
+    assert all(score.verdict == common_pb2.VERDICT_PASS and not score.characters for score in plain.scores)
+
+
+def test_a_characters_pictures_named_by_digest_are_the_ones_sent_before(validator: Validator) -> None:
+    mira = png(24)
+    validator.score(frames=images(png(25)), characters=[_character("mira_girl", [mira], [0])])
+    named = validator_pb2.CharacterFrames(
+        character=common_pb2.CharacterPictures(trigger_token="mira_girl", pictures=by_digest(mira)), frames=[0]
+    )
+    response = validator.score(frames=images(mira), characters=[named])
+    assert response.scores[0].characters[0].consistency == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("characters", "field"),
+    [
+        ([_character("", [png(1)], [0])], "characters[0].character.trigger_token"),
+        ([_character("a", [], [0])], "characters[0].character.pictures"),
+        ([_character("a", [png(1)], [3])], "characters[0].frames"),
+        ([_character("a", [png(1)], [0]), _character("a", [png(2)], [0])], "characters[1].character.trigger_token"),
+    ],
+)
+def test_bad_characters_are_invalid_argument_naming_the_field(validator: Validator, characters, field) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        validator.score(frames=images(png(1)), characters=characters)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith(field)

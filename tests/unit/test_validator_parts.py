@@ -113,7 +113,7 @@ def test_strip_trigger_tokens(prompt: str, tokens: list[str], expected: str) -> 
     assert strip_trigger_tokens(prompt, tokens) == expected
 
 
-THRESHOLDS = Thresholds(consistency=0.7, alignment=0.2, repetition=0.95)
+THRESHOLDS = Thresholds(consistency=0.7, alignment=0.2, repetition=0.95, reference_consistency=0.7)
 
 
 @pytest.mark.parametrize(
