@@ -27,10 +27,11 @@ def frame_seed(base_seed: int, frame: int, attempt: int) -> int:
 def frame_adapters(
     plan: common_pb2.Plan, scene: common_pb2.Scene, extra: Sequence[common_pb2.AdapterRef]
 ) -> list[common_pb2.AdapterRef]:
-    """The adapters a frame is drawn with: those of the characters it shows (at full weight), then the request's
-    own, each adapter once; where the request names a character's adapter too, its weight is the one used."""
+    """The adapters a frame is drawn with: those of the characters it shows (each at its registered weight, 1.0
+    unless set), then the request's own, each adapter once; where the request names a character's adapter too, its
+    weight is the one used."""
     weights = {
-        character.adapter: 1.0
+        character.adapter: character.adapter_weight or 1.0
         for character in plan.characters
         if character.adapter and character.trigger_token in scene.trigger_tokens
     }

@@ -7,7 +7,9 @@ A registry is a TOML file with one ``[[characters]]`` table per character::
     aliases = ["Aldar"]                    # other names the story may use
     trigger_token = "aldar_kose_man"       # the token the character's LoRA was trained on
     adapter = "aldar_kose"                 # the LoRA adapter's name in the renderer's adapters folder (optional)
+    adapter_weight = 0.8                   # optional: the weight its LoRA is applied at (default 1.0)
     reference_images = ["refs/aldar.png"]  # optional, relative to the registry file: PNG, JPEG or WebP files
+    reference_scale = 0.6                  # optional: how strongly the pictures condition its frames (IP-Adapter)
     descriptors = ["kazakh folk trickster"]  # optional identity words added to prompts; never clothing/appearance
 
 Nothing about any particular character lives in code: the spec's Aldar Kose is one entry of examples/characters.toml.
@@ -47,6 +49,8 @@ class Character:
     aliases: tuple[str, ...] = ()
     reference_images: tuple[Path, ...] = ()
     descriptors: tuple[str, ...] = ()
+    adapter_weight: float = 1.0
+    reference_scale: float = 0.0  # 0: the renderer's default
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -72,7 +76,8 @@ class Character:
         """The character as the contract's CharacterRef."""
         return common_pb2.CharacterRef(
             name=self.name, trigger_token=self.trigger_token, adapter=self.adapter, aliases=self.aliases,
-            reference_images=len(self.reference_images),
+            reference_images=len(self.reference_images), adapter_weight=self.adapter_weight,
+            reference_scale=self.reference_scale,
         )  # fmt: skip
 
     def reference_picture(self, number: int) -> common_pb2.Image:
@@ -97,12 +102,21 @@ class _Entry(BaseModel):
     aliases: list[str] = []
     reference_images: list[str] = []
     descriptors: list[str] = []
+    adapter_weight: float = Field(1.0, ge=-4.0, le=4.0)
+    reference_scale: float = Field(0.0, ge=0.0, le=1.0)
 
     @field_validator("trigger_token")
     @classmethod
     def _trigger_is_plain(cls, value: str) -> str:
         if not _TRIGGER.match(value):
             raise ValueError("must be words of letters, digits, '_' or '-' separated by single spaces")
+        return value
+
+    @field_validator("adapter_weight")
+    @classmethod
+    def _weight_draws_something(cls, value: float) -> float:
+        if value == 0:
+            raise ValueError("must not be 0 (a weight of 0 draws nothing of the adapter: leave 'adapter' out)")
         return value
 
     @field_validator("adapter")
@@ -197,6 +211,8 @@ def _character(path: Path, index: int, entry: object) -> Character:
         aliases=tuple(alias.strip() for alias in parsed.aliases if alias.strip()),
         reference_images=images,
         descriptors=tuple(parsed.descriptors),
+        adapter_weight=parsed.adapter_weight,
+        reference_scale=parsed.reference_scale,
     )
 
 

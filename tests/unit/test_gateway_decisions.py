@@ -16,7 +16,7 @@ from storyboard_common.errors import InvalidArgument
 PLAN = common_pb2.Plan(
     characters=[
         common_pb2.CharacterRef(name="Aldar Kose", trigger_token="aldar_kose_man", adapter="aldar"),
-        common_pb2.CharacterRef(name="Mira", trigger_token="mira_girl", adapter="mira"),
+        common_pb2.CharacterRef(name="Mira", trigger_token="mira_girl", adapter="mira", adapter_weight=0.8),
         common_pb2.CharacterRef(name="The Khan", trigger_token="khan_man"),  # no adapter of its own
     ]
 )
@@ -30,12 +30,12 @@ def _adapters(scene_tokens, extra=()) -> list[tuple[str, float]]:
 
 def test_a_frame_gets_the_adapters_of_the_characters_it_shows_then_the_requests():
     assert _adapters(["aldar_kose_man", "khan_man"], [("style", 0.5)]) == [("aldar", 1.0), ("style", 0.5)]
-    assert _adapters(["mira_girl"]) == [("mira", 1.0)]
+    assert _adapters(["mira_girl"]) == [("mira", 0.8)]  # at the character's registered weight
     assert _adapters([], [("style", 0.5)]) == [("style", 0.5)]
 
 
 def test_an_adapter_the_request_and_a_character_share_is_applied_once_at_the_requests_weight():
-    assert _adapters(["aldar_kose_man", "mira_girl"], [("aldar", 0.7)]) == [("aldar", 0.7), ("mira", 1.0)]
+    assert _adapters(["aldar_kose_man", "mira_girl"], [("aldar", 0.7)]) == [("aldar", 0.7), ("mira", 0.8)]
 
 
 def test_a_character_adapter_the_renderers_lack_is_left_out_with_a_warning_and_the_rest_kept():

@@ -210,6 +210,8 @@ def test_a_configured_file_that_does_not_exist_fails_fast(tmp_path: Path, capsys
         ('[[characters]]\nname = "A"\ntrigger_token = "a_tok"\nreference_images = ["text.png"]', "not a picture"),
         ('[[characters]]\nname = "A"\ntrigger_token = "a_tok"\nreference_images = ["a.gif"]', "is GIF, not PNG"),
         ('[[characters]]\nname = "A"\ntrigger_token = "a_tok"\nunknown = 1', "unknown"),
+        ('[[characters]]\nname = "A"\ntrigger_token = "a_tok"\nadapter_weight = 0', "must not be 0"),
+        ('[[characters]]\nname = "A"\ntrigger_token = "a_tok"\nreference_scale = 1.5', "reference_scale"),
         (
             '[[characters]]\nname = "A"\naliases = ["Al"]\ntrigger_token = "a_tok"\n'
             '[[characters]]\nname = "B"\naliases = ["al"]\ntrigger_token = "b_tok"',
@@ -303,7 +305,7 @@ def test_a_characters_reference_pictures_are_counted_and_sent_one_by_one(tmp_pat
             stub.ReferenceImage(planner_pb2.ReferenceImageRequest(trigger_token="mira_girl", number=3), timeout=10)
         with pytest.raises(grpc.RpcError) as nobody:
             stub.ReferenceImage(planner_pb2.ReferenceImageRequest(trigger_token="nobody", number=1), timeout=10)
-    assert mira.reference_images == 2
+    assert (mira.reference_images, mira.adapter_weight, mira.reference_scale) == (2, 1.0, 0.0)
     first, second = (picture.image for picture in pictures)
     assert first.data == (tmp_path / "front.png").read_bytes() and first.mime_type == "image/png"
     assert (first.width, first.height, second.mime_type, second.width) == (40, 30, "image/jpeg", 20)
@@ -429,3 +431,13 @@ def test_an_offline_plan_of_a_story_not_in_english_says_its_prompts_copy_the_wor
     assert said == warned, list(plan.warnings)
     if story.startswith("Алдар"):  # registry names match in any script
         assert all(scene.prompt.startswith("aldar_kose_man") for scene in plan.scenes)
+
+
+def test_a_characters_adapter_weight_and_reference_scale_reach_the_plans_characters(tmp_path: Path) -> None:
+    path = tmp_path / "characters.toml"
+    path.write_text('[[characters]]\nname = "Mira"\ntrigger_token = "mira_girl"\nadapter = "mira"\n'
+                    'adapter_weight = 0.75\nreference_scale = 0.4\n')  # fmt: skip
+    for channel in _serve(PlannerSettings(port=0, characters_file=path)):
+        plan = _plan(planner_pb2_grpc.PlannerStub(channel), story="Mira walks her dog along the river").plan
+    (mira,) = plan.characters
+    assert (mira.adapter, mira.adapter_weight, mira.reference_scale) == ("mira", 0.75, pytest.approx(0.4))
