@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -19,6 +19,7 @@ from gateway.document_frames import DocumentFrames
 from gateway.downstream import Downstream
 from gateway.metrics import Metrics
 from gateway.outputs import AttemptInfo
+from gateway.references import frame_references
 from gateway.store import Job, JobStore
 from gateway.validation import Picture, Validation
 from storyboard.v1 import common_pb2
@@ -50,6 +51,7 @@ class FrameMaker:
     metrics: Metrics
     policy: FramePolicy
     document_frames: DocumentFrames
+    references: dict[str, common_pb2.CharacterPictures] = field(default_factory=dict)  # by trigger token
 
     async def make(self, scene: common_pb2.Scene) -> None:
         """Produce the frame: its attempts, then the best one kept as frame_NNN.png."""
@@ -141,7 +143,7 @@ class FrameMaker:
             seed=seed, width=spec.width, height=spec.height, steps=spec.num_inference_steps,
             guidance_scale=spec.guidance_scale, adapters=decisions.frame_adapters(self.plan, scene, spec.adapters),
             scene=documents.reader_scene(scene, self.plan.characters),  # a sketch panel's caption is read by people
-            deterministic=spec.deterministic,
+            deterministic=spec.deterministic, references=frame_references(scene, self.references),
         )  # fmt: skip
         return renderer_pb2.RenderRequest(
             frames=[frame], progress_interval_seconds=self.downstream.limits.progress_interval
@@ -162,7 +164,7 @@ class FrameMaker:
             if scene.frame == decisions.REFERENCE_FRAME:
                 self.validation.set_reference(picture)
         started = time.perf_counter()
-        judgement = await self.validation.judge(picture, scene.prompt, scene.frame)
+        judgement = await self.validation.judge(picture, scene.prompt, scene.frame, scene.trigger_tokens)
         attempt.validate_seconds = time.perf_counter() - started
         attempt.score, attempt.verdict, attempt.reason = judgement.score, judgement.verdict, judgement.reason
         attempt.validated = True

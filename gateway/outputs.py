@@ -182,12 +182,15 @@ def _scores(score: common_pb2.FrameScore | None, frames: Sequence[int]) -> dict[
     if score is None:
         return None
     similar = score.most_similar_index
-    return {
+    scores: dict[str, Any] = {
         "consistency": _rounded(score.consistency),
         "alignment": _rounded(score.alignment),
         "repetition": _rounded(score.repetition),
         "most_similar_frame": frames[similar] if 0 <= similar < len(frames) else None,
     }
+    if score.characters:  # cross consistency: to each shown character's reference pictures
+        scores["characters"] = {c.trigger_token: _rounded(c.consistency) for c in score.characters}
+    return scores
 
 
 def _attempt_timings(attempt: AttemptInfo) -> dict[str, float]:
@@ -318,8 +321,10 @@ def storyboard_report(
             "consistency": _rounded(thresholds.consistency),
             "alignment": _rounded(thresholds.alignment),
             "repetition": _rounded(thresholds.repetition),
+            "reference_consistency": _rounded(thresholds.reference_consistency or thresholds.consistency),
         },
         "consistency": consistency,
+        "reference_consistency": _reference_consistency(scored, thresholds),
         "alignment": _summary([score.alignment for _, score in scored]),
         "repetition": {
             "max": _rounded(max((score.repetition for _, score in scored), default=0.0)),
@@ -340,6 +345,28 @@ def storyboard_report(
         "timings": timings,
         "warnings": [*plan.warnings, *notes],
     }
+
+
+def _reference_consistency(
+    scored: Sequence[tuple[int, common_pb2.FrameScore]], thresholds: common_pb2.Thresholds | None
+) -> dict[str, Any] | None:
+    """Cross consistency, by character: how alike the frames showing it are to its reference pictures (None when no
+    character had pictures)."""
+    by_character: dict[str, list[tuple[int, float]]] = {}
+    for frame, score in scored:
+        for character in score.characters:
+            by_character.setdefault(character.trigger_token, []).append((frame, character.consistency))
+    if not by_character:
+        return None
+    least = (thresholds.reference_consistency or thresholds.consistency) if thresholds is not None else None
+    report = {}
+    for token, frames in by_character.items():
+        summary = _summary([value for _, value in frames]) or {}
+        summary["frames"] = [frame for frame, _ in frames]
+        if least is not None:
+            summary["frames_below_threshold"] = [frame for frame, value in frames if value < least]
+        report[token] = summary
+    return report
 
 
 def write_frames_metadata(

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import grpc
 
-from gateway import decisions, documents, outputs
-from gateway.catalog import spec_error
+from gateway import decisions, documents, outputs, references
+from gateway.catalog import reference_picture, spec_error
 from gateway.document_frames import DocumentFrames
 from gateway.downstream import Downstream
 from gateway.frames import FrameMaker, FramePolicy
@@ -69,11 +69,16 @@ class StoryboardRun:
             raise Cancelled("storyboard cancelled")
         await asyncio.to_thread(remove_half_written_files, self.job.output_dir)
         plan = await self._plan()
+        pictures, notes = await self._reference_pictures(plan)
         validation = await Validation.ask(self.downstream, [c.trigger_token for c in plan.characters])
+        validation.notes += notes
+        validation.characters = {token: [Picture(p.data, p.mime_type) for p in character.pictures]
+                                 for token, character in pictures.items()}  # fmt: skip
         document_frames = DocumentFrames()
         maker = FrameMaker(
-            self.job, plan, validation, self.store, self.downstream, self.metrics, self.policy, document_frames
-        )
+            self.job, plan, validation, self.store, self.downstream, self.metrics, self.policy, document_frames,
+            pictures,
+        )  # fmt: skip
         try:
             await self._make_frames(maker)
             await self._check_repetition(plan, validation)
@@ -108,6 +113,19 @@ class StoryboardRun:
         self.store.update(self.job, record, plan_ready=sb.PlanReady(plan=plan))
         return plan
 
+    async def _reference_pictures(
+        self, plan: common_pb2.Plan
+    ) -> tuple[dict[str, common_pb2.CharacterPictures], list[str]]:
+        """The reference pictures of the plan's characters (the registry's and those uploaded for the storyboard),
+        and notes on those that could not be had."""
+        uploads = await asyncio.to_thread(references.read_uploads, self.job.output_dir, self.job.storyboard.spec)
+        planner, timeout = self.downstream.planner, self.downstream.limits.plan_timeout
+
+        async def registry_picture(token: str, number: int) -> common_pb2.Image:
+            return await reference_picture(planner, token, number, timeout)
+
+        return await references.character_pictures(plan, uploads, registry_picture)
+
     async def _make_frames(self, maker: FrameMaker) -> None:
         """Every frame not kept yet (or whose file went missing), ``frames_in_flight`` at a time. A frame that fails
         stops the others at once (their renders are cancelled)."""
@@ -138,7 +156,8 @@ class StoryboardRun:
                 Picture(await asyncio.to_thread((folder / outputs.frame_file_name(s.frame)).read_bytes), "image/png")
                 for s in plan.scenes
             ]
-            response = await validation.check_all(pictures, [scene.prompt for scene in plan.scenes])
+            shown = [list(scene.trigger_tokens) for scene in plan.scenes]
+            response = await validation.check_all(pictures, [scene.prompt for scene in plan.scenes], shown)
         if response is None:
             return
 

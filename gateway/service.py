@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 
-from gateway import decisions, exports, outputs
+from gateway import decisions, exports, outputs, references
 from gateway.auth import Caller
 from gateway.catalog import (
     NameCatalog,
@@ -86,8 +86,10 @@ class StoryboardService:
         if len(idempotency_key) > MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
             raise InvalidArgument("idempotency_key", f"must be printable and at most {MAX_IDEMPOTENCY_KEY} characters")
         normalized = await self._checked(spec)
-        job, created = self._store.create(normalized, idempotency_key, caller.owner, self._unfinished_limit(caller))
+        stored = references.without_bytes(normalized)
+        job, created = self._store.create(stored, idempotency_key, caller.owner, self._unfinished_limit(caller))
         if created:
+            await asyncio.to_thread(references.write_uploads, job.output_dir, normalized.character_references)
             self._start(job)
         return job
 
@@ -98,6 +100,12 @@ class StoryboardService:
         for index, scene in enumerate(normalized.plan.scenes):
             field = f"spec.plan.scenes[{index}].trigger_tokens[{{}}]"
             await self._trigger_tokens.check(list(scene.trigger_tokens), field)
+        uploads = references.check_uploads(normalized.character_references)
+        for index, upload in enumerate(uploads):
+            field = f"spec.character_references[{index}].trigger_token"
+            await self._trigger_tokens.check([upload.trigger_token], field)
+        del normalized.character_references[:]
+        normalized.character_references.extend(uploads)
         return normalized
 
     def _start(self, job: Job) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -27,6 +27,8 @@ from storyboard.v1 import common_pb2
 from storyboard_common.v1 import validator_pb2
 
 _VALIDATOR_GONE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# A character shown in the frames scored: its trigger token, its reference pictures, the indexes of those frames.
+_CharacterFrames = tuple[str, "Sequence[Picture]", list[int]]
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Validation:
     max_frames: int = 0
     thresholds: common_pb2.Thresholds | None = None
     notes: list[str] = field(default_factory=list)
+    # Each character's reference pictures, by trigger token: a frame showing the character is scored against them.
+    characters: Mapping[str, Sequence[Picture]] = field(default_factory=dict)
     _held: set[bytes] = field(default_factory=set)  # digests of the images the validator was sent
     _carried: dict[bytes, asyncio.Event] = field(default_factory=dict)  # digests on their way in a call, with bytes
     _reference: asyncio.Future[Picture] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -93,13 +97,14 @@ class Validation:
         unvalidated = [f"frames not validated: {self.unready_reason}"] if self.unready_reason else []
         return [*unvalidated, *self.notes]
 
-    async def judge(self, picture: Picture, prompt: str, frame: int) -> Judgement:
-        """The attempt's score against frame 1 (frame 1's against itself); waits for frame 1 when it is not in yet."""
+    async def judge(self, picture: Picture, prompt: str, frame: int, shown: Sequence[str] = ()) -> Judgement:
+        """The attempt's score against frame 1 (frame 1's against itself) and against the reference pictures of the
+        characters it ``shown``; waits for frame 1 when it is not in yet."""
         if self.unready_reason:
             return Judgement(None, common_pb2.VERDICT_NOT_VALIDATED, self.unready_reason)
         reference = picture if frame == 1 else await asyncio.shield(self._reference)
         try:
-            response = await self._score([picture], [prompt], reference, "validate")
+            response = await self._score([picture], [prompt], reference, "validate", [shown])
         except grpc.aio.AioRpcError as error:
             if error.code() not in _VALIDATOR_GONE:
                 raise
@@ -110,7 +115,7 @@ class Validation:
         return Judgement(score, score.verdict)
 
     async def check_all(
-        self, pictures: Sequence[Picture], prompts: Sequence[str]
+        self, pictures: Sequence[Picture], prompts: Sequence[str], shown: Sequence[Sequence[str]] = ()
     ) -> validator_pb2.ScoreResponse | None:
         """Every kept frame scored together against frame 1: their final scores, and whether any is nearly the same
         picture as another. None when they could not be (the reason is in the notes)."""
@@ -120,7 +125,7 @@ class Validation:
             self.notes.append(f"repetition not checked: the validator takes at most {self.max_frames}")
             return None
         try:
-            return await self._score(pictures, prompts, pictures[0], "repetition_check")
+            return await self._score(pictures, prompts, pictures[0], "repetition_check", shown)
         except grpc.aio.AioRpcError as error:
             if error.code() not in _VALIDATOR_GONE:
                 raise
@@ -128,54 +133,92 @@ class Validation:
             return None
 
     async def _score(
-        self, pictures: Sequence[Picture], prompts: Sequence[str], reference: Picture, stage: str
+        self,
+        pictures: Sequence[Picture],
+        prompts: Sequence[str],
+        reference: Picture,
+        stage: str,
+        shown: Sequence[Sequence[str]] = (),
     ) -> validator_pb2.ScoreResponse:
-        carried = self._carried.get(reference.sha256)
-        if carried is not None:  # frames that arrive together go after the call that carries frame 1's bytes
-            await carried.wait()
+        characters = self._characters_shown(shown)
+        everything = (
+            reference,
+            *(picture for _, character_pictures, _ in characters for picture in character_pictures),
+        )
+        for carried in filter(None, (self._carried.get(picture.sha256) for picture in everything)):
+            await carried.wait()  # frames that arrive together go after the call that carries the shared bytes
         held = frozenset(self._held)
-        sent = {picture.sha256 for picture in (*pictures, reference)} - held - self._carried.keys()
+        sent = {picture.sha256 for picture in (*pictures, *everything)} - held - self._carried.keys()
         self._carried.update((digest, asyncio.Event()) for digest in sent)
         try:
-            response = await self._send(pictures, prompts, reference, held, stage)
+            response = await self._send(pictures, prompts, reference, characters, held, stage)
         finally:
             for digest in sent:
                 self._carried.pop(digest).set()
         self.thresholds = response.thresholds
         return response
 
+    def _characters_shown(self, shown: Sequence[Sequence[str]]) -> list[_CharacterFrames]:
+        """The characters with reference pictures that the frames (``shown[i]``: the tokens frame i shows) show,
+        each with its pictures and the indexes of the frames that show it."""
+        frames_of: dict[str, list[int]] = {}
+        for index, tokens in enumerate(shown):
+            for token in tokens:
+                if token in self.characters:
+                    frames_of.setdefault(token, []).append(index)
+        return [(token, self.characters[token], indexes) for token, indexes in frames_of.items()]
+
     async def _send(
         self,
         pictures: Sequence[Picture],
         prompts: Sequence[str],
         reference: Picture,
+        characters: Sequence[_CharacterFrames],
         held: frozenset[bytes],
         stage: str,
     ) -> validator_pb2.ScoreResponse:
         """The call, and once more with every image's bytes if the validator no longer holds one it was named by."""
         try:
-            response = await self.downstream.score(self._request(pictures, prompts, reference, held), stage)
+            request = self._request(pictures, prompts, reference, characters, held)
+            response = await self.downstream.score(request, stage)
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.FAILED_PRECONDITION or not held:
                 raise
             self._held.clear()
-            response = await self.downstream.score(self._request(pictures, prompts, reference, frozenset()), stage)
-        self._held.update(picture.sha256 for picture in (*pictures, reference))
+            request = self._request(pictures, prompts, reference, characters, frozenset())
+            response = await self.downstream.score(request, stage)
+        self._held.update(image.sha256 for image in (*request.frames, *request.references))
+        self._held.update(image.sha256 for entry in request.characters for image in entry.character.pictures)
         return response
 
     def _request(
-        self, pictures: Sequence[Picture], prompts: Sequence[str], reference: Picture, held: frozenset[bytes]
+        self,
+        pictures: Sequence[Picture],
+        prompts: Sequence[str],
+        reference: Picture,
+        characters: Sequence[_CharacterFrames],
+        held: frozenset[bytes],
     ) -> validator_pb2.ScoreRequest:
         """Each image's bytes once in the request, unless the validator ``held`` it already."""
         sending = set(held)
-        images = []
-        for picture in (*pictures, reference):
-            images.append(picture.image(named=picture.sha256 in sending))
+
+        def image(picture: Picture) -> common_pb2.Image:
+            named = picture.sha256 in sending
             sending.add(picture.sha256)
+            return picture.image(named=named)
+
+        frames = [image(picture) for picture in pictures]
         return validator_pb2.ScoreRequest(
-            frames=images[:-1],
+            frames=frames,
             prompts=prompts,
-            references=images[-1:],
+            references=[image(reference)],
             policy=validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES,
             trigger_tokens=self.trigger_tokens,
+            characters=[
+                validator_pb2.CharacterFrames(
+                    character=common_pb2.CharacterPictures(trigger_token=token, pictures=[image(p) for p in shown]),
+                    frames=indexes,
+                )
+                for token, shown, indexes in characters
+            ],
         )

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.references import MAX_PICTURE_BYTES, MAX_PICTURES, MAX_SIDE, MIN_SIDE
 from gateway.spec import (
     ASPECT_SIZES,
     MAX_GUIDANCE,
@@ -126,6 +127,29 @@ class PlanIn(_Request):
     )
 
 
+class PictureIn(_Request):
+    """A picture, as the proto3 JSON mapping writes bytes."""
+
+    data: str = Field(
+        description=f"the picture's bytes in base64: PNG, JPEG or WebP, at most {MAX_PICTURE_BYTES} bytes, "
+        f"{MIN_SIDE} to {MAX_SIDE} pixels a side",
+        json_schema_extra={"contentEncoding": "base64"},
+    )
+    mime_type: str = Field("", description="ignored: the bytes say what they are")
+
+
+class CharacterPicturesIn(_Request):
+    """Reference pictures of one registered character, for this storyboard."""
+
+    trigger_token: str = Field(description="the character's trigger token")
+    pictures: list[PictureIn] = Field(
+        description=f"1 to {MAX_PICTURES} pictures", json_schema_extra={"minItems": 1, "maxItems": MAX_PICTURES}
+    )
+    scale: float = _documented(
+        0.0, 1.0, default=0.0, description="how strongly they condition the frames (IP-Adapter); 0: the default"
+    )
+
+
 class StoryboardSpecIn(_Request):
     """What a user asks for; unset fields take the documented defaults."""
 
@@ -171,6 +195,10 @@ class StoryboardSpecIn(_Request):
         "",
         description=f"every frame's negative prompt instead of the planner's, at most {MAX_PROMPT_CHARS} characters",
         json_schema_extra={"maxLength": MAX_PROMPT_CHARS},
+    )
+    character_references: list[CharacterPicturesIn] = Field(
+        default_factory=list,
+        description="reference pictures for this storyboard, by registered character, besides the registry's",
     )
 
 
@@ -229,6 +257,7 @@ class StoryboardSpec(_Response):
     plan: Plan | None = None
     aspect: str | None = None
     negative_prompt: str | None = None
+    character_references: list[CharacterPictures] | None = None
 
 
 class Scene(_Response):
@@ -245,12 +274,27 @@ class Scene(_Response):
     prompt_tokens: int | None = Field(None, description="CLIP tokens the prompt takes; SDXL reads the first 77")
 
 
+class PictureOut(_Response):
+    sha256: str | None = Field(None, description="base64")
+    mime_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class CharacterPictures(_Response):
+    trigger_token: str | None = None
+    pictures: list[PictureOut] | None = None
+    scale: float | None = None
+
+
 class CharacterRef(_Response):
     name: str | None = None
     trigger_token: str | None = None
     adapter: str | None = None
     aliases: list[str] | None = None
     reference_images: int | None = Field(None, description="pictures at /v1/characters/{trigger_token}/references/{n}")
+    adapter_weight: float | None = Field(None, description="the weight its LoRA is applied at; unset: 1.0")
+    reference_scale: float | None = Field(None, description="how strongly its pictures condition its frames")
 
 
 class CharactersResponse(_Response):

@@ -108,6 +108,7 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
         self.release = threading.Event()
         self.renders: list[tuple[int, int]] = []  # (frame, seed) of each finished render
         self.progress_intervals: list[float] = []  # what each call asked for; every step is reported regardless
+        self.references: dict[int, list[tuple[str, int]]] = {}  # frame -> (trigger token, pictures) it was sent
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
 
@@ -124,6 +125,8 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
             self.progress_intervals.append(request.progress_interval_seconds)
         for spec in request.frames:
             self._record("start", spec)
+            with self._lock:
+                self.references[spec.frame] = [(r.trigger_token, len(r.pictures)) for r in spec.references]
             steps = max(1, spec.steps)
             for step in range(1, steps + 1):
                 time.sleep(self.delay / steps)

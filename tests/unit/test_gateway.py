@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -31,7 +32,7 @@ from services.renderer.settings import RendererSettings
 from services.validator.server import create_server as create_validator
 from services.validator.settings import ValidatorSettings
 from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
-from tests.support.scripted import BlockingRenderer, serve_renderer
+from tests.support.scripted import BlockingRenderer, ScriptedRenderer, serve_renderer
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.tiny_clip import build_tiny_clip
 
@@ -865,3 +866,99 @@ def test_rest_serves_a_characters_reference_pictures_from_the_planners_registry(
     assert picture.content == (tmp_path / "aldar.png").read_bytes()
     assert beyond.status_code == 404 and "no reference picture 2 (it has 1)" in beyond.json()["error"]["message"]
     assert nobody.status_code == 404 and nobody.json()["error"]["message"].startswith("trigger_token")
+
+
+# -- characters' reference pictures ----------------------------------------------------------------------------------
+
+
+def _png_base64(colour: str, size: tuple[int, int] = (96, 96)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.fixture
+def pictured_gateway(services, tmp_path):
+    """A gateway whose planner's registry gives Aldar Kose a reference picture, on a scripted renderer that records
+    the references it is sent and the validator on a tiny CLIP: (REST client, renderer, outputs)."""
+    Image.new("RGB", (80, 80), "saddlebrown").save(tmp_path / "aldar.png")
+    registry = tmp_path / "characters.toml"
+    registry.write_text('[[characters]]\nname = "Aldar Kose"\ntrigger_token = "aldar_kose_man"\n'
+                        'reference_images = ["aldar.png"]\nreference_scale = 0.5\n')  # fmt: skip
+    planner, planner_port = _start(create_planner, PlannerSettings(port=0, characters_file=registry))
+    renderer = ScriptedRenderer()
+    renderer_server, renderer_port = serve_renderer(renderer)
+    assert planner.ready.wait(60), planner.not_ready_reason
+    found = {**services, "planner": f"127.0.0.1:{planner_port}", "renderer": f"127.0.0.1:{renderer_port}"}
+    gateway, _port = _gateway(found, tmp_path / "outputs", "validator_tiny")
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{gateway.endpoints['http']}", timeout=60) as http:
+            yield http, renderer, tmp_path / "outputs"
+    finally:
+        for server in (gateway, renderer_server, planner):
+            server.stop(0)
+
+
+def test_reference_pictures_condition_the_frames_of_their_character_and_score_them(pictured_gateway):
+    http, renderer, outputs = pictured_gateway
+    upload = {"trigger_token": "aldar_kose_man", "pictures": [{"data": _png_base64("navy")}], "scale": 0.7}
+    spec = {**_spec_json(), "num_frames": 6, "character_references": [upload]}
+    created = http.post("/v1/storyboards", json={"spec": spec})
+    assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+    with http.stream("GET", f"/v1/storyboards/{job_id}/events") as events:
+        kinds = [line.removeprefix("event: ") for line in events.iter_lines() if line.startswith("event: ")]
+    assert kinds[-1] == "completed"
+    storyboard = http.get(f"/v1/storyboards/{job_id}").json()
+    showing = [s["frame"] for s in storyboard["plan"]["scenes"] if "aldar_kose_man" in s.get("trigger_tokens", [])]
+    assert showing, "the story's hero is in some frames"
+    # The registry's picture and the uploaded one, to the frames that show him, and to no other.
+    assert all(renderer.references[frame] == [("aldar_kose_man", 2)] for frame in showing)
+    assert all(renderer.references[frame] == [] for frame in renderer.references if frame not in showing)
+    # Stored and read back without the picture's bytes; the picture itself is in the folder.
+    (stored,) = storyboard["spec"]["character_references"][0]["pictures"]
+    assert "data" not in stored and stored["mime_type"] == "image/png" and stored["width"] == 96
+    folder = outputs / job_id
+    assert (folder / "references" / "aldar_kose_man_1.png").read_bytes() == base64.b64decode(
+        upload["pictures"][0]["data"]
+    )
+    # Each frame showing him is scored against his pictures, in frames.json and report.json.
+    frames = http.get(f"/v1/storyboards/{job_id}/frames.json").json()["frames"]
+    for entry in frames:
+        scored = entry["scores"].get("characters", {})
+        assert set(scored) == ({"aldar_kose_man"} if entry["frame"] in showing else set()), entry
+    report = http.get(f"/v1/storyboards/{job_id}/report.json").json()
+    assert report["reference_consistency"]["aldar_kose_man"]["frames"] == showing
+    assert "reference_consistency" in report["thresholds"]
+
+
+@pytest.mark.parametrize(
+    ("upload", "field"),
+    [
+        (
+            {"trigger_token": "nobody_man", "pictures": [{"data": _png_base64("red")}]},
+            "spec.character_references[0].trigger_token",
+        ),
+        (
+            {"trigger_token": "aldar_kose_man", "pictures": [{"data": _png_base64("red")}] * 5},
+            "spec.character_references[0].pictures",
+        ),
+        (
+            {"trigger_token": "aldar_kose_man", "pictures": [{"data": base64.b64encode(b"not a picture").decode()}]},
+            "spec.character_references[0].pictures[0]",
+        ),
+        (
+            {"trigger_token": "aldar_kose_man", "pictures": [{"data": _png_base64("red", (32, 32))}]},
+            "spec.character_references[0].pictures[0]",
+        ),
+        (
+            {"trigger_token": "aldar_kose_man", "pictures": [{"data": _png_base64("red")}], "scale": 2},
+            "spec.character_references[0].scale",
+        ),
+    ],
+)
+def test_an_upload_that_cannot_serve_is_refused_at_the_edge_naming_it(pictured_gateway, upload, field):
+    http, _, outputs = pictured_gateway
+    refused = http.post("/v1/storyboards", json={"spec": {**_spec_json(), "character_references": [upload]}})
+    assert refused.status_code == 400 and refused.json()["error"]["message"].startswith(field), refused.text
+    assert not list(outputs.glob("*/references"))
