@@ -145,11 +145,26 @@ class Downstream:
             timeout = self.limits.validate_timeout
             return await self.validator.Score(request, timeout=timeout, metadata=request_metadata())
 
+    async def renderer_info(self) -> renderer_pb2.RendererInfo | None:
+        """What a renderer replica is and can do; None when none answers."""
+        try:
+            return await self.renderer.Info(renderer_pb2.RendererInfoRequest(), timeout=self.limits.validate_timeout,
+                                            metadata=request_metadata())  # fmt: skip
+        except grpc.aio.AioRpcError as error:
+            log.warning("no renderer says what it is (%s)", error.code().name)
+            return None
+
     async def render(
         self, request: renderer_pb2.RenderRequest, progress: Callable[[renderer_pb2.FrameProgress], None]
     ) -> renderer_pb2.RenderedFrame:
-        """The frame from a replica, sent again while replicas are busy or go away (see the module's text);
-        ``progress`` is told each step the replica reports, thinned to the interval."""
+        """The request's one frame from a replica (``render_frames``)."""
+        return (await self.render_frames(request, progress))[request.frames[0].frame]
+
+    async def render_frames(
+        self, request: renderer_pb2.RenderRequest, progress: Callable[[renderer_pb2.FrameProgress], None]
+    ) -> dict[int, renderer_pb2.RenderedFrame]:
+        """The request's frames, by number, from one replica, sent again while replicas are busy or go away (see the
+        module's text); ``progress`` is told each step the replica reports, thinned to the interval per frame."""
         busy = AsyncRetrying(
             retry=retry_if_exception(lambda error: isinstance(error, NoReplicaTookIt)),
             wait=wait_random_exponential(multiplier=WAIT_FIRST, max=WAIT_MAX),
@@ -173,7 +188,7 @@ class Downstream:
 
     async def _render_resuming_lost(
         self, request: renderer_pb2.RenderRequest, progress: Callable[[renderer_pb2.FrameProgress], None]
-    ) -> renderer_pb2.RenderedFrame:
+    ) -> dict[int, renderer_pb2.RenderedFrame]:
         lost = 0
         while True:
             call = _RenderCall()
@@ -183,8 +198,8 @@ class Downstream:
                 code = error.code()
                 if code == grpc.StatusCode.UNAVAILABLE and call.started and lost < MAX_LOST_AT_WORK:
                     lost += 1
-                    log.warning("render of frame %d lost its replica while at work; sending it again",
-                                request.frames[0].frame)  # fmt: skip
+                    log.warning("render of frames %s lost its replica while at work; sending it again",
+                                [spec.frame for spec in request.frames])  # fmt: skip
                     self._metrics.retries.labels("replica_lost").inc()
                     continue
                 if code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE) and not call.started:
@@ -196,20 +211,25 @@ class Downstream:
         request: renderer_pb2.RenderRequest,
         progress: Callable[[renderer_pb2.FrameProgress], None],
         call: _RenderCall,
-    ) -> renderer_pb2.RenderedFrame:
+    ) -> dict[int, renderer_pb2.RenderedFrame]:
         """One Render call; ``call.started`` is set once the replica's first message shows it at work."""
         # The replica sends one step per interval at most, as asked. This guard, at half of it so that network jitter
         # never drops one of those, holds a renderer that ignores the request to about the same rate.
-        throttle = ProgressThrottle(self.limits.progress_interval / 2)
-        stream = self.renderer.Render(request, timeout=self.limits.frame_timeout, metadata=request_metadata())
+        throttles = {spec.frame: ProgressThrottle(self.limits.progress_interval / 2) for spec in request.frames}
+        timeout = self.limits.frame_timeout * len(request.frames)  # a batch's frames share the renderer's time
+        stream = self.renderer.Render(request, timeout=timeout, metadata=request_metadata())
+        rendered: dict[int, renderer_pb2.RenderedFrame] = {}
         with self._metrics.timed("render"):
             async for event in stream:
                 call.started = True
                 if event.HasField("frame"):
-                    return event.frame
-                if throttle.passes(event.progress.step, event.progress.total_steps):
+                    rendered[event.frame.frame] = event.frame
+                    if len(rendered) == len(throttles):
+                        return rendered
+                elif throttles[event.progress.frame].passes(event.progress.step, event.progress.total_steps):
                     progress(event.progress)
-        raise ServiceError(f"renderer ended the stream for frame {request.frames[0].frame} without a frame")
+        missing = sorted(set(throttles) - set(rendered))
+        raise ServiceError(f"renderer ended the stream without frame {missing[0]}")
 
 
 @dataclass

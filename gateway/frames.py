@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,46 @@ class FramePolicy:
     frames_in_flight: int = 8
 
 
+class SharedRender:
+    """The first attempts of several frames rendered in one request, for a renderer that keeps the frames of a batch
+    alike (shared attention): each frame's task hands in its FrameSpec and waits; the last one in sends the request
+    for all of them."""
+
+    def __init__(self, downstream: Downstream, frames: set[int]) -> None:
+        self.frames = frozenset(frames)
+        self._downstream = downstream
+        self._specs: dict[int, renderer_pb2.FrameSpec] = {}
+        self._progress: dict[int, Callable[[renderer_pb2.FrameProgress], None]] = {}
+        self._results: dict[int, asyncio.Future[renderer_pb2.RenderedFrame]] = {}
+
+    async def render(
+        self, spec: renderer_pb2.FrameSpec, progress: Callable[[renderer_pb2.FrameProgress], None]
+    ) -> renderer_pb2.RenderedFrame:
+        result = self._results[spec.frame] = asyncio.get_running_loop().create_future()
+        self._specs[spec.frame], self._progress[spec.frame] = spec, progress
+        if set(self._specs) == self.frames:
+            await self._send()
+        return await result
+
+    async def _send(self) -> None:
+        request = renderer_pb2.RenderRequest(
+            frames=[self._specs[frame] for frame in sorted(self._specs)],
+            progress_interval_seconds=self._downstream.limits.progress_interval,
+        )
+        try:
+            rendered = await self._downstream.render_frames(request, lambda step: self._progress[step.frame](step))
+        except asyncio.CancelledError:
+            for result in self._results.values():
+                result.cancel()  # the sending task was cancelled: so is every frame waiting on it
+            raise
+        except Exception as error:
+            for result in self._results.values():
+                result.set_exception(error)
+            return
+        for frame, result in self._results.items():
+            result.set_result(rendered[frame])
+
+
 @dataclass
 class FrameMaker:
     """Makes the frames of one planned storyboard, any number at once, each as its own task."""
@@ -52,6 +93,7 @@ class FrameMaker:
     policy: FramePolicy
     document_frames: DocumentFrames
     references: dict[str, common_pb2.CharacterPictures] = field(default_factory=dict)  # by trigger token
+    shared: SharedRender | None = None  # the first attempts rendered together, when the renderers share attention
 
     async def make(self, scene: common_pb2.Scene) -> None:
         """Produce the frame: its attempts, then the best one kept as frame_NNN.png."""
@@ -110,7 +152,11 @@ class FrameMaker:
             )
             self.metrics.retries.labels(retry_kind).inc()
         started = time.perf_counter()
-        rendered = await self.downstream.render(self._request(scene, seed), lambda step: self._progress(step, number))
+        request, progress = self._request(scene, seed), lambda step: self._progress(step, number)
+        if self.shared is not None and number == 1 and scene.frame in self.shared.frames:
+            rendered = await self.shared.render(request.frames[0], progress)
+        else:
+            rendered = await self.downstream.render(request, progress)
         image = rendered.image
         extension = images.EXTENSIONS.get(image.mime_type, ".png")
         file = f"attempts/frame_{scene.frame:03d}_attempt_{number}{extension}"

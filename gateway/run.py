@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from gateway import decisions, documents, outputs, references
 from gateway.catalog import reference_picture, spec_error
 from gateway.document_frames import DocumentFrames
 from gateway.downstream import Downstream
-from gateway.frames import FrameMaker, FramePolicy
+from gateway.frames import FrameMaker, FramePolicy, SharedRender
 from gateway.metrics import Metrics
 from gateway.store import Job, JobStore
 from gateway.validation import Picture, Validation
@@ -33,6 +33,7 @@ from storyboard_common.errors import Cancelled, status_for
 from storyboard_common.images import MIME_TYPES
 
 log = logging.getLogger(__name__)
+SHARED_ATTENTION = "shared-attention"  # RendererInfo.consistency of renderers that draw a batch's frames alike
 
 
 async def _unknown_adapters() -> frozenset[str] | None:
@@ -135,7 +136,9 @@ class StoryboardRun:
         if 1 not in todo and self.job.storyboard.frames:  # frame 1 is kept: it is every frame's reference
             data = await asyncio.to_thread(maker.frame_path(1).read_bytes)
             maker.validation.set_reference(Picture(data, MIME_TYPES["PNG"]))
-        slots = asyncio.Semaphore(self.policy.frames_in_flight)
+        maker.shared = await self._shared_render(todo)
+        in_flight = len(todo) if maker.shared is not None else self.policy.frames_in_flight
+        slots = asyncio.Semaphore(in_flight)
 
         async def make(scene: common_pb2.Scene) -> None:
             async with slots:
@@ -146,6 +149,20 @@ class StoryboardRun:
                 for scene in maker.plan.scenes:
                     if scene.frame in todo:
                         frames.create_task(make(scene))
+
+    async def _shared_render(self, todo: Sequence[int]) -> SharedRender | None:
+        """One request for the first attempts of the frames still to render, when the renderers keep the frames of
+        a batch alike (shared attention): drawn apart, they would not be. None otherwise (and for a regeneration,
+        which draws one frame)."""
+        rendered = {attempt.frame for attempt in self.store.attempts(self.job)
+                    if attempt.attempt == 1 and (self.job.output_dir / attempt.file).is_file()}  # fmt: skip
+        first = {frame for frame in todo if frame not in rendered}
+        if len(first) < 2 or "regenerate" in self.job.meta:
+            return None
+        info = await self.downstream.renderer_info()
+        if info is None or info.consistency != SHARED_ATTENTION:
+            return None
+        return SharedRender(self.downstream, first)
 
     async def _check_repetition(self, plan: common_pb2.Plan, validation: Validation) -> None:
         """Score every kept frame together: the final scores (against the final frame 1), and whether any frame is

@@ -99,9 +99,16 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
     gateway while they are in flight however slow the machine is."""
 
     def __init__(
-        self, delay: float = 0.0, log: Path | None = None, adapters: Sequence[str] = (), held_from: int = 0
+        self,
+        delay: float = 0.0,
+        log: Path | None = None,
+        adapters: Sequence[str] = (),
+        held_from: int = 0,
+        consistency: str = "off",
     ) -> None:
         self.delay = delay
+        self.consistency = consistency  # what Info says: "shared-attention" asks for a storyboard's frames together
+        self.requests: list[list[int]] = []  # the frame numbers of each Render call
         self.log = log
         self.adapters = list(adapters)
         self.held_from = held_from
@@ -123,6 +130,7 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
     def Render(self, request: renderer_pb2.RenderRequest, context: grpc.ServicerContext) -> Iterator[Any]:
         with self._lock:
             self.progress_intervals.append(request.progress_interval_seconds)
+            self.requests.append([spec.frame for spec in request.frames])
         for spec in request.frames:
             self._record("start", spec)
             with self._lock:
@@ -156,7 +164,9 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
             )
 
     def Info(self, request: renderer_pb2.RendererInfoRequest, context: grpc.ServicerContext):
-        return renderer_pb2.RendererInfo(backend="scripted", available_adapters=self.adapters)
+        return renderer_pb2.RendererInfo(
+            backend="scripted", available_adapters=self.adapters, consistency=self.consistency
+        )
 
 
 class ScriptedValidator(validator_pb2_grpc.ValidatorServicer):

@@ -962,3 +962,24 @@ def test_an_upload_that_cannot_serve_is_refused_at_the_edge_naming_it(pictured_g
     refused = http.post("/v1/storyboards", json={"spec": {**_spec_json(), "character_references": [upload]}})
     assert refused.status_code == 400 and refused.json()["error"]["message"].startswith(field), refused.text
     assert not list(outputs.glob("*/references"))
+
+
+@pytest.mark.parametrize(
+    ("consistency", "calls"), [("shared-attention", [[1, 2, 3, 4, 5, 6]]), ("off", [[n] for n in range(1, 7)])]
+)
+def test_a_renderer_that_shares_attention_gets_a_storyboards_frames_in_one_request(
+    services, tmp_path, consistency, calls
+):
+    renderer = ScriptedRenderer(consistency=consistency)
+    renderer_server, renderer_port = serve_renderer(renderer)
+    gateway, port = _gateway({**services, "renderer": f"127.0.0.1:{renderer_port}"}, tmp_path / "out", "validator_none")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            events = _generate(storyboards_pb2_grpc.StoryboardsStub(channel), num_frames=6)
+    finally:
+        gateway.stop(0)
+        renderer_server.stop(0)
+    assert events[-1].HasField("completed")
+    assert sorted(renderer.requests) == calls
+    progress = {e.frame_progress.frame for e in events if e.HasField("frame_progress")}
+    assert progress == set(range(1, 7))  # each frame's steps reach its own bar, from one call or six
