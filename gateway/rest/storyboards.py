@@ -18,6 +18,7 @@ from storyboard_common.errors import InvalidArgument
 
 router = APIRouter(tags=["storyboards"])
 MAX_SEQUENCE = 2**63 - 1
+MAX_INT32 = 2**31 - 1  # a picture number travels as a proto int32
 # One server-sent event, as OpenAPI documents an event stream: the schema of each event's fields.
 _SSE_EVENT = {
     "type": "object",
@@ -168,7 +169,7 @@ async def characters(caller: caller_of, service: service_of) -> JSONResponse:
 )
 async def reference_picture(
     trigger_token: Annotated[str, FastApiPath(max_length=80)],
-    number: Annotated[int, FastApiPath(ge=1)],
+    number: Annotated[int, FastApiPath(ge=1, le=MAX_INT32)],
     caller: caller_of,
     service: service_of,
 ) -> Response:

@@ -861,11 +861,13 @@ def test_rest_serves_a_characters_reference_pictures_from_the_planners_registry(
         picture = http.get("/v1/characters/aldar_kose_man/references/1")
         beyond = http.get("/v1/characters/aldar_kose_man/references/2")
         nobody = http.get("/v1/characters/nobody/references/1")
+        huge = http.get(f"/v1/characters/aldar_kose_man/references/{2**40}")
     assert aldar["reference_images"] == 1
     assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
     assert picture.content == (tmp_path / "aldar.png").read_bytes()
     assert beyond.status_code == 404 and "no reference picture 2 (it has 1)" in beyond.json()["error"]["message"]
     assert nobody.status_code == 404 and nobody.json()["error"]["message"].startswith("trigger_token")
+    assert huge.status_code == 400 and huge.json()["error"]["message"].startswith("number")
 
 
 # -- characters' reference pictures ----------------------------------------------------------------------------------
