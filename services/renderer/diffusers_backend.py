@@ -292,6 +292,8 @@ class DiffusersBackend:
             return None
         with _naming_failures("--ip-adapter", str(settings.ip_adapter)):
             load_ip_adapter(pipe, settings.ip_adapter, math_attention=settings.attention == "math")
+        encoder = sum(parameter.numel() for parameter in pipe.image_encoder.parameters())
+        log.info("loaded the IP-Adapter %s (image encoder: %.0f M parameters)", settings.ip_adapter, encoder / 1e6)
         return ReferenceConditioning(pipe, settings.ip_adapter_scale)
 
     def _vae_needs_upcast(self, pipe: Any, dtype: torch.dtype) -> bool:

@@ -46,7 +46,7 @@ class Assets:
     model: TinySdxl
     ip_adapter: TinyIpAdapter
     not_an_ip_adapter: Path  # the right files, but the weights are a LoRA
-    adapters: Path | None = None  # no LoRA folder
+    adapters: Path  # one LoRA, hero.safetensors
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +56,13 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Assets:
     ip_adapter = build_tiny_ip_adapter(model, root / "ip-adapter")
     wrong = build_tiny_ip_adapter(model, root / "not-an-ip-adapter").folder
     write_diffusers_lora(model, wrong / WEIGHTS_FILE, seed=1)
-    return Assets(model, ip_adapter, wrong)
+    adapters = root / "adapters"
+    write_diffusers_lora(model, adapters / "hero.safetensors", seed=2)
+    return Assets(model, ip_adapter, wrong, adapters)
 
 
 def ip_settings(assets: Assets, **fields) -> RendererSettings:  # type: ignore[no-untyped-def]
-    """test_renderer_diffusers.py's settings, with the IP-Adapter (and no adapters folder)."""
+    """test_renderer_diffusers.py's settings, with the IP-Adapter."""
     return settings_for(assets, **{"ip_adapter": assets.ip_adapter.folder, **fields})
 
 
@@ -131,6 +133,15 @@ def test_every_character_of_a_frame_conditions_it(served):
     hero = png(served.channel, spec(references=[character("hero", RED)]))[0]
     both = png(served.channel, spec(references=[character("hero", RED), character("villain", BLUE)]))[0]
     assert largest_difference(both, hero) > 0
+
+
+def test_a_lora_and_reference_pictures_apply_together(served):
+    hero = [common_pb2.AdapterRef(name="hero", weight=1.0)]
+    lora = png(served.channel, spec(adapters=hero))[0]
+    pictures = png(served.channel, spec(references=[character("hero", RED)]))[0]
+    both = png(served.channel, spec(adapters=hero, references=[character("hero", RED)]))[0]
+    assert largest_difference(both, lora) > 0
+    assert largest_difference(both, pictures) > 0
 
 
 def test_a_frame_scale_is_the_mean_of_its_characters_scales():
