@@ -78,6 +78,7 @@ class StackOptions:
     renderer_backend: str = "sketch"
     base_model: str = ""
     adapters_dir: StrPath | None = None
+    ip_adapter: StrPath | None = None  # the renderer's --ip-adapter folder (diffusers)
     characters: StrPath | None = None  # None: the default registry (storyboard_server.registry)
     clip_model: str = ""
     clip_pretrained: str = ""
@@ -95,6 +96,7 @@ class StackOptions:
     def __post_init__(self) -> None:
         # Paths may be given as str or path-like; held as Path, so that the stack's code has one type to handle.
         self.adapters_dir = _optional_path(self.adapters_dir)
+        self.ip_adapter = _optional_path(self.ip_adapter)
         self.characters = characters_file(self.characters)
         self.outputs = Path(self.outputs)
 
@@ -337,6 +339,8 @@ class LocalStack:
             renderer_args += ["--base-model", o.base_model]
         if o.adapters_dir:
             renderer_args += ["--adapters-dir", str(o.adapters_dir)]
+        if o.ip_adapter:
+            renderer_args += ["--ip-adapter", str(o.ip_adapter)]
         validator_args = ["--device", o.device]
         if o.clip_model:
             validator_args += ["--clip-model", o.clip_model]

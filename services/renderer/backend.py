@@ -1,9 +1,9 @@
 """What a render backend is: the frames it is given, what it reports back, and the interface every backend implements.
 
-The scheduler hands a backend a *batch*: a list of compatible frames (same size, steps, guidance and adapters; see
-``FrameSpec.batch_key``), possibly from several requests. A backend that can (diffusers) renders the batch in one
-pipeline call with one generator per frame; one that cannot (sketch) draws the frames one after another. Frames in a
-batch are identified by their *index in the list*, not by their frame number, because two requests in one batch can
+The scheduler hands a backend a *batch*: a list of compatible frames (same size, steps, guidance, adapters and reference
+pictures; see ``FrameSpec.batch_key``), possibly from several requests. A backend that can (diffusers) renders the batch
+in one pipeline call with one generator per frame; one that cannot (sketch) draws the frames one after another. Frames
+in a batch are identified by their *index in the list*, not by their frame number, because two requests in one batch can
 both have a frame 1.
 """
 
@@ -37,6 +37,23 @@ class SceneHints:
 
 
 @dataclass(frozen=True)
+class ReferencePicture:
+    """One reference picture of a character, decoded; frames compare pictures by the digest of their bytes."""
+
+    digest: str  # sha256 of the encoded bytes, hex
+    image: Image.Image = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class CharacterReference:
+    """A character's reference pictures and how strongly they condition a frame (IP-Adapter; 0: the default)."""
+
+    trigger_token: str
+    pictures: tuple[ReferencePicture, ...]
+    scale: float = 0.0
+
+
+@dataclass(frozen=True)
 class FrameSpec:
     """Everything needed to draw one frame, already validated. A frame is a pure function of these and the model."""
 
@@ -52,12 +69,23 @@ class FrameSpec:
     adapters: tuple[AdapterWeight, ...] = ()
     scene: SceneHints | None = None
     deterministic: bool = False  # rendered alone, so that no batch-mate can move its pixels by rounding
+    # The reference pictures of the characters it shows; empty unless the backend applies them (an IP-Adapter).
+    references: tuple[CharacterReference, ...] = ()
 
     @property
     def batch_key(self) -> tuple[object, ...]:
         """Frames with equal keys can share one pipeline call (prompts, negatives and seeds may differ per frame);
-        a deterministic frame shares none (see ``RenderScheduler``)."""
-        return (self.width, self.height, self.steps, self.guidance_scale, self.adapters, self.deterministic)
+        a deterministic frame shares none (see ``RenderScheduler``). Frames with other reference pictures or scales
+        are batched apart: an IP-Adapter has one scale per pipeline call."""
+        return (
+            self.width,
+            self.height,
+            self.steps,
+            self.guidance_scale,
+            self.adapters,
+            self.deterministic,
+            self.references,
+        )
 
 
 @dataclass(frozen=True)
@@ -91,6 +119,7 @@ class BackendDescription:
     device: str
     dtype: str
     loaded_adapters: tuple[str, ...] = ()
+    ip_adapter: bool = False  # an IP-Adapter is loaded: FrameSpec.references condition frames
 
 
 # on_step(index, step, total): the frame at ``index`` of the batch finished step ``step`` of ``total`` (1-based).
@@ -113,6 +142,9 @@ class RenderBackend(Protocol):
     name: str
     #: Whether adapters change the output. When True, requests naming adapters need a configured adapters folder.
     applies_adapters: bool
+    #: Whether FrameSpec.references change the output (an IP-Adapter is loaded). When False, requests' reference
+    #: pictures are not even decoded.
+    applies_references: bool
     #: PNG level its frames are sent at unless --png-level says otherwise (see images.encode): what suits its pictures.
     png_level: int
 

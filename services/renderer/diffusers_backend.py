@@ -1,14 +1,14 @@
 """The ``diffusers`` backend: SDXL with LoRA adapters through diffusers' ``StableDiffusionXLPipeline``.
 
-One pipeline call renders a whole compatible batch (same size, steps, guidance and adapters). Each frame's starting
-noise comes from its own CPU ``torch.Generator`` seeded with the frame's seed, so it does not depend on the other
-frames of its batch (nor on the GPU: CPU generators draw the same noise everywhere). Prompts are encoded one frame at a
-time and latents are decoded one frame at a time (``--vae-slicing``, the default), so the text encoders and the VAE see
-the same shapes whether a frame is batched or alone. The UNet does see the batch: its matrix kernels may sum in another
-order for another batch size, so a batched frame can differ from the same frame rendered alone by floating-point
-rounding (a level of 255 in a few pixels). A frame asked for as ``deterministic`` is therefore always rendered alone
-(``FrameSpec.batch_key``): the same request then gives the same bits on the same device and software, whatever else
-the renderer is doing.
+One pipeline call renders a whole compatible batch (same size, steps, guidance, adapters and reference pictures; an
+IP-Adapter is in ``ip_adapter.py``). Each frame's starting noise comes from its own CPU ``torch.Generator`` seeded with
+the frame's seed, so it does not depend on the other frames of its batch (nor on the GPU: CPU generators draw the same
+noise everywhere). Prompts are encoded one frame at a time and latents are decoded one frame at a time
+(``--vae-slicing``, the default), so the text encoders and the VAE see the same shapes whether a frame is batched or
+alone. The UNet does see the batch: its matrix kernels may sum in another order for another batch size, so a batched
+frame can differ from the same frame rendered alone by floating-point rounding (a level of 255 in a few pixels). A frame
+asked for as ``deterministic`` is therefore always rendered alone (``FrameSpec.batch_key``): the same request then gives
+the same bits on the same device and software, whatever else the renderer is doing.
 
 Progress comes from ``callback_on_step_end``, which also checks whether anyone still wants the batch and, if not,
 sets ``pipe._interrupt`` so the loop stops at the next step; the unfinished latents are then dropped without being
@@ -42,6 +42,7 @@ from services.renderer.backend import (
     StepCallback,
     StopCheck,
 )
+from services.renderer.ip_adapter import ReferenceConditioning, load_ip_adapter, warm_up_references
 from services.renderer.lora import LoraAdapters
 from services.renderer.metrics import RendererMetrics
 from services.renderer.settings import RendererSettings, is_local_folder
@@ -143,9 +144,14 @@ class DiffusersBackend:
         self._metrics = metrics if metrics is not None else RendererMetrics()
         self.pipeline: Any = None  # the loaded StableDiffusionXLPipeline (tests check it is never replaced)
         self.adapters: LoraAdapters | None = None
+        self.references: ReferenceConditioning | None = None  # set when --ip-adapter is loaded
         self.base_loads = 0  # how many times the base model was loaded: once per process
         self._device: torch.device | None = None
         self._dtype: torch.dtype | None = None
+
+    @property
+    def applies_references(self) -> bool:
+        return self._settings.ip_adapter is not None
 
     # --- RenderBackend ----------------------------------------------------------------------------------------------
 
@@ -154,7 +160,9 @@ class DiffusersBackend:
         loaded = self.adapters.loaded_names() if self.adapters is not None else ()
         device = str(self._device) if self._device is not None else settings.device
         dtype = str(self._dtype).removeprefix("torch.") if self._dtype is not None else settings.dtype
-        return BackendDescription(self.name, settings.base_model, device, dtype, loaded)
+        return BackendDescription(
+            self.name, settings.base_model, device, dtype, loaded, ip_adapter=self.references is not None
+        )
 
     def warm_up(self) -> None:
         """Load the pipeline, then render one small guided frame; NOT_SERVING until both have worked."""
@@ -169,6 +177,7 @@ class DiffusersBackend:
             height=size,
             steps=WARM_UP_STEPS,
             guidance_scale=WARM_UP_GUIDANCE,
+            references=warm_up_references() if self.references is not None else (),
         )
         started = time.perf_counter()
         results = list(self.render([frame], lambda *_: None, lambda: False))
@@ -207,6 +216,7 @@ class DiffusersBackend:
             except Exception:
                 log.exception("unloading adapters failed")
         self.adapters = None
+        self.references = None
         self.pipeline = None
         self._free_memory()
 
@@ -256,6 +266,7 @@ class DiffusersBackend:
         processor = AttnProcessor2_0 if settings.attention == "sdpa" else AttnProcessor
         pipe.unet.set_attn_processor(processor())
         pipe.vae.set_attn_processor(processor())
+        self.references = self._load_ip_adapter(pipe)
         if settings.channels_last:
             pipe.unet.to(memory_format=torch.channels_last)
         if settings.vae_tiling:
@@ -272,6 +283,18 @@ class DiffusersBackend:
         self.pipeline = pipe
         self.adapters = LoraAdapters(pipe, self._catalog, settings.max_loaded_adapters, self._metrics)
         self._device, self._dtype = device, dtype
+
+    def _load_ip_adapter(self, pipe: Any) -> ReferenceConditioning | None:
+        """The IP-Adapter of --ip-adapter loaded into ``pipe`` (on the CPU still, so it moves or is offloaded with
+        the rest), or None without one."""
+        settings = self._settings
+        if settings.ip_adapter is None:
+            return None
+        with _naming_failures("--ip-adapter", str(settings.ip_adapter)):
+            load_ip_adapter(pipe, settings.ip_adapter, math_attention=settings.attention == "math")
+        encoder = sum(parameter.numel() for parameter in pipe.image_encoder.parameters())
+        log.info("loaded the IP-Adapter %s (image encoder: %.0f M parameters)", settings.ip_adapter, encoder / 1e6)
+        return ReferenceConditioning(pipe, settings.ip_adapter_scale)
 
     def _vae_needs_upcast(self, pipe: Any, dtype: torch.dtype) -> bool:
         import torch
@@ -330,8 +353,11 @@ class DiffusersBackend:
 
         pipe = self.pipeline
         spec = frames[0]
-        embeddings = self._encode_prompts(frames, guided=spec.guidance_scale > 1.0)
+        guided = spec.guidance_scale > 1.0
+        embeddings = self._encode_prompts(frames, guided=guided)
         latents, generators = self.noise(frames, embeddings["prompt_embeds"].dtype)
+        if self.references is not None:
+            embeddings |= self.references.pipeline_arguments(frames, guided=guided)
         stopped = False
 
         def step_ended(pipeline: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:

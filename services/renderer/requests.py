@@ -6,12 +6,14 @@ Unknown adapters are NOT_FOUND, checked only once every field is well-formed.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from services.renderer.adapters import AdapterCatalog, check_adapter_name
-from services.renderer.backend import AdapterWeight, FrameSpec, SceneHints
+from services.renderer.backend import AdapterWeight, CharacterReference, FrameSpec, ReferencePicture, SceneHints
 from services.renderer.settings import RenderLimits
 from storyboard.v1 import common_pb2
+from storyboard_common import images
 from storyboard_common.errors import InvalidArgument, NotFound
 from storyboard_common.v1 import renderer_pb2
 from storyboard_common.validation import check_image_size, check_range, check_seed, check_text
@@ -26,6 +28,7 @@ MAX_ADAPTERS_PER_FRAME = 8
 SCENE_TEXT_FIELDS = ("description", "camera", "mood", "setting", "lighting")
 MAX_CHARACTERS_PER_SCENE, MAX_TRIGGER_TOKEN_CHARS = 16, 200
 MAX_PROGRESS_INTERVAL = 60.0
+MAX_PICTURES_PER_CHARACTER = 8
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,47 @@ def _scene(frame: renderer_pb2.FrameSpec, limits: RenderLimits, field: str) -> S
     return SceneHints(**texts, characters=characters)
 
 
-def _frame_spec(frame: renderer_pb2.FrameSpec, limits: RenderLimits, field: str) -> FrameSpec:
+class _PictureReader:
+    """Decodes a request's reference pictures, each distinct picture once (a character's pictures usually come
+    with every frame that shows it)."""
+
+    def __init__(self) -> None:
+        self._decoded: dict[str, ReferencePicture] = {}
+
+    def read(self, picture: common_pb2.Image, field: str) -> ReferencePicture:
+        digest = hashlib.sha256(picture.data).hexdigest()
+        if digest not in self._decoded:
+            self._decoded[digest] = ReferencePicture(digest, images.decode(picture.data, field))
+        return self._decoded[digest]
+
+
+def _references(
+    frame: renderer_pb2.FrameSpec, field: str, reader: _PictureReader | None
+) -> tuple[CharacterReference, ...]:
+    """The frame's characters' reference pictures, decoded; none when the backend does not apply them (``reader``
+    None). A character sent without pictures conditions nothing and is left out."""
+    if reader is None:
+        return ()
+    if len(frame.references) > MAX_CHARACTERS_PER_SCENE:
+        raise InvalidArgument(f"{field}.references", f"at most {MAX_CHARACTERS_PER_SCENE}, got {len(frame.references)}")
+    references = []
+    for j, character in enumerate(frame.references):
+        where = f"{field}.references[{j}]"
+        token = check_text(character.trigger_token, MAX_TRIGGER_TOKEN_CHARS, f"{where}.trigger_token")
+        scale = check_range(character.scale, 0.0, 1.0, f"{where}.scale")
+        if len(character.pictures) > MAX_PICTURES_PER_CHARACTER:
+            raise InvalidArgument(
+                f"{where}.pictures", f"at most {MAX_PICTURES_PER_CHARACTER}, got {len(character.pictures)}"
+            )
+        pictures = tuple(reader.read(picture, f"{where}.pictures[{k}]") for k, picture in enumerate(character.pictures))
+        if pictures:
+            references.append(CharacterReference(token, pictures, float(scale)))
+    return tuple(references)
+
+
+def _frame_spec(
+    frame: renderer_pb2.FrameSpec, limits: RenderLimits, field: str, reader: _PictureReader | None
+) -> FrameSpec:
     if frame.frame < 1:
         raise InvalidArgument(f"{field}.frame", f"must be 1 or more, got {frame.frame}")
     chars = limits.max_prompt_chars
@@ -94,6 +137,7 @@ def _frame_spec(frame: renderer_pb2.FrameSpec, limits: RenderLimits, field: str)
         adapters=_adapters(frame, field),
         scene=_scene(frame, limits, field),
         deterministic=frame.deterministic,
+        references=_references(frame, field, reader),
     )
 
 
@@ -124,10 +168,13 @@ def parse_render_request(
     catalog: AdapterCatalog,
     *,
     backend_applies_adapters: bool,
+    backend_applies_references: bool = False,
     default_format: str,
     default_quality: int,
 ) -> RenderJob:
-    """The request's frames as validated FrameSpecs, with the image format and quality to encode them in."""
+    """The request's frames as validated FrameSpecs, with the image format and quality to encode them in. Reference
+    pictures are decoded (and checked) only for a backend that applies them; others ignore them, as the contract
+    says."""
     if not request.frames:
         raise InvalidArgument("frames", "must not be empty")
     if len(request.frames) > limits.max_frames_per_request:
@@ -141,8 +188,9 @@ def parse_render_request(
         )
     frames: list[FrameSpec] = []
     first_index_of: dict[int, int] = {}
+    reader = _PictureReader() if backend_applies_references else None
     for i, frame in enumerate(request.frames):
-        spec = _frame_spec(frame, limits, f"frames[{i}]")
+        spec = _frame_spec(frame, limits, f"frames[{i}]", reader)
         if spec.frame in first_index_of:
             raise InvalidArgument(
                 f"frames[{i}].frame", f"frame {spec.frame} is already used by frames[{first_index_of[spec.frame]}]"

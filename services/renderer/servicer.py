@@ -56,6 +56,7 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
             self._limits,
             self._adapters,
             backend_applies_adapters=self._backend.applies_adapters,
+            backend_applies_references=self._backend.applies_references,
             default_format=self._default_format,
             default_quality=self._default_quality,
         )
@@ -134,4 +135,5 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
             ),
             max_batch_size=self._scheduler.max_batch_size,
             queue_depth=self._scheduler.queue_depth,
+            ip_adapter=described.ip_adapter,
         )

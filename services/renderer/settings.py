@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.renderer.ip_adapter import check_ip_adapter_folder
 from storyboard_common.settings import ServiceSettings
 
 # Backends this build can run. A backend that is named in --backend but not listed here fails at start with a clear
@@ -118,6 +119,19 @@ class RendererSettings(ServiceSettings):
         "text_encoder_one_lora/, text_encoder_two_lora/, or a diffusers LoRA folder) or NAME.safetensors "
         "(diffusers or kohya/A1111 LoRA file)",
     )
+    ip_adapter: Path | None = Field(
+        None,
+        description="diffusers backend: an IP-Adapter folder (ip-adapter.safetensors and its CLIP image encoder in "
+        "image_encoder/; see the README), loaded at warm-up without the network; frames are then conditioned on "
+        "their characters' reference pictures (FrameSpec.references). Without it references are ignored",
+    )
+    ip_adapter_scale: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="diffusers backend: the IP-Adapter scale of a character whose reference pictures come with "
+        "scale 0 (a frame showing several characters takes the mean of their scales)",
+    )
     max_loaded_adapters: int = Field(
         8,
         ge=1,
@@ -205,6 +219,11 @@ class RendererSettings(ServiceSettings):
         if value is not None and not value.is_dir():
             raise ValueError(f"{value} is not an existing folder")
         return value
+
+    @field_validator("ip_adapter")
+    @classmethod
+    def _ip_adapter_is_one(cls, value: Path | None) -> Path | None:
+        return check_ip_adapter_folder(value)
 
     @field_validator("min_size", "max_size")
     @classmethod

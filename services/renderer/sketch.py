@@ -38,6 +38,7 @@ class SketchBackend:
 
     name = "sketch"
     applies_adapters = False
+    applies_references = False
     png_level = 1  # flat line art shrinks many times at zlib's lightest level
 
     def __init__(self) -> None:

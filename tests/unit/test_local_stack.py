@@ -12,9 +12,10 @@ from storyboard_server.local_stack import LocalStack, StackError, StackOptions, 
 from tests.support.processes import free_port
 
 
-def _options(**ports: int) -> StackOptions:
+def _options(**fields: object) -> StackOptions:
+    """Offline, every port 0 (any free one) unless ``fields`` say otherwise."""
     chosen = {name: 0 for name in ("grpc_port", "http_port", "planner_port", "renderer_port", "validator_port")}
-    return StackOptions(planner="offline", **{**chosen, **ports})
+    return StackOptions(planner="offline", **{**chosen, **fields})  # type: ignore[arg-type]
 
 
 def test_a_busy_port_is_named_with_its_flag_and_nothing_starts():
@@ -90,3 +91,14 @@ def test_a_local_stack_takes_str_paths_for_its_files_and_logs(tmp_path):
     assert "planner exited with status 2 while starting" in str(caught.value)
     assert "missing.toml does not exist" in str(caught.value)  # the tail of the log written under the str log_dir
     assert (tmp_path / "logs" / "planner.log").exists()
+
+
+def test_the_renderers_get_the_ip_adapter_folder(tmp_path):
+    with socket.socket() as holder:  # a busy port stops the stack after it has planned its processes, before any starts
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        stack = LocalStack(_options(validator_port=holder.getsockname()[1], ip_adapter=str(tmp_path)))
+        with pytest.raises(StackError):
+            stack.start()
+    renderer = next(process for process in stack.processes if process.module == "services.renderer")
+    assert renderer.args[renderer.args.index("--ip-adapter") + 1] == str(tmp_path)

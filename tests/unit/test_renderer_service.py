@@ -363,6 +363,13 @@ def test_without_an_adapters_folder_the_sketch_ignores_adapter_names():
         assert list(info(ch).available_adapters) == []
 
 
+def test_the_sketch_ignores_reference_pictures_even_undecodable_ones(channel):
+    junk = common_pb2.CharacterPictures(trigger_token="hero", pictures=[common_pb2.Image(data=b"junk")], scale=5.0)
+    with_references = frames_of(render(channel, request(spec(references=[junk]))))
+    assert with_references[0].image.data == frames_of(render(channel, request(spec())))[0].image.data
+    assert not info(channel).ip_adapter
+
+
 # --- cancellation, deadlines, bounds ----------------------------------------------------------------------------------
 
 
