@@ -9,6 +9,7 @@ import pytest
 
 from bench import consistency
 from tests.support.tiny_clip import build_tiny_clip
+from tests.support.tiny_ip_adapter import build_tiny_ip_adapter
 from tests.support.tiny_sdxl import TINY_SIZE, build_tiny_sdxl, write_diffusers_lora
 
 
@@ -25,6 +26,7 @@ def tiny(tmp_path_factory):
     model = build_tiny_sdxl(root / "sdxl")
     (root / "adapters").mkdir()
     write_diffusers_lora(model, root / "adapters" / "hero.safetensors", seed=1)
+    build_tiny_ip_adapter(model, root / "ip_adapter")
     return model, root / "adapters", build_tiny_clip(root / "clip"), root
 
 
@@ -33,10 +35,13 @@ def test_each_mode_renders_and_scores_a_prompt_set_through_the_services(tiny):
     output = root / "consistency.md"
     argv = ["--base-model", model.base_model, "--clip-model", clip.clip_model, "--adapters-dir", str(adapters),
             "--lora", "hero", "--trigger-token", "hero_token", "--subjects", "1", "--size", str(TINY_SIZE),
-            "--steps", "2", "--device", "cpu", "--modes", "none", "lora", "--output", str(output)]  # fmt: skip
+            "--steps", "2", "--device", "cpu", "--ip-adapter", str(root / "ip_adapter"),
+            "--modes", "lora", "ip-adapter", "--output", str(output)]  # fmt: skip
     assert consistency.main(argv) == 0
     text = output.read_text()
-    rows = dict(re.findall(r"^\| (none|lora) \| (-?\d\.\d{3} \| -?\d\.\d{3} \| 5) \|$", text, re.MULTILINE))
-    assert set(rows) == {"none", "lora"}, text
-    assert rows["none"] != rows["lora"]  # the LoRA changes the pictures, so their scores
+    modes = r"none|lora|ip-adapter"
+    rows = dict(re.findall(rf"^\| ({modes}) \| (-?\d\.\d{{3}} \| -?\d\.\d{{3}} \| 5) \|$", text, re.MULTILINE))
+    # The IP-Adapter mode's references are the plain mode's first frames, so the plain mode runs too.
+    assert set(rows) == {"none", "lora", "ip-adapter"}, text
+    assert len(set(rows.values())) == 3  # each mode changes the pictures, so their scores
     assert "| IP-Adapter | 0.846 | 0.943 |" in text
