@@ -364,10 +364,12 @@ def test_a_dropped_event_stream_resumes_after_the_last_event_seen(tmp_path, open
 @pytest.fixture(scope="module")
 def tiny_stack(tmp_path_factory) -> Iterator[InProcessStack]:
     from tests.support.tiny_clip import build_tiny_clip
+    from tests.support.tiny_ip_adapter import build_tiny_ip_adapter
     from tests.support.tiny_sdxl import build_tiny_sdxl, write_diffusers_lora
 
     root = tmp_path_factory.mktemp("tiny")
     model = build_tiny_sdxl(root / "sdxl")
+    ip_adapter = build_tiny_ip_adapter(model, root / "ip_adapter")
     (root / "adapters").mkdir()
     write_diffusers_lora(model, root / "adapters" / "aldar_kose.safetensors", seed=1)
     registry = root / "characters.toml"
@@ -377,6 +379,7 @@ def tiny_stack(tmp_path_factory) -> Iterator[InProcessStack]:
         extended.write('reference_images = ["aldar_front.png"]\n')
     clip = build_tiny_clip(root / "clip")
     renderer = {"backend": "diffusers", "base_model": model.base_model, "adapters_dir": root / "adapters",
+                "ip_adapter": ip_adapter.folder,
                 "min_size": 256, "max_size": 256, "max_batch_size": 4, "batch_window_ms": 0}  # fmt: skip
     with in_process_stack(
         root / "outputs", planner={"characters_file": registry}, renderer=renderer, validator=clip.settings()
@@ -399,8 +402,10 @@ def test_the_studio_on_the_tiny_sdxl_lora_renderer_with_the_tiny_clip_validator(
     page.get_by_role("button", name="Plan", exact=True).click()
     expect(page.locator(".card")).to_have_count(6, timeout=RENDERING)
     storyboard_id = studio.render_and_finish(frames=6)
-    panels = page.locator(".panel")
-    expect(panels.locator(".scores").first).to_contain_text(re.compile(r"consistency \d\.\d\d · alignment -?\d\.\d\d"))
+    # Frame 1 shows Aldar Kose, whose reference picture conditioned it and scores it.
+    expect(page.locator("#panel-1 .scores")).to_contain_text(
+        re.compile(r"consistency \d\.\d\d · alignment -?\d\.\d\d · like Aldar Kose's pictures -?\d\.\d\d")
+    )
     assert page.locator(".badge", has_text="sketch preview").count() == 0
     expect(page.locator("#panel-1 .caption")).to_contain_text("Aldar Kose")  # a name, not the trigger token
     expect(page.locator("#panel-1 .caption")).not_to_contain_text("aldar_kose_man")
@@ -409,6 +414,7 @@ def test_the_studio_on_the_tiny_sdxl_lora_renderer_with_the_tiny_clip_validator(
         frames = api.get(f"/v1/storyboards/{storyboard_id}/frames.json").json()["frames"]
     assert storyboard["spec"]["width"] == 256 and storyboard["spec"]["num_inference_steps"] == 2
     assert all(attempt["backend"] == "diffusers" for frame in frames for attempt in frame["attempts"])
+    assert "aldar_kose_man" in frames[0]["scores"]["characters"]  # scored against his reference picture
     assert all("aldar_kose_man" in scene["trigger_tokens"] for scene in storyboard["plan"]["scenes"][:1])
     verdicts = page.locator(".panel .badges .badge").all_inner_texts()
     assert any(text in ("pass", "low consistency", "low alignment", "repetitive") for text in verdicts), verdicts

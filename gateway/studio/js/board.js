@@ -114,8 +114,10 @@ class Panel {
     if (this.repetitive && this.verdict !== "VERDICT_REPETITIVE") badge("repetitive", "warn");
     if (backend === "sketch") badge("sketch preview", "preview");
     const scored = this.score || {};
+    const likeness = (scored.characters || []).map(({ trigger_token: token, consistency }) =>
+      ` · like ${this.board.characterName(token)}'s pictures ${score(consistency)}`).join("");
     this.scores.textContent = this.score
-      ? `consistency ${score(scored.consistency)} · alignment ${score(scored.alignment)}` : "";
+      ? `consistency ${score(scored.consistency)} · alignment ${score(scored.alignment)}${likeness}` : "";
     this.element.classList.toggle("preview", backend === "sketch");
     this.showImage();
     this.showTools(ended);
@@ -223,6 +225,11 @@ export class BoardView {
     this.storyboard = storyboard;
     this.build();
     this.follow(0);
+  }
+
+  characterName(token) {
+    const found = (this.storyboard.plan?.characters || []).find((c) => c.trigger_token === token);
+    return found ? found.name : token;
   }
 
   get ended() {
