@@ -116,6 +116,7 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
         self.renders: list[tuple[int, int]] = []  # (frame, seed) of each finished render
         self.progress_intervals: list[float] = []  # what each call asked for; every step is reported regardless
         self.references: dict[int, list[tuple[str, int]]] = {}  # frame -> (trigger token, pictures) it was sent
+        self.adapters_of: dict[int, list[tuple[str, float]]] = {}  # frame -> (adapter, weight) it was sent
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
 
@@ -135,6 +136,7 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
             self._record("start", spec)
             with self._lock:
                 self.references[spec.frame] = [(r.trigger_token, len(r.pictures)) for r in spec.references]
+                self.adapters_of[spec.frame] = [(a.name, round(a.weight, 3)) for a in spec.adapters]
             steps = max(1, spec.steps)
             for step in range(1, steps + 1):
                 time.sleep(self.delay / steps)

@@ -985,3 +985,39 @@ def test_a_renderer_that_shares_attention_gets_a_storyboards_frames_in_one_reque
     assert sorted(renderer.requests) == calls
     progress = {e.frame_progress.frame for e in events if e.HasField("frame_progress")}
     assert progress == set(range(1, 7))  # each frame's steps reach its own bar, from one call or six
+
+
+def test_a_frame_with_two_characters_carries_both_tokens_both_adapters_and_both_pictures(services, tmp_path):
+    for name, colour in (("aldar", "saddlebrown"), ("merchant", "gold")):
+        Image.new("RGB", (80, 80), colour).save(tmp_path / f"{name}.png")
+    registry = tmp_path / "characters.toml"
+    registry.write_text(
+        '[[characters]]\nname = "Aldar Kose"\ntrigger_token = "aldar_kose_man"\nadapter = "aldar"\n'
+        'reference_images = ["aldar.png"]\n'
+        '[[characters]]\nname = "the merchant"\naliases = ["merchant"]\ntrigger_token = "rich_merchant"\n'
+        'adapter = "merchant"\nadapter_weight = 0.6\nreference_images = ["merchant.png"]\n'
+    )
+    planner, planner_port = _start(create_planner, PlannerSettings(port=0, characters_file=registry))
+    renderer = ScriptedRenderer(adapters=["aldar", "merchant"])
+    renderer_server, renderer_port = serve_renderer(renderer)
+    assert planner.ready.wait(60), planner.not_ready_reason
+    found = {**services, "planner": f"127.0.0.1:{planner_port}", "renderer": f"127.0.0.1:{renderer_port}"}
+    gateway, port = _gateway(found, tmp_path / "outputs", "validator_tiny")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            story = "Aldar Kose tricks the merchant at the bazaar and sells him a magical pot"
+            events = _generate(storyboards_pb2_grpc.StoryboardsStub(channel), num_frames=6, story=story)
+    finally:
+        for server in (gateway, renderer_server, planner):
+            server.stop(0)
+    plan = next(e.plan_ready.plan for e in events if e.HasField("plan_ready"))
+    both = [s for s in plan.scenes if {"aldar_kose_man", "rich_merchant"} <= set(s.trigger_tokens)]
+    assert both, [list(s.trigger_tokens) for s in plan.scenes]
+    for scene in both:
+        assert "aldar_kose_man" in scene.prompt and "rich_merchant" in scene.prompt and scene.prompt_tokens <= 77
+        assert sorted(renderer.adapters_of[scene.frame]) == [("aldar", 1.0), ("merchant", 0.6)]
+        assert sorted(renderer.references[scene.frame]) == [("aldar_kose_man", 1), ("rich_merchant", 1)]
+    final = events[-1].completed.storyboard.frames
+    for scene in both:
+        tokens = {c.trigger_token for c in final[scene.frame - 1].score.characters}
+        assert tokens == {"aldar_kose_man", "rich_merchant"}  # a score per character
