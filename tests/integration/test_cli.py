@@ -429,3 +429,22 @@ def test_ctrl_c_cancels_the_storyboard_on_the_gateway(tmp_path):
             assert renderer.cancelled.wait(10)
     finally:
         renderer_server.stop(0)
+
+
+def test_reference_pictures_given_on_the_command_line_are_kept_with_the_storyboard(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (96, 96), "saddlebrown").save(tmp_path / "front.png")
+    registry = {"characters_file": REPO / "examples" / "characters.toml"}
+    with in_process_stack(tmp_path / "outputs", planner=registry) as running:
+        result = storyboard("generate", "--gateway", running.address, "--story", STORY, "--num-frames", "6", *FAST,
+                            "--reference", f"aldar_kose_man={tmp_path / 'front.png'}", "--json")  # fmt: skip
+        refused = storyboard("generate", "--gateway", running.address, "--story", STORY, *FAST,
+                             "--reference", f"nobody_here={tmp_path / 'front.png'}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    folder = Path(json.loads(result.stdout)["output_dir"])
+    assert (folder / "references" / "aldar_kose_man_1.png").read_bytes() == (tmp_path / "front.png").read_bytes()
+    assert refused.returncode != 0
+    assert "spec.character_references[0].trigger_token: unknown trigger token 'nobody_here'" in refused.stderr
+    missing = storyboard("generate", "--story", STORY, "--reference", "aldar_kose_man=/no/such.png")
+    assert missing.returncode == 2 and "--reference: /no/such.png is not a file" in missing.stderr

@@ -254,3 +254,13 @@ def test_a_client_keeps_another_attempt_and_lists_the_characters(stack):
             return (await client.get(storyboard_id)).frames[3].seed
 
     assert asyncio.run(keep_again()) == 99
+
+
+def test_reference_pictures_are_given_as_files_or_bytes_by_character(tmp_path):
+    (tmp_path / "front.png").write_bytes(b"front picture")
+    spec = make_spec(story=STORY, character_references={"aldar_kose_man": [tmp_path / "front.png", b"side picture"]})
+    (given,) = spec.character_references
+    assert given.trigger_token == "aldar_kose_man"
+    assert [picture.data for picture in given.pictures] == [b"front picture", b"side picture"]
+    with pytest.raises(ValueError, match="cannot read the reference picture"):
+        make_spec(story=STORY, character_references={"aldar_kose_man": [tmp_path / "missing.png"]})

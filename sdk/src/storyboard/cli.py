@@ -216,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--aspect", help="frame shape at a size SDXL was trained at: 1:1, 16:9 (1344x768), 9:16, 4:3, 3:4, 2.39:1"
     )
     generate.add_argument("--negative-prompt", help="every frame's negative prompt, instead of the planner's")
+    generate.add_argument(
+        "--reference", action="append", default=[], metavar="TRIGGER_TOKEN=FILE", type=_reference,
+        help="a reference picture of a registered character for this storyboard (repeat for more): it conditions "
+        "the character's frames on a renderer with --ip-adapter, and they are scored against it",
+    )  # fmt: skip
     generate.add_argument("--api-key", help="OpenAI API key for the local stack's planner [default: $OPENAI_API_KEY]")
     _add_gateway_options(generate)
     _add_stack_options(generate)
@@ -361,8 +366,25 @@ def _generate_spec(
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
         characters=characters, adapters={adapter: 1.0} if adapter else None,
         deterministic=args.deterministic or None, plan=plan, width=args.width, height=args.height,
-        aspect=args.aspect, negative_prompt=args.negative_prompt,
+        aspect=args.aspect, negative_prompt=args.negative_prompt, character_references=_references(args.reference),
     )  # fmt: skip
+
+
+def _reference(text: str) -> tuple[str, Path]:
+    token, separator, file = text.partition("=")
+    if not separator or not token.strip() or not file:
+        raise argparse.ArgumentTypeError(f"{text!r} is not TRIGGER_TOKEN=FILE")
+    if not Path(file).is_file():
+        raise argparse.ArgumentTypeError(f"{file} is not a file")
+    return token.strip(), Path(file)
+
+
+def _references(given: Sequence[tuple[str, Path]]) -> dict[str, list[Path]]:
+    """The --reference pictures, by character, in the order given."""
+    by_token: dict[str, list[Path]] = {}
+    for token, file in given:
+        by_token.setdefault(token, []).append(file)
+    return by_token
 
 
 def _lora(args: argparse.Namespace, local_options: dict[str, Any] | None) -> str | None:

@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from storyboard.events import StoryboardEvent, from_proto
 from storyboard.plans import as_plan
+from storyboard.references import as_references
 from storyboard.results import StoryboardResult, StrPath, joined_files, write_files
 from storyboard.v1 import common_pb2, storyboards_pb2, storyboards_pb2_grpc
 
@@ -89,7 +90,8 @@ class ClientOptions:
 def make_spec(spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any) -> storyboards_pb2.StoryboardSpec:
     """A StoryboardSpec from keyword arguments (``story=…, num_frames=8, base_seed=42, characters=[…]``), or a copy
     of ``spec`` with them applied. Adapters may be given as ``{"name": weight}``; ``plan`` (a plan to render as given)
-    as a Plan, its JSON or a scene_breakdown.json file (``storyboard.plans``)."""
+    as a Plan, its JSON or a scene_breakdown.json file (``storyboard.plans``); ``character_references`` as
+    ``{"trigger_token": [path or bytes, ...]}`` (``storyboard.references``)."""
     out = storyboards_pb2.StoryboardSpec()
     if spec is not None:
         out.CopyFrom(spec)
@@ -98,6 +100,9 @@ def make_spec(spec: storyboards_pb2.StoryboardSpec | None = None, **fields: Any)
     plan = fields.pop("plan", None)
     if plan is not None:
         out.plan.CopyFrom(as_plan(plan))
+    references = fields.pop("character_references", None)
+    if references:
+        out.character_references.extend(as_references(references))
     for name, value in fields.items():
         if value is not None:
             setattr(out, name, value)
