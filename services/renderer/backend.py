@@ -91,6 +91,7 @@ class BackendDescription:
     device: str
     dtype: str
     loaded_adapters: tuple[str, ...] = ()
+    consistency: str = "off"  # how frames of a batch are kept alike: "off" or "shared-attention"
 
 
 # on_step(index, step, total): the frame at ``index`` of the batch finished step ``step`` of ``total`` (1-based).
