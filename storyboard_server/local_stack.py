@@ -78,6 +78,7 @@ class StackOptions:
     renderer_backend: str = "sketch"
     base_model: str = ""
     adapters_dir: StrPath | None = None
+    consistency: str = "off"  # the renderers' --consistency: "off" or "shared-attention"
     characters: StrPath | None = None  # None: the default registry (storyboard_server.registry)
     clip_model: str = ""
     clip_pretrained: str = ""
@@ -337,6 +338,8 @@ class LocalStack:
             renderer_args += ["--base-model", o.base_model]
         if o.adapters_dir:
             renderer_args += ["--adapters-dir", str(o.adapters_dir)]
+        if o.consistency != "off":
+            renderer_args += ["--consistency", o.consistency]
         validator_args = ["--device", o.device]
         if o.clip_model:
             validator_args += ["--clip-model", o.clip_model]

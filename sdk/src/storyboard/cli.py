@@ -119,6 +119,8 @@ STACK_FLAGS = (
     StackFlag("--base-model", "STORYBOARD_BASE_MODEL", "", help="SDXL base model: local folder or hub id"),
     StackFlag("--adapters-dir", "STORYBOARD_ADAPTERS_DIR", None, kind=Path,
               help="folder of LoRA adapters, used by name"),
+    StackFlag("--consistency", "STORYBOARD_CONSISTENCY", "off", choices=["off", "shared-attention"],
+              help="renderer (diffusers): frames rendered together share their self-attention, to look alike"),
     StackFlag("--characters", "STORYBOARD_CHARACTERS", None, kind=Path, help="character registry file (TOML)"),
     StackFlag("--clip-model", "STORYBOARD_CLIP_MODEL", "", help="open_clip model name or local-dir:DIR"),
     StackFlag("--clip-pretrained", "STORYBOARD_CLIP_PRETRAINED", "", help="open_clip weights: tag or checkpoint file"),
