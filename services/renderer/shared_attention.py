@@ -109,17 +109,26 @@ class SharedSelfAttention:
         temb: torch.Tensor | None = None,
     ) -> torch.Tensor:
         batch = self.sharing.batch
-        frames = len(batch.seeds) if batch is not None else 1
-        offered = tokens_offered(self.sharing.rate, hidden_states.shape[1])
-        if batch is None or frames < 2 or offered == 0 or encoder_hidden_states is not None:
+        offered = self._tokens_to_offer(batch, hidden_states, encoder_hidden_states)
+        if batch is None or offered == 0:
             return self.base(attn, hidden_states, encoder_hidden_states, attention_mask=attention_mask, temb=temb)
         step = batch.next_step(self.layer)
         picks = [
             _draw(sample_seed(batch.seeds, seed, self.layer, step), hidden_states.shape[1], offered)
             for seed in batch.seeds
         ]
-        with_shared = shared_tokens(hidden_states, frames, picks)
+        with_shared = shared_tokens(hidden_states, len(batch.seeds), picks)
         return self.base(attn, hidden_states, with_shared, attention_mask=attention_mask, temb=temb)
+
+    def _tokens_to_offer(
+        self, batch: _Batch | None, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None
+    ) -> int:
+        """How many tokens each frame offers the others in this call; 0 when nothing is shared: no batch running, a
+        batch of one, a rate too small for one token, or a call that is not self-attention over (rows, tokens,
+        channels)."""
+        if batch is None or len(batch.seeds) < 2 or encoder_hidden_states is not None or hidden_states.ndim != 3:
+            return 0
+        return tokens_offered(self.sharing.rate, hidden_states.shape[1])
 
 
 def _draw(seed: int, tokens: int, count: int) -> torch.Tensor:
@@ -141,14 +150,25 @@ def shared_tokens(hidden_states: torch.Tensor, frames: int, picks: Sequence[torc
     if rows % frames:
         raise RuntimeError(f"shared attention: {rows} rows do not split into halves of the batch's {frames} frames")
     halves = rows // frames
-    positions = torch.stack(list(picks)).to(hidden_states.device).repeat(halves, 1)  # (rows, offered)
+    device = hidden_states.device
+    positions = _to_device(torch.stack(list(picks)).repeat(halves, 1), device)  # (rows, offered)
     offered = torch.gather(hidden_states, 1, positions.unsqueeze(-1).expand(-1, -1, channels))
-    others = torch.tensor(
-        [[half * frames + j for j in range(frames) if j != i] for half in range(halves) for i in range(frames)],
-        device=hidden_states.device,
+    others = _to_device(
+        torch.tensor(
+            [[half * frames + j for j in range(frames) if j != i] for half in range(halves) for i in range(frames)]
+        ),
+        device,
     )  # (rows, frames - 1): the rows of the same half that are not this frame
     from_others = offered[others].reshape(rows, -1, channels)
     return torch.cat([hidden_states, from_others], dim=1)
+
+
+def _to_device(indices: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``indices`` (drawn on the CPU) on ``device``. To a GPU through pinned memory without blocking: a plain copy from
+    pageable memory makes the CPU wait for the GPU's whole queue, in every shared layer of every step."""
+    if device.type != "cuda":
+        return indices.to(device)
+    return indices.pin_memory().to(device, non_blocking=True)
 
 
 class SharedAttention:

@@ -15,11 +15,12 @@ from services.renderer.__main__ import main
 from services.renderer.settings import RendererSettings
 from services.renderer.shared_attention import SharedAttention, SharedSelfAttention, sample_seed
 from storyboard_common.v1 import renderer_pb2, renderer_pb2_grpc
-from tests.support.tiny_sdxl import build_tiny_sdxl
+from tests.support.tiny_sdxl import build_tiny_sdxl, write_peft_checkpoint
 from tests.unit.test_renderer_diffusers import (  # noqa: F401 (one_torch_thread: an autouse fixture)
     TIMEOUT,
     Assets,
     Served,
+    adapter,
     eventually,
     frames_of,
     info,
@@ -51,8 +52,9 @@ def sharpen_self_attention(pipeline) -> None:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> Assets:
     root = tmp_path_factory.mktemp("shared")
-    (root / "adapters").mkdir()
-    return Assets(build_tiny_sdxl(root / "sdxl", transform=sharpen_self_attention), root / "adapters")
+    model = build_tiny_sdxl(root / "sdxl", transform=sharpen_self_attention)
+    write_peft_checkpoint(model, root / "adapters" / "hero", seed=1)
+    return Assets(model, root / "adapters")
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +158,13 @@ def test_a_frame_alone_equals_the_frame_with_consistency_off_bit_for_bit(on, off
     assert png(on.channel, spec(1, seed=11))[0] == png(off.channel, spec(1, seed=11))[0]
     deterministic = spec(1, seed=11, deterministic=True)  # rendered alone by definition: nothing to share either
     assert png(on.channel, deterministic, spec(2, seed=12, deterministic=True))[0] == png(off.channel, deterministic)[0]
+
+
+def test_loading_a_lora_keeps_the_shared_attention_and_the_lora_counts(on):
+    hero = [spec(n, seed=seed, adapters=[adapter("hero")]) for n, seed in enumerate(SEEDS, start=1)]
+    with_lora = png(on.channel, *hero)  # a batch whose processors were replaced would fail, not share nothing
+    assert on.backend.shared_attention.installed()
+    assert all(a != b for a, b in zip(with_lora, png(on.channel, *storyboard()), strict=True))
 
 
 def test_consistency_off_installs_nothing_and_renders_as_before(off):
