@@ -151,24 +151,14 @@ def shared_tokens(hidden_states: torch.Tensor, frames: int, picks: Sequence[torc
         raise RuntimeError(f"shared attention: {rows} rows do not split into halves of the batch's {frames} frames")
     halves = rows // frames
     device = hidden_states.device
-    positions = _to_device(torch.stack(list(picks)).repeat(halves, 1), device)  # (rows, offered)
+    positions = torch.stack(list(picks)).repeat(halves, 1).to(device)  # (rows, offered)
     offered = torch.gather(hidden_states, 1, positions.unsqueeze(-1).expand(-1, -1, channels))
-    others = _to_device(
-        torch.tensor(
-            [[half * frames + j for j in range(frames) if j != i] for half in range(halves) for i in range(frames)]
-        ),
-        device,
+    others = torch.tensor(
+        [[half * frames + j for j in range(frames) if j != i] for half in range(halves) for i in range(frames)],
+        device=device,
     )  # (rows, frames - 1): the rows of the same half that are not this frame
     from_others = offered[others].reshape(rows, -1, channels)
     return torch.cat([hidden_states, from_others], dim=1)
-
-
-def _to_device(indices: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``indices`` (drawn on the CPU) on ``device``. To a GPU through pinned memory without blocking: a plain copy from
-    pageable memory makes the CPU wait for the GPU's whole queue, in every shared layer of every step."""
-    if device.type != "cuda":
-        return indices.to(device)
-    return indices.pin_memory().to(device, non_blocking=True)
 
 
 class SharedAttention:
