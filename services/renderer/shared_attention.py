@@ -95,8 +95,8 @@ class SharedSelfAttention:
     keys and values also come from tokens sampled from the other frames of its half of the batch; otherwise the
     layer's own processor (``base``), unchanged."""
 
-    def __init__(self, sharing: SharedAttention, layer: str, base: Any) -> None:
-        self.sharing = sharing
+    def __init__(self, owner: SharedAttention, layer: str, base: Any) -> None:
+        self.owner = owner  # holds the rate and the batch running now
         self.layer = layer
         self.base = base
 
@@ -108,7 +108,7 @@ class SharedSelfAttention:
         attention_mask: torch.Tensor | None = None,
         temb: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        batch = self.sharing.batch
+        batch = self.owner.batch
         offered = self._tokens_to_offer(batch, hidden_states, encoder_hidden_states)
         if batch is None or offered == 0:
             return self.base(attn, hidden_states, encoder_hidden_states, attention_mask=attention_mask, temb=temb)
@@ -128,7 +128,7 @@ class SharedSelfAttention:
         channels)."""
         if batch is None or len(batch.seeds) < 2 or encoder_hidden_states is not None or hidden_states.ndim != 3:
             return 0
-        return tokens_offered(self.sharing.rate, hidden_states.shape[1])
+        return tokens_offered(self.owner.rate, hidden_states.shape[1])
 
 
 def _draw(seed: int, tokens: int, count: int) -> torch.Tensor:

@@ -17,6 +17,7 @@ from services.renderer.shared_attention import SharedAttention, SharedSelfAttent
 from storyboard_common.v1 import renderer_pb2, renderer_pb2_grpc
 from tests.support.tiny_sdxl import build_tiny_sdxl, write_peft_checkpoint
 from tests.unit.test_renderer_diffusers import (  # noqa: F401 (one_torch_thread: an autouse fixture)
+    BATCH_TOLERANCE,
     TIMEOUT,
     Assets,
     Served,
@@ -27,6 +28,7 @@ from tests.unit.test_renderer_diffusers import (  # noqa: F401 (one_torch_thread
     largest_difference,
     one_torch_thread,
     png,
+    render,
     request,
     sample,
     serving,
@@ -152,6 +154,16 @@ def test_frames_rendered_together_share_and_the_same_request_gives_the_same_byte
     for with_sharing, without in zip(shared, alone, strict=True):
         assert largest_difference(with_sharing, without) > 10  # a real change, not batching's rounding
     assert png(on.channel, *storyboard()) == shared
+
+
+def test_the_order_of_the_frames_in_the_request_moves_them_by_rounding_at_most(on):
+    def by_frame(*frames: renderer_pb2.FrameSpec) -> dict[int, bytes]:
+        return {frame.frame: frame.image.data for frame in frames_of(render(on.channel, request(*frames)))}
+
+    ordered, reversed_order = by_frame(*storyboard()), by_frame(*reversed(storyboard()))
+    assert ordered.keys() == reversed_order.keys() == {1, 2, 3}
+    for frame, data in ordered.items():
+        assert largest_difference(data, reversed_order[frame]) <= BATCH_TOLERANCE
 
 
 def test_a_frame_alone_equals_the_frame_with_consistency_off_bit_for_bit(on, off):
