@@ -79,6 +79,7 @@ class StackOptions:
     base_model: str = ""
     adapters_dir: StrPath | None = None
     ip_adapter: StrPath | None = None  # the renderer's --ip-adapter folder (diffusers)
+    consistency: str = "off"  # the renderers' --consistency: "off" or "shared-attention"
     characters: StrPath | None = None  # None: the default registry (storyboard_server.registry)
     clip_model: str = ""
     clip_pretrained: str = ""
@@ -341,6 +342,8 @@ class LocalStack:
             renderer_args += ["--adapters-dir", str(o.adapters_dir)]
         if o.ip_adapter:
             renderer_args += ["--ip-adapter", str(o.ip_adapter)]
+        if o.consistency != "off":
+            renderer_args += ["--consistency", o.consistency]
         validator_args = ["--device", o.device]
         if o.clip_model:
             validator_args += ["--clip-model", o.clip_model]

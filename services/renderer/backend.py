@@ -120,6 +120,7 @@ class BackendDescription:
     dtype: str
     loaded_adapters: tuple[str, ...] = ()
     ip_adapter: bool = False  # an IP-Adapter is loaded: FrameSpec.references condition frames
+    consistency: str = "off"  # how frames of a batch are kept alike: "off" or "shared-attention"
 
 
 # on_step(index, step, total): the frame at ``index`` of the batch finished step ``step`` of ``total`` (1-based).

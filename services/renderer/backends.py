@@ -35,6 +35,7 @@ def create_backend(settings: RendererSettings, metrics: RendererMetrics | None =
                 ("--vae", bool(settings.vae)),
                 ("--device", settings.device not in ("auto", "cpu")),
                 ("--dtype", settings.dtype != "auto"),
+                ("--consistency", settings.consistency != "off"),
             )
             if used
         ]

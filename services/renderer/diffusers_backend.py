@@ -30,7 +30,7 @@ import gc
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from services.renderer.adapters import AdapterCatalog
@@ -45,7 +45,8 @@ from services.renderer.backend import (
 from services.renderer.ip_adapter import ReferenceConditioning, load_ip_adapter, warm_up_references
 from services.renderer.lora import LoraAdapters
 from services.renderer.metrics import RendererMetrics
-from services.renderer.settings import RendererSettings, is_local_folder
+from services.renderer.settings import RendererSettings, is_local_folder, shared_attention_groups
+from services.renderer.shared_attention import SharedAttention
 from storyboard_common import images
 from storyboard_common.errors import FailedPrecondition, ResourceExhausted, Unavailable
 
@@ -145,6 +146,7 @@ class DiffusersBackend:
         self.pipeline: Any = None  # the loaded StableDiffusionXLPipeline (tests check it is never replaced)
         self.adapters: LoraAdapters | None = None
         self.references: ReferenceConditioning | None = None  # set when --ip-adapter is loaded
+        self.shared_attention: SharedAttention | None = None  # --consistency shared-attention
         self.base_loads = 0  # how many times the base model was loaded: once per process
         self._device: torch.device | None = None
         self._dtype: torch.dtype | None = None
@@ -161,7 +163,13 @@ class DiffusersBackend:
         device = str(self._device) if self._device is not None else settings.device
         dtype = str(self._dtype).removeprefix("torch.") if self._dtype is not None else settings.dtype
         return BackendDescription(
-            self.name, settings.base_model, device, dtype, loaded, ip_adapter=self.references is not None
+            self.name,
+            settings.base_model,
+            device,
+            dtype,
+            loaded,
+            ip_adapter=self.references is not None,
+            consistency=settings.consistency,
         )
 
     def warm_up(self) -> None:
@@ -282,6 +290,10 @@ class DiffusersBackend:
             pipe.vae.to(dtype=torch.float32)
         self.pipeline = pipe
         self.adapters = LoraAdapters(pipe, self._catalog, settings.max_loaded_adapters, self._metrics)
+        if settings.consistency == "shared-attention":
+            # Last: anything that sets the UNet's attention processors afterwards would remove these.
+            groups = shared_attention_groups(settings.shared_attention_layers)
+            self.shared_attention = SharedAttention(pipe.unet, settings.shared_attention_rate, groups)
         self._device, self._dtype = device, dtype
 
     def _load_ip_adapter(self, pipe: Any) -> ReferenceConditioning | None:
@@ -327,7 +339,7 @@ class DiffusersBackend:
         import torch
 
         started = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), self._sharing_attention(frames):
             latents = self._denoise(frames, on_step, should_stop)
         _synchronize(self._device)  # GPU work is asynchronous: without this, denoising time would count as decoding
         denoise_seconds = time.perf_counter() - started
@@ -386,6 +398,12 @@ class DiffusersBackend:
             return_dict=False,
         )[0]
         return None if stopped else latents
+
+    def _sharing_attention(self, frames: Sequence[FrameSpec]) -> AbstractContextManager[None]:
+        """With --consistency shared-attention, the batch's frames share their self-attention while it runs."""
+        if self.shared_attention is None:
+            return nullcontext()
+        return self.shared_attention.sharing([frame.seed for frame in frames])
 
     def noise(self, frames: Sequence[FrameSpec], dtype: torch.dtype) -> tuple[Any, list[Any]]:
         """Each frame's starting latents, drawn from a CPU generator seeded with the frame's seed (the same values

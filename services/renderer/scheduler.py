@@ -7,6 +7,10 @@ with equal ``FrameSpec.batch_key`` may share a batch; a batch is stopped only wh
 
 A frame asked for as ``deterministic`` is always rendered alone: a batch-mate could move its pixels by rounding.
 
+With ``batch_within_request`` (the renderer's ``--consistency shared-attention``, where the frames of a batch share
+their attention and so shape each other) a batch holds frames of one request only: another caller's frames must not
+change a storyboard's pictures. A request's frames are queued together, so such a batch does not wait for others.
+
 Dynamic batching (as Triton's ``max_queue_delay``): when the oldest waiting frame's batch is not full, the worker waits
 up to ``batch_window`` seconds *counted from when that frame arrived* for compatible frames of other requests, then
 renders what it has. An idle renderer so adds at most the window to a lone frame; a busy one adds nothing, because
@@ -104,6 +108,7 @@ class RenderScheduler:
         max_queue: int,
         max_streams: int,
         batch_window: float = 0.0,
+        batch_within_request: bool = False,
         metrics: RendererMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -112,6 +117,7 @@ class RenderScheduler:
         self.max_queue = max_queue
         self.max_streams = max_streams
         self.batch_window = batch_window
+        self.batch_within_request = batch_within_request
         self._metrics = metrics if metrics is not None else RendererMetrics()
         self._metrics.watch_queue(lambda: self.queue_depth, lambda: self.open_requests)
         self._clock = clock
@@ -226,15 +232,21 @@ class RenderScheduler:
                     return None
                 first = self._pending[0]
                 size = 1 if first.spec.deterministic else self.max_batch_size
-                batch = [job for job in self._pending if job.spec.batch_key == first.spec.batch_key][:size]
+                batch = [job for job in self._pending if self._batch_mates(first, job)][:size]
                 wait = first.enqueued_at + self.batch_window - self._clock()
-                if len(batch) >= size or wait <= 0:
+                if len(batch) >= size or wait <= 0 or self.batch_within_request:
                     break
                 # New frames, a release or closing wake this early; the loop then looks again from the start.
                 self._lock.wait(wait)
             chosen = {id(job) for job in batch}
             self._pending = deque(job for job in self._pending if id(job) not in chosen)
             return batch
+
+    def _batch_mates(self, first: _Job, job: _Job) -> bool:
+        """Whether ``job`` may join the batch of ``first``."""
+        if self.batch_within_request and job.ticket is not first.ticket:
+            return False
+        return job.spec.batch_key == first.spec.batch_key
 
     def _serve(self) -> None:
         while (batch := self._next_batch()) is not None:

@@ -34,6 +34,7 @@ def create_server(
         max_queue=settings.max_queue,
         max_streams=settings.max_streams,
         batch_window=settings.batch_window_ms / 1000,
+        batch_within_request=backend.describe().consistency != "off",  # frames that shape each other: one caller's
         metrics=metrics,
     )
     servicer = RendererServicer(

@@ -136,4 +136,5 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
             max_batch_size=self._scheduler.max_batch_size,
             queue_depth=self._scheduler.queue_depth,
             ip_adapter=described.ip_adapter,
+            consistency=described.consistency,
         )

@@ -20,6 +20,8 @@ AVAILABLE_BACKENDS = ("sketch", "diffusers")
 # Hard bounds on what an operator may configure; the defaults below are what the issue promises to clients.
 SIZE_FLOOR, SIZE_CEILING = 64, 4096
 MAX_SEED = 2**63 - 1
+# Parts of the UNet whose self-attention --shared-attention-layers can name (the encoder, the middle, the decoder).
+SHARED_ATTENTION_GROUPS = ("down", "mid", "up")
 
 # A Hugging Face hub id: "name" or "owner/name" (letters, digits, '-', '_', '.'). Anything else that is not an
 # existing folder is a path that does not exist.
@@ -44,6 +46,18 @@ def _local_or_hub(value: str, what: str, required_file: str) -> str:
 def is_local_folder(value: str) -> bool:
     """Whether a model setting names a folder on this machine (loaded with local_files_only) rather than a hub id."""
     return bool(value) and Path(value).is_dir()
+
+
+def shared_attention_groups(value: str) -> tuple[str, ...]:
+    """The UNet parts ``--shared-attention-layers`` names, in model order: 'up', 'mid,up', 'all'... ValueError
+    naming the problem otherwise."""
+    names = [name.strip().lower() for name in value.split(",") if name.strip()]
+    if names == ["all"]:
+        return SHARED_ATTENTION_GROUPS
+    unknown = [name for name in names if name not in SHARED_ATTENTION_GROUPS]
+    if unknown or not names:
+        raise ValueError(f"{value!r} is not a comma-separated list of {', '.join(SHARED_ATTENTION_GROUPS)}, or 'all'")
+    return tuple(group for group in SHARED_ATTENTION_GROUPS if group in names)
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,27 @@ class RendererSettings(ServiceSettings):
         False,
         description="diffusers backend: keep the UNet in channels-last memory format (often faster on GPUs, much "
         "slower on CPUs)",
+    )
+    consistency: Literal["off", "shared-attention"] = Field(
+        "off",
+        description="diffusers backend: how the frames of one batch are kept alike without a LoRA. 'shared-attention' "
+        "makes each frame's self-attention also attend to tokens sampled from the other frames of its batch "
+        "(StoryDiffusion's consistent self-attention): a storyboard should then come as one request, and "
+        "--max-batch-size should hold its frames. 'off' leaves every frame to itself",
+    )
+    shared_attention_rate: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="with --consistency shared-attention: the share of each other frame's self-attention tokens a "
+        "frame attends to (0 < rate <= 1; StoryDiffusion's 0.5). Attention then covers 1 + rate * (frames - 1) times "
+        "a frame's own tokens",
+    )
+    shared_attention_layers: str = Field(
+        "up",
+        description="with --consistency shared-attention: the UNet's self-attention layers that share, a "
+        "comma-separated list of 'down' (encoder), 'mid' (middle) and 'up' (decoder), or 'all'. StoryDiffusion "
+        "shares in the decoder ('up')",
     )
     adapters_dir: Path | None = Field(
         None,
@@ -212,6 +247,11 @@ class RendererSettings(ServiceSettings):
     @classmethod
     def _vae_exists(cls, value: str) -> str:
         return _local_or_hub(value, "VAE", "config.json")
+
+    @field_validator("shared_attention_layers")
+    @classmethod
+    def _known_layer_groups(cls, value: str) -> str:
+        return ",".join(shared_attention_groups(value))
 
     @field_validator("adapters_dir")
     @classmethod

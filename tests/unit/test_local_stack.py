@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -70,6 +71,15 @@ def test_free_ports_picked_for_port_zero_are_all_different():
     stack.processes = stack._plan_processes()
     ports = [process.port for process in stack.processes] + [stack.http_port]
     assert len(set(ports)) == len(ports) == 8
+
+
+def test_the_renderers_get_consistency_only_when_it_is_on():
+    def renderer_args(**options: str) -> list[str]:
+        stack = LocalStack(dataclasses.replace(_options(), **options))
+        return next(process.args for process in stack._plan_processes() if process.name == "renderer")
+
+    assert "--consistency" not in renderer_args()
+    assert renderer_args(consistency="shared-attention")[-2:] == ["--consistency", "shared-attention"]
 
 
 def test_stop_on_signals_turns_a_signal_into_a_stop_request_and_restores_the_handler():

@@ -121,6 +121,8 @@ STACK_FLAGS = (
               help="folder of LoRA adapters, used by name"),
     StackFlag("--ip-adapter", "STORYBOARD_IP_ADAPTER", None, kind=Path,
               help="IP-Adapter folder (diffusers renderer): frames follow the characters' reference pictures"),
+    StackFlag("--consistency", "STORYBOARD_CONSISTENCY", "off", choices=["off", "shared-attention"],
+              help="renderer (diffusers): frames rendered together share their self-attention, to look alike"),
     StackFlag("--characters", "STORYBOARD_CHARACTERS", None, kind=Path, help="character registry file (TOML)"),
     StackFlag("--clip-model", "STORYBOARD_CLIP_MODEL", "", help="open_clip model name or local-dir:DIR"),
     StackFlag("--clip-pretrained", "STORYBOARD_CLIP_PRETRAINED", "", help="open_clip weights: tag or checkpoint file"),
