@@ -36,12 +36,12 @@ def test_each_mode_renders_and_scores_a_prompt_set_through_the_services(tiny):
     argv = ["--base-model", model.base_model, "--clip-model", clip.clip_model, "--adapters-dir", str(adapters),
             "--lora", "hero", "--trigger-token", "hero_token", "--subjects", "1", "--size", str(TINY_SIZE),
             "--steps", "2", "--device", "cpu", "--ip-adapter", str(root / "ip_adapter"),
-            "--modes", "lora", "ip-adapter", "--output", str(output)]  # fmt: skip
+            "--modes", "lora", "ip-adapter", "shared-attention", "--output", str(output)]  # fmt: skip
     assert consistency.main(argv) == 0
     text = output.read_text()
-    modes = r"none|lora|ip-adapter"
+    modes = r"none|lora|ip-adapter|shared-attention"
     rows = dict(re.findall(rf"^\| ({modes}) \| (-?\d\.\d{{3}} \| -?\d\.\d{{3}} \| 5) \|$", text, re.MULTILINE))
     # The IP-Adapter mode's references are the plain mode's first frames, so the plain mode runs too.
-    assert set(rows) == {"none", "lora", "ip-adapter"}, text
-    assert len(set(rows.values())) == 3  # each mode changes the pictures, so their scores
+    assert set(rows) == {"none", "lora", "ip-adapter", "shared-attention"}, text
+    assert rows["lora"] != rows["none"] and rows["ip-adapter"] != rows["none"]  # they change the pictures
     assert "| IP-Adapter | 0.846 | 0.943 |" in text

@@ -3,6 +3,7 @@ backend on in-process servers loading the tiny random SDXL pipeline through the 
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 
@@ -10,10 +11,12 @@ import grpc
 import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+from PIL import Image
 
 from services.renderer.__main__ import main
 from services.renderer.settings import RendererSettings
 from services.renderer.shared_attention import SharedAttention, SharedSelfAttention, sample_seed
+from storyboard.v1 import common_pb2
 from storyboard_common.v1 import renderer_pb2, renderer_pb2_grpc
 from tests.support.tiny_sdxl import build_tiny_sdxl, write_peft_checkpoint
 from tests.unit.test_renderer_diffusers import (  # noqa: F401 (one_torch_thread: an autouse fixture)
@@ -269,3 +272,58 @@ def test_a_cancelled_shared_batch_stops_and_the_renderer_goes_on(on):
         list(call)
     eventually(lambda: on.backend.shared_attention.batch is None, "the batch stops, and its sharing with it")
     assert len(png(on.channel, *storyboard())) == 3
+
+
+# --- with the IP-Adapter, and through the gateway ---------------------------------------------------------------------
+
+
+def test_reference_pictures_and_shared_attention_condition_the_same_batch(assets, on, tmp_path):
+    from tests.support.tiny_ip_adapter import build_tiny_ip_adapter
+
+    ip_adapter = build_tiny_ip_adapter(assets.model, tmp_path / "ip_adapter")
+    picture = common_pb2.Image(data=sample_picture(), mime_type="image/png")
+    pictured = [spec(n, seed=seed, references=[common_pb2.CharacterPictures(trigger_token="hero", pictures=[picture])])
+                for n, seed in enumerate(SEEDS, start=1)]  # fmt: skip
+    with serving(settings_for(assets, consistency="shared-attention", ip_adapter=ip_adapter.folder)) as both:
+        assert (info(both.channel).ip_adapter, info(both.channel).consistency) == (True, "shared-attention")
+        conditioned = png(both.channel, *pictured)
+        assert png(both.channel, *pictured) == conditioned
+        plain = png(both.channel, *storyboard())  # no pictures: shared attention alone, as without an IP-Adapter
+    assert plain == png(on.channel, *storyboard())
+    assert all(largest_difference(a, b) > 0 for a, b in zip(conditioned, plain, strict=True))
+
+
+def sample_picture() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "saddlebrown").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_storyboards_frames_go_through_the_gateway_as_one_shared_batch(assets, tmp_path):
+    from services.renderer.server import create_server as create_renderer
+    from storyboard import Client
+    from tests.support.stack import in_process_stack
+
+    settings = settings_for(assets, consistency="shared-attention", max_batch_size=6, min_size=256)
+    renderer, port = create_renderer(settings)
+    renderer.start()
+    try:
+        assert renderer.ready.wait(TIMEOUT), renderer.not_ready_reason
+        story = "A fox crosses a frozen river at dawn and sleeps in its den"
+        with (
+            in_process_stack(tmp_path / "outputs", renderer_address=f"127.0.0.1:{port}") as stack,
+            Client(stack.address) as client,
+        ):
+            run = client.generate(story=story, num_frames=6, width=256, height=256, num_inference_steps=2)
+            result = run.wait()
+            files = client.read_files(result.storyboard_id, ["frame_002.png"])
+        plan, frames = result.plan, result.final.frames
+        scene = plan.scenes[1]
+        alone = spec(2, prompt=scene.prompt, negative_prompt=plan.negative_prompt, seed=frames[1].seed, width=256,
+                     height=256, steps=2, guidance_scale=result.final.spec.guidance_scale)  # fmt: skip
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            [drawn_alone] = png(channel, alone)
+    finally:
+        renderer.stop(0)
+    # Drawn with the other five, frame 2 took from their self-attention: it is not the frame drawn alone.
+    assert largest_difference(files["frame_002.png"], drawn_alone) > 10
