@@ -4,7 +4,8 @@ adapters, whether a frame is tried again, which attempt is kept, which frames ar
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway.outputs import AttemptInfo
@@ -108,3 +109,22 @@ def remember_description(meta: dict[str, Any], frame: int, prompt: str, descript
 def remembered_description(meta: dict[str, Any], frame: int, prompt: str) -> str:
     """The description a frame had while drawn from ``prompt`` (the prompt itself when none was recorded)."""
     return meta.get("descriptions", {}).get(str(frame), {}).get(prompt, prompt)
+
+
+def group_size(frames: int, max_batch: int, replicas: int, slots: int, shared: bool) -> int:
+    """How many first attempts of a storyboard go in one request. For a renderer that shares attention across a
+    batch, as many as it batches (they are to be drawn together); else as many as spread the frames over every
+    replica, batched where frames outnumber replicas. Never more than the frames the gateway has in flight."""
+    if shared:
+        return max(1, min(max_batch, frames))
+    return max(1, min(max_batch, slots, math.ceil(frames / max(1, replicas))))
+
+
+def first_attempt_groups(frames: Sequence[int], keys: Mapping[int, Hashable], size: int) -> list[list[int]]:
+    """The frames whose first attempts go in one request: those a renderer would batch together (the same ``keys``),
+    in frame order, at most ``size`` a request; the groups in the order of their first frames."""
+    by_key: dict[Hashable, list[int]] = {}
+    for frame in sorted(frames):
+        by_key.setdefault(keys[frame], []).append(frame)
+    groups = [members[start : start + size] for members in by_key.values() for start in range(0, len(members), size)]
+    return sorted(groups, key=lambda group: group[0])

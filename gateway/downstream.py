@@ -29,7 +29,7 @@ from tenacity import (
 from gateway.metrics import Metrics
 from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
-from storyboard_common.channels import ChannelSecurity, connect_every_replica, open_aio_channel
+from storyboard_common.channels import ChannelSecurity, connect_every_replica, open_aio_channel, replica_addresses
 from storyboard_common.errors import ServiceError
 from storyboard_common.interceptors import request_metadata
 from storyboard_common.progress import ProgressThrottle
@@ -94,6 +94,11 @@ class Downstream:
                 open_aio_channel(validator, retry_services=("storyboard.v1.Validator",), security=security)
             )
             self.validator = validator_pb2_grpc.ValidatorStub(self._channels[2])
+
+    @property
+    def renderer_replicas(self) -> int:
+        """How many renderer replicas the gateway spreads frames over (as named; a DNS name counts as one)."""
+        return max(1, len(replica_addresses(self._renderers)))
 
     async def connect_renderers(self) -> int:
         """Connect to every renderer replica before the first frame, so that frames are spread over all of them from

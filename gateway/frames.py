@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,43 +40,57 @@ class FramePolicy:
     frames_in_flight: int = 8
 
 
-class SharedRender:
-    """The first attempts of several frames rendered in one request, for a renderer that keeps the frames of a batch
-    alike (shared attention): each frame's task hands in its FrameSpec and waits; the last one in sends the request
-    for all of them."""
+class GroupedRender:
+    """The first attempts of a storyboard's frames sent in groups, one request a group, so that they reach one
+    replica together: to be batched there (a renderer that batches on a device), or to be drawn alike (one that shares
+    attention across a batch). Each frame's task hands in its FrameSpec and waits; the last of its group in sends the
+    group's request."""
 
-    def __init__(self, downstream: Downstream, frames: set[int]) -> None:
-        self.frames = frozenset(frames)
+    def __init__(self, downstream: Downstream, groups: Sequence[Sequence[int]]) -> None:
+        self.groups = [tuple(group) for group in groups]
+        self._group_of = {frame: index for index, group in enumerate(self.groups) for frame in group}
         self._downstream = downstream
         self._specs: dict[int, renderer_pb2.FrameSpec] = {}
         self._progress: dict[int, Callable[[renderer_pb2.FrameProgress], None]] = {}
         self._results: dict[int, asyncio.Future[renderer_pb2.RenderedFrame]] = {}
+
+    @property
+    def frames(self) -> frozenset[int]:
+        return frozenset(self._group_of)
+
+    def order(self, frames: Sequence[int]) -> list[int]:
+        """``frames`` with each group's together, groups in the order of their first frames: the order in which the
+        frames' tasks take their slots, so that a group never waits on a slot its own members hold back."""
+        grouped = [frame for group in self.groups for frame in group if frame in frames]
+        return grouped + [frame for frame in frames if frame not in self._group_of]
 
     async def render(
         self, spec: renderer_pb2.FrameSpec, progress: Callable[[renderer_pb2.FrameProgress], None]
     ) -> renderer_pb2.RenderedFrame:
         result = self._results[spec.frame] = asyncio.get_running_loop().create_future()
         self._specs[spec.frame], self._progress[spec.frame] = spec, progress
-        if set(self._specs) == self.frames:
-            await self._send()
+        group = self.groups[self._group_of[spec.frame]]
+        if all(frame in self._specs for frame in group):
+            await self._send(group)
         return await result
 
-    async def _send(self) -> None:
+    async def _send(self, group: Sequence[int]) -> None:
         request = renderer_pb2.RenderRequest(
-            frames=[self._specs[frame] for frame in sorted(self._specs)],
+            frames=[self._specs[frame] for frame in group],
             progress_interval_seconds=self._downstream.limits.progress_interval,
         )
+        results = [self._results[frame] for frame in group]
         try:
             rendered = await self._downstream.render_frames(request, lambda step: self._progress[step.frame](step))
         except asyncio.CancelledError:
-            for result in self._results.values():
-                result.cancel()  # the sending task was cancelled: so is every frame waiting on it
+            for result in results:
+                result.cancel()  # the sending task was cancelled: so is every frame of its group
             raise
         except Exception as error:
-            for result in self._results.values():
+            for result in results:
                 result.set_exception(error)
             return
-        for frame, result in self._results.items():
+        for frame, result in zip(group, results, strict=True):
             result.set_result(rendered[frame])
 
 
@@ -93,7 +107,7 @@ class FrameMaker:
     policy: FramePolicy
     document_frames: DocumentFrames
     references: dict[str, common_pb2.CharacterPictures] = field(default_factory=dict)  # by trigger token
-    shared: SharedRender | None = None  # the first attempts rendered together, when the renderers share attention
+    grouped: GroupedRender | None = None  # the first attempts sent in groups, when the renderers batch or share
 
     async def make(self, scene: common_pb2.Scene) -> None:
         """Produce the frame: its attempts, then the best one kept as frame_NNN.png."""
@@ -109,6 +123,14 @@ class FrameMaker:
         await asyncio.to_thread(keep_as_png, self.job.output_dir / kept.file, self.frame_path(scene.frame))
         self.document_frames.prepare(self.frame_path(scene.frame))
         self._keep(scene.frame, kept)
+
+    def batch_key(self, frame: int) -> tuple[object, ...]:
+        """What a renderer batches frames by, beyond the storyboard's shared size, steps and guidance: the frame's
+        adapters and its characters' reference pictures."""
+        scene = self.plan.scenes[frame - 1]
+        adapters = decisions.frame_adapters(self.plan, scene, self.job.storyboard.spec.adapters)
+        pictures = frame_references(scene, self.references)
+        return tuple((a.name, a.weight) for a in adapters), tuple(p.trigger_token for p in pictures)
 
     def frame_path(self, frame: int) -> Path:
         return self.job.output_dir / outputs.frame_file_name(frame)
@@ -153,8 +175,8 @@ class FrameMaker:
             self.metrics.retries.labels(retry_kind).inc()
         started = time.perf_counter()
         request, progress = self._request(scene, seed), lambda step: self._progress(step, number)
-        if self.shared is not None and number == 1 and scene.frame in self.shared.frames:
-            rendered = await self.shared.render(request.frames[0], progress)
+        if self.grouped is not None and number == 1 and scene.frame in self.grouped.frames:
+            rendered = await self.grouped.render(request.frames[0], progress)
         else:
             rendered = await self.downstream.render(request, progress)
         image = rendered.image

@@ -23,7 +23,7 @@ from gateway import decisions, documents, outputs, references
 from gateway.catalog import reference_picture, spec_error
 from gateway.document_frames import DocumentFrames
 from gateway.downstream import Downstream
-from gateway.frames import FrameMaker, FramePolicy, SharedRender
+from gateway.frames import FrameMaker, FramePolicy, GroupedRender
 from gateway.metrics import Metrics
 from gateway.store import Job, JobStore
 from gateway.validation import Picture, Validation
@@ -34,6 +34,7 @@ from storyboard_common.images import MIME_TYPES
 
 log = logging.getLogger(__name__)
 SHARED_ATTENTION = "shared-attention"  # RendererInfo.consistency of renderers that draw a batch's frames alike
+BATCHING_BACKEND = "diffusers"  # the renderer backend whose batches run together on a device
 
 
 async def _unknown_adapters() -> frozenset[str] | None:
@@ -136,9 +137,12 @@ class StoryboardRun:
         if 1 not in todo and self.job.storyboard.frames:  # frame 1 is kept: it is every frame's reference
             data = await asyncio.to_thread(maker.frame_path(1).read_bytes)
             maker.validation.set_reference(Picture(data, MIME_TYPES["PNG"]))
-        maker.shared = await self._shared_render(todo)
-        in_flight = len(todo) if maker.shared is not None else self.policy.frames_in_flight
+        maker.grouped = await self._grouped_render(todo, maker)
+        order, in_flight = todo, self.policy.frames_in_flight
+        if maker.grouped is not None:  # a group's frames must all be in flight for its request to go
+            order, in_flight = maker.grouped.order(todo), max(in_flight, *map(len, maker.grouped.groups))
         slots = asyncio.Semaphore(in_flight)
+        scenes = {scene.frame: scene for scene in maker.plan.scenes}
 
         async def make(scene: common_pb2.Scene) -> None:
             async with slots:
@@ -146,23 +150,28 @@ class StoryboardRun:
 
         with self._stage("rendering"):
             async with asyncio.TaskGroup() as frames:
-                for scene in maker.plan.scenes:
-                    if scene.frame in todo:
-                        frames.create_task(make(scene))
+                for frame in order:
+                    frames.create_task(make(scenes[frame]))
 
-    async def _shared_render(self, todo: Sequence[int]) -> SharedRender | None:
-        """One request for the first attempts of the frames still to render, when the renderers keep the frames of
-        a batch alike (shared attention): drawn apart, they would not be. None otherwise (and for a regeneration,
-        which draws one frame)."""
+    async def _grouped_render(self, todo: Sequence[int], maker: FrameMaker) -> GroupedRender | None:
+        """The first attempts of the frames still to render, in groups of those a renderer batches together, when
+        that pays: a renderer that batches on a device (diffusers) gets them batched where frames outnumber its
+        replicas, and one that shares attention across a batch gets them together, to draw them alike. None when it
+        does not pay, for a regeneration (one frame) and for frames asked to be rendered alone."""
         rendered = {attempt.frame for attempt in self.store.attempts(self.job)
                     if attempt.attempt == 1 and (self.job.output_dir / attempt.file).is_file()}  # fmt: skip
-        first = {frame for frame in todo if frame not in rendered}
-        if len(first) < 2 or "regenerate" in self.job.meta:
+        first = [frame for frame in todo if frame not in rendered]
+        if len(first) < 2 or "regenerate" in self.job.meta or self.job.storyboard.spec.deterministic:
             return None
         info = await self.downstream.renderer_info()
-        if info is None or info.consistency != SHARED_ATTENTION:
+        shared = info is not None and info.consistency == SHARED_ATTENTION
+        if info is None or not (shared or info.backend == BATCHING_BACKEND):
             return None
-        return SharedRender(self.downstream, first)
+        size = decisions.group_size(len(first), info.max_batch_size, self.downstream.renderer_replicas,
+                                    self.policy.frames_in_flight, shared)  # fmt: skip
+        keys = {frame: maker.batch_key(frame) for frame in first}
+        groups = decisions.first_attempt_groups(first, keys, size)
+        return GroupedRender(self.downstream, groups) if any(len(group) > 1 for group in groups) else None
 
     async def _check_repetition(self, plan: common_pb2.Plan, validation: Validation) -> None:
         """Score every kept frame together: the final scores (against the final frame 1), and whether any frame is

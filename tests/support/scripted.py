@@ -105,7 +105,10 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
         adapters: Sequence[str] = (),
         held_from: int = 0,
         consistency: str = "off",
+        backend: str = "scripted",
+        max_batch_size: int = 8,
     ) -> None:
+        self.backend, self.max_batch_size = backend, max_batch_size  # what Info says
         self.delay = delay
         self.consistency = consistency  # what Info says: "shared-attention" asks for a storyboard's frames together
         self.requests: list[list[int]] = []  # the frame numbers of each Render call
@@ -167,8 +170,9 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
 
     def Info(self, request: renderer_pb2.RendererInfoRequest, context: grpc.ServicerContext):
         return renderer_pb2.RendererInfo(
-            backend="scripted", available_adapters=self.adapters, consistency=self.consistency
-        )
+            backend=self.backend, available_adapters=self.adapters, consistency=self.consistency,
+            max_batch_size=self.max_batch_size,
+        )  # fmt: skip
 
 
 class ScriptedValidator(validator_pb2_grpc.ValidatorServicer):

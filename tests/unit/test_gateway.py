@@ -967,12 +967,19 @@ def test_an_upload_that_cannot_serve_is_refused_at_the_edge_naming_it(pictured_g
 
 
 @pytest.mark.parametrize(
-    ("consistency", "calls"), [("shared-attention", [[1, 2, 3, 4, 5, 6]]), ("off", [[n] for n in range(1, 7)])]
+    ("backend", "consistency", "calls"),
+    [
+        ("scripted", "shared-attention", [[1, 2, 3, 4, 5, 6]]),  # drawn together, to be drawn alike
+        ("scripted", "off", [[n] for n in range(1, 7)]),  # a renderer that gains nothing from batches
+        ("diffusers", "off", [[1, 2, 3, 4], [5, 6]]),  # one replica: batched, at most its batch a request
+    ],
 )
-def test_a_renderer_that_shares_attention_gets_a_storyboards_frames_in_one_request(
-    services, tmp_path, consistency, calls
+def test_a_storyboards_first_attempts_reach_a_renderer_in_the_batches_it_makes(
+    services, tmp_path, backend, consistency, calls
 ):
-    renderer = ScriptedRenderer(consistency=consistency)
+    renderer = ScriptedRenderer(
+        consistency=consistency, backend=backend, max_batch_size=4 if consistency == "off" else 8
+    )
     renderer_server, renderer_port = serve_renderer(renderer)
     gateway, port = _gateway({**services, "renderer": f"127.0.0.1:{renderer_port}"}, tmp_path / "out", "validator_none")
     try:

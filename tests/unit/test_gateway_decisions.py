@@ -103,3 +103,23 @@ def test_the_frames_left_to_make_are_those_not_kept_and_those_whose_file_is_gone
     frames = [sb.FrameResult(frame=n, rendered=n in (1, 2, 4)) for n in range(1, 6)]
     assert decisions.frames_to_make(frames, present=[1, 2, 4]) == [3, 5]
     assert decisions.frames_to_make(frames, present=[1, 4]) == [2, 3, 5]
+
+
+@pytest.mark.parametrize(
+    ("frames", "max_batch", "replicas", "slots", "shared", "size"),
+    [
+        (8, 4, 1, 8, False, 4),  # one replica: batches as large as it makes
+        (8, 4, 4, 8, False, 2),  # four: two frames each, every replica at work
+        (8, 4, 8, 8, False, 1),  # as many replicas as frames: one each, as before
+        (8, 8, 1, 3, False, 3),  # never more than the frames in flight
+        (10, 8, 4, 3, True, 8),  # sharing attention: all it batches, whatever the replicas
+    ],
+)
+def test_a_group_is_the_renderers_batch_spread_over_its_replicas(frames, max_batch, replicas, slots, shared, size):
+    assert decisions.group_size(frames, max_batch, replicas, slots, shared) == size
+
+
+def test_first_attempts_are_grouped_by_what_a_renderer_batches_by_in_frame_order():
+    keys = {1: "aldar", 2: "merchant", 3: "aldar", 4: "aldar", 5: "merchant", 6: "aldar"}
+    assert decisions.first_attempt_groups([6, 5, 4, 3, 2, 1], keys, 3) == [[1, 3, 4], [2, 5], [6]]
+    assert decisions.first_attempt_groups([1, 2, 3], {1: "a", 2: "a", 3: "a"}, 1) == [[1], [2], [3]]
