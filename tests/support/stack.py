@@ -23,6 +23,7 @@ from storyboard_common.server import ServiceServer
 class InProcessStack:
     gateway: ServiceServer
     gateway_port: int
+    renderer_address: str = ""
 
     @property
     def address(self) -> str:
@@ -76,7 +77,7 @@ def in_process_stack(
         servers.append(gateway_server)
         if not gateway_server.ready.wait(120):
             raise RuntimeError(f"gateway not ready: {gateway_server.not_ready_reason}")
-        yield InProcessStack(gateway_server, gateway_port)
+        yield InProcessStack(gateway_server, gateway_port, renderer_address)
     finally:
         for server in reversed(servers):
             server.stop(0)
