@@ -387,12 +387,12 @@ def tiny_stack(tmp_path_factory) -> Iterator[InProcessStack]:
         yield running
 
 
-def test_the_studio_on_the_tiny_sdxl_lora_renderer_with_the_tiny_clip_validator(tiny_stack, open_studio):
+def test_the_studio_on_the_tiny_sdxl_lora_renderer_with_the_tiny_clip_validator(tiny_stack, open_studio, tmp_path):
     studio = open_studio(f"http://127.0.0.1:{tiny_stack.http_port}")
     page = studio.page
     page.goto("/")
     expect(page.get_by_alt_text("Reference picture 1 of Aldar Kose")).to_be_visible()
-    page.get_by_label("Aldar Kose").check()
+    page.get_by_role("checkbox", name="Aldar Kose").check()
     studio.screenshot("write-with-a-character-1280x800.png")
     page.get_by_label("Frames", exact=True).select_option("6")
     page.get_by_text("Advanced", exact=True).click()
@@ -401,6 +401,14 @@ def test_the_studio_on_the_tiny_sdxl_lora_renderer_with_the_tiny_clip_validator(
     page.get_by_label("Story").fill(STORY)
     page.get_by_role("button", name="Plan", exact=True).click()
     expect(page.locator(".card")).to_have_count(6, timeout=RENDERING)
+    # A picture of him for this storyboard: one too small is refused next to its field, and nothing is made.
+    Image.new("RGB", (32, 32), "navy").save(tmp_path / "small.png")
+    Image.new("RGB", (96, 128), "navy").save(tmp_path / "aldar_side.png")
+    upload = page.get_by_label("Reference pictures for Aldar Kose")
+    upload.set_input_files(tmp_path / "small.png")
+    page.get_by_role("button", name="Render", exact=True).click()
+    expect(page.locator("#upload-aldar_kose_man-error")).to_contain_text("is 32x32")
+    upload.set_input_files(tmp_path / "aldar_side.png")
     storyboard_id = studio.render_and_finish(frames=6)
     # Frame 1 shows Aldar Kose, whose reference picture conditioned it and scores it.
     expect(page.locator("#panel-1 .scores")).to_contain_text(
@@ -413,6 +421,8 @@ def test_the_studio_on_the_tiny_sdxl_lora_renderer_with_the_tiny_clip_validator(
         storyboard = api.get(f"/v1/storyboards/{storyboard_id}").json()
         frames = api.get(f"/v1/storyboards/{storyboard_id}/frames.json").json()["frames"]
     assert storyboard["spec"]["width"] == 256 and storyboard["spec"]["num_inference_steps"] == 2
+    (uploaded,) = storyboard["spec"]["character_references"]
+    assert uploaded["trigger_token"] == "aldar_kose_man" and uploaded["pictures"][0]["height"] == 128
     assert all(attempt["backend"] == "diffusers" for frame in frames for attempt in frame["attempts"])
     assert "aldar_kose_man" in frames[0]["scores"]["characters"]  # scored against his reference picture
     assert all("aldar_kose_man" in scene["trigger_tokens"] for scene in storyboard["plan"]["scenes"][:1])

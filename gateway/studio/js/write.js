@@ -27,6 +27,7 @@ const SPEC_FIELDS = {
   "spec.num_inference_steps": "steps", "spec.guidance_scale": "guidance", "spec.negative_prompt": "negative",
   "spec.width": "width", "spec.height": "height", "spec.aspect": "aspect", "spec.characters": "characters",
 };
+const UPLOAD_FIELD = /^spec\.character_references\[(\d+)\]/;
 const SCENE_FIELD = /^spec\.plan\.scenes(?:\[(\d+)\]|\.(\d+))\.?(\w*)/;
 
 function field(id, label, control, hint = "") {
@@ -113,7 +114,8 @@ export class WriteView {
           el("label", { for: id },
             el("span", { class: "character-name", text: character.name }),
             el("span", { class: "token", text: character.trigger_token })),
-          this.referencePictures(character));
+          this.referencePictures(character),
+          this.pictureUpload(character));
       })));
     } catch (error) {
       list.textContent = `The characters cannot be listed: ${error.message}`;
@@ -131,6 +133,26 @@ export class WriteView {
       }).catch(() => {}); // the name and the box are there without it
     }
     return pictures;
+  }
+
+  // Pictures of a character for this storyboard only, sent with it when it renders (the gateway checks them).
+  pictureUpload(character) {
+    const id = `upload-${character.trigger_token.replace(/\W/g, "_")}`;
+    return el("span", { class: "upload" },
+      el("label", { for: id, text: `Reference pictures for ${character.name}` }),
+      el("input", { type: "file", id, name: "reference", multiple: true, accept: "image/png,image/jpeg,image/webp",
+        "data-token": character.trigger_token, "aria-describedby": `${id}-error` }),
+      el("p", { class: "error", id: `${id}-error`, role: "alert" }));
+  }
+
+  async uploadedReferences() {
+    const references = [];
+    for (const input of this.form.querySelectorAll("input[name=reference]")) {
+      if (!input.files.length) continue;
+      const pictures = await Promise.all([...input.files].map(async (file) => ({ data: await base64(file) })));
+      references.push({ trigger_token: input.dataset.token, pictures });
+    }
+    return references;
   }
 
   // -- the request ----------------------------------------------------------------------------------------------
@@ -178,6 +200,10 @@ export class WriteView {
       const name = ["description", "camera", "mood", "prompt", "duration_seconds"].includes(scene[3]) ? scene[3] : "";
       slot = card && $(`.error${name ? `[data-for=${name}]` : ".card-error"}`, card);
       input = card && name && $(`[name=${name}]`, card);
+    } else if (UPLOAD_FIELD.test(apiField) && this.sentReferences) {
+      const token = this.sentReferences[Number(UPLOAD_FIELD.exec(apiField)[1])];
+      input = [...this.form.querySelectorAll("input[name=reference]")].find((box) => box.dataset.token === token);
+      slot = input && $(`#${input.id}-error`, this.form);
     } else {
       const key = Object.keys(SPEC_FIELDS).find((prefix) => apiField === prefix || apiField.startsWith(`${prefix}[`));
       if (key) {
@@ -275,6 +301,9 @@ export class WriteView {
     await this.busy(button, async () => {
       try {
         const spec = { story: this.planStory, plan: this.planBody(), ...this.renderOptions() };
+        const references = await this.uploadedReferences();
+        if (references.length) spec.character_references = references;
+        this.sentReferences = references.map((reference) => reference.trigger_token);
         const storyboard = await api.create(spec);
         this.onCreated(storyboard.id);
       } catch (error) {
@@ -394,4 +423,14 @@ export class WriteView {
     this.refreshCards();
     $(`.card[data-index="${this.scenes.length - 1}"] textarea[name=description]`, this.cardList).focus();
   }
+}
+
+// A file's bytes in base64, as the proto3 JSON mapping writes bytes.
+async function base64(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let binary = "";
+  for (let start = 0; start < bytes.length; start += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(start, start + 0x8000));
+  }
+  return btoa(binary);
 }
