@@ -144,6 +144,16 @@ def _generate(stub, **fields) -> list[storyboards_pb2.StoryboardEvent]:
     return list(stub.Generate(storyboards_pb2.GenerateRequest(spec=_spec(**fields)), timeout=120))
 
 
+def _rest_storyboard(http: httpx.Client, body: dict[str, object]) -> tuple[str, list[str]]:
+    """A storyboard created over REST and followed to its end: its id and the kinds of its events."""
+    created = http.post("/v1/storyboards", json=body)
+    assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+    with http.stream("GET", f"/v1/storyboards/{job_id}/events") as events:
+        kinds = [line.removeprefix("event: ") for line in events.iter_lines() if line.startswith("event: ")]
+    return job_id, kinds
+
+
 def test_generate_streams_every_stage_and_writes_the_seed_folder(gateway):
     stub, _, outputs = gateway
     events = _generate(stub, num_frames=6)
@@ -704,11 +714,7 @@ def test_rest_takes_a_plan_in_the_proto3_json_body(registry_gateway):
     body = {"spec": {"num_inference_steps": 2, "width": 256, "height": 256,
                      "plan": json_format.MessageToDict(_six_scenes(), preserving_proto_field_name=True)}}  # fmt: skip
     with httpx.Client(base_url=f"http://127.0.0.1:{server.endpoints['http']}", timeout=60) as http:
-        created = http.post("/v1/storyboards", json=body)
-        assert created.status_code == 202, created.text
-        job_id = created.json()["id"]
-        with http.stream("GET", f"/v1/storyboards/{job_id}/events") as events:
-            kinds = [line.removeprefix("event: ") for line in events.iter_lines() if line.startswith("event: ")]
+        job_id, kinds = _rest_storyboard(http, body)
         assert kinds[-1] == "completed"
         storyboard = http.get(f"/v1/storyboards/{job_id}").json()
     assert [scene["description"] for scene in storyboard["plan"]["scenes"]] == [
@@ -905,11 +911,7 @@ def test_reference_pictures_condition_the_frames_of_their_character_and_score_th
     http, renderer, outputs = pictured_gateway
     upload = {"trigger_token": "aldar_kose_man", "pictures": [{"data": _png_base64("navy")}], "scale": 0.7}
     spec = {**_spec_json(), "num_frames": 6, "character_references": [upload]}
-    created = http.post("/v1/storyboards", json={"spec": spec})
-    assert created.status_code == 202, created.text
-    job_id = created.json()["id"]
-    with http.stream("GET", f"/v1/storyboards/{job_id}/events") as events:
-        kinds = [line.removeprefix("event: ") for line in events.iter_lines() if line.startswith("event: ")]
+    job_id, kinds = _rest_storyboard(http, {"spec": spec})
     assert kinds[-1] == "completed"
     storyboard = http.get(f"/v1/storyboards/{job_id}").json()
     showing = [s["frame"] for s in storyboard["plan"]["scenes"] if "aldar_kose_man" in s.get("trigger_tokens", [])]
