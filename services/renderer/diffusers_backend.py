@@ -330,6 +330,8 @@ class DiffusersBackend:
             groups = shared_attention_groups(settings.shared_attention_layers)
             self.shared_attention = SharedAttention(pipe.unet, settings.shared_attention_rate, groups)
         if settings.compile != "off":
+            if not settings.merge_loras:
+                log.warning("--compile with --no-merge-loras: every new adapter set recompiles the UNet's LoRA layers")
             load_cache(settings.compile_cache)  # before anything compiles: compiling then reads what it can from it
             compile_pipeline(pipe, settings.compile, device.type)
         self._device, self._dtype = device, dtype

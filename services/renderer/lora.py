@@ -376,13 +376,12 @@ class UnetMerge:
         with torch.no_grad():
             for path, layer in _lora_layers(self._unet):
                 present = [name for name in names if name in layer.lora_A or name in layer.lora_embedding_A]
-                if not present:
-                    continue
-                self._keep_original(path, layer)
-                self._merged_layers.append((path, layer))
-                layer.merge(adapter_names=present)
-                layer.merged_adapters.clear()  # restoring is this class's job (see above)
-        self._unet.disable_lora()
+                if present:
+                    self._keep_original(path, layer)
+                    self._merged_layers.append((path, layer))
+                    layer.merge(adapter_names=present)
+                    layer.merged_adapters.clear()  # restoring is this class's job (see above)
+                layer.enable_adapters(False)
         self.merged = adapters
 
     def restore(self) -> None:
