@@ -110,6 +110,30 @@ def test_a_batch_with_the_same_adapters_keeps_the_merge_and_its_frame(merging):
     assert all(torch.equal(weights[name], tensor) for name, tensor in unet_weights(merging).items())
 
 
+def test_a_lora_for_the_text_encoders_alone_renders_merging(assets, tmp_path):
+    import shutil
+
+    adapters = tmp_path / "adapters"
+    shutil.copytree(assets.adapters / "hero", adapters / "narrator")
+    shutil.rmtree(adapters / "narrator" / "unet_lora")
+    backend = backend_for(Assets(assets.model, adapters))
+    narrated = pixels(backend, frame(AdapterWeight("narrator", 1.0)))
+    assert np.abs(narrated - pixels(backend, frame())).max() > 10
+
+
+def test_warm_up_renders_every_size_at_every_batch_size(assets, monkeypatch):
+    shapes: list[tuple[int, int, int]] = []
+    render = DiffusersBackend.render
+
+    def recording(self, frames, on_step, should_stop):  # type: ignore[no-untyped-def]
+        shapes.append((frames[0].width, frames[0].height, len(frames)))
+        return render(self, frames, on_step, should_stop)
+
+    monkeypatch.setattr(DiffusersBackend, "render", recording)
+    backend_for(assets, warm_up_sizes="64x64,128x64", warm_up_batches="1,2", merge_loras=False)
+    assert shapes == [(64, 64, 1), (64, 64, 2), (128, 64, 1), (128, 64, 2)]
+
+
 def test_dpm_solver_changes_the_frames_and_is_deterministic(assets, merging):
     from diffusers import DPMSolverMultistepScheduler
 
