@@ -37,12 +37,14 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from services.renderer.adapters import AdapterCatalog
 from services.renderer.backend import (
     BackendDescription,
     BackendTimings,
+    CharacterReference,
     FrameResult,
     FrameSpec,
     StepCallback,
@@ -186,13 +188,17 @@ class DiffusersBackend:
         NOT_SERVING until all of it has worked."""
         if self.pipeline is None:
             self._load_pipeline()
-        for width, height, batch in self._settings.warm_up_shapes():
-            self._warm_up_batch(width, height, batch)
-        if self._settings.compile != "off":
-            save_cache(self._settings.compile_cache)
+        settings = self._settings
+        variants = warm_up_reference_sets(
+            self.references is not None, settings.compile != "off", settings.ip_adapter_scale
+        )
+        for width, height, batch in settings.warm_up_shapes():
+            for references in variants:
+                self._warm_up_batch(width, height, batch, references)
+        if settings.compile != "off":
+            save_cache(settings.compile_cache)
 
-    def _warm_up_batch(self, width: int, height: int, batch: int) -> None:
-        references = warm_up_references() if self.references is not None else ()
+    def _warm_up_batch(self, width: int, height: int, batch: int, references: tuple[CharacterReference, ...]) -> None:
         frames = [
             FrameSpec(
                 frame=index + 1,
@@ -297,11 +303,6 @@ class DiffusersBackend:
 
         settings = self._settings
         pipe.set_progress_bar_config(disable=True)
-        for component in pipe.components.values():
-            if isinstance(component, torch.nn.Module):
-                # Inference only. And torch.compile guards on requires_grad: loading a LoRA freezes the base weights,
-                # which would recompile what warm-up compiled with them trainable.
-                component.requires_grad_(False)
         processor = AttnProcessor2_0 if settings.attention == "sdpa" else AttnProcessor
         pipe.unet.set_attn_processor(processor())
         pipe.vae.set_attn_processor(processor())
@@ -329,6 +330,11 @@ class DiffusersBackend:
             # Last: anything that sets the UNet's attention processors afterwards would remove these.
             groups = shared_attention_groups(settings.shared_attention_layers)
             self.shared_attention = SharedAttention(pipe.unet, settings.shared_attention_rate, groups)
+        for component in pipe.components.values():
+            if isinstance(component, torch.nn.Module):
+                # Inference only (the IP-Adapter's layers included). And torch.compile guards on requires_grad:
+                # loading a LoRA freezes the base weights, which would recompile what warm-up compiled trainable.
+                component.requires_grad_(False)
         if settings.compile != "off":
             if not settings.merge_loras:
                 log.warning("--compile with --no-merge-loras: every new adapter set recompiles the UNet's LoRA layers")
@@ -545,6 +551,24 @@ class DiffusersBackend:
             torch.cuda.empty_cache()
         elif torch.backends.mps.is_available():
             torch.mps.empty_cache()
+
+
+def warm_up_reference_sets(
+    ip_adapter: bool, compiled: bool, default_scale: float
+) -> list[tuple[CharacterReference, ...]]:
+    """The reference pictures each warm-up shape is rendered with. Without an IP-Adapter: none. With one: a
+    reference, so that warm-up runs the image encoder and the IP-Adapter. Compiled, also what would otherwise compile
+    on a request: the IP-Adapter's scale is a Python float that dynamo first compiles as a constant and, at the
+    second value it sees, as a variable (so a second scale), and a frame without references takes the scale-0
+    branch of diffusers' IP-Adapter processor."""
+    if not ip_adapter:
+        return [()]
+    at_default = warm_up_references()
+    if not compiled:
+        return [at_default]
+    other_scale = 1.0 if default_scale != 1.0 else 0.5
+    at_other = tuple(replace(reference, scale=other_scale) for reference in at_default)
+    return [at_default, at_other, ()]
 
 
 def use_scheduler(pipe: Any, name: str) -> None:

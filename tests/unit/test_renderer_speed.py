@@ -11,7 +11,7 @@ import torch
 
 from services.renderer.backend import AdapterWeight, FrameSpec
 from services.renderer.compilation import cache_file, load_cache
-from services.renderer.diffusers_backend import DiffusersBackend
+from services.renderer.diffusers_backend import DiffusersBackend, warm_up_reference_sets
 from services.renderer.settings import RendererSettings
 from tests.support.tiny_sdxl import TINY_SIZE
 from tests.unit import test_renderer_diffusers as diffusers_tests
@@ -183,3 +183,13 @@ def test_regional_compile_warms_up_saves_its_cache_and_adapter_changes_compile_n
     for adapters, picture in frames.items():
         assert np.abs(picture - pixels(merging, frame(*adapters))).max() <= MERGE_TOLERANCE, adapters
     assert load_cache(cache)
+
+
+def test_compiled_warm_up_with_an_ip_adapter_also_covers_a_second_scale_and_no_references():
+    assert warm_up_reference_sets(False, True, 0.6) == [()]
+    (plain,) = warm_up_reference_sets(True, False, 0.6)
+    default, other, none = warm_up_reference_sets(True, True, 0.6)
+    assert default == plain and none == ()
+    assert [reference.scale for reference in default] == [0.0]  # 0: the renderer's --ip-adapter-scale
+    assert [reference.scale for reference in other] == [1.0]
+    assert [reference.scale for reference in warm_up_reference_sets(True, True, 1.0)[1]] == [0.5]
