@@ -6,7 +6,8 @@ configuration renders a batch through the renderer's own diffusers backend (``Di
 pipeline up as the service does; ``render`` is the service's code path): per-frame prompts and seeds, 40 Euler steps
 with classifier-free guidance (so the UNet sees twice the batch), progress callbacks, then a VAE decode per frame (in
 float32 when computing in float16, as SDXL's VAE needs). SDPA attention, and channels-last on GPUs; ``--compile``
-adds torch.compile on the UNet and the VAE decoder. PNG encoding (done by the RPC threads, beside the next batch)
+adds the renderer's own ``--compile`` (``--compile-mode full``: UNet and VAE decoder; ``regional``: the UNet's
+transformer blocks). PNG encoding (done by the RPC threads, beside the next batch)
 is not included.
 
 FLOPs: one guided UNet step for one frame (batch 2 at a 128x128 latent) is counted with torch's FlopCounterMode on
@@ -180,7 +181,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--guidance", type=float, default=5.0, help="guidance scale (above 1: the UNet runs twice)")
     parser.add_argument("--repeats", type=int, default=0, help="timed runs per configuration; default 2 (toy: 1)")
     parser.add_argument("--compile", action="store_true", help="also run every configuration under torch.compile")
-    parser.add_argument("--compile-mode", default="max-autotune-no-cudagraphs", help="torch.compile mode")
+    parser.add_argument(
+        "--compile-mode", default="full", choices=["regional", "full"], help="the renderer's --compile setting"
+    )
     parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
@@ -347,7 +350,7 @@ def count_guided_step_flops(unet_config: dict[str, Any], latent_size: int) -> tu
 
 def renderer_backend(plan: Plan, pipe: Any, dtype_name: str, compile_mode: str | None) -> Any:
     """The renderer's own diffusers backend around ``pipe``, set up exactly as the service sets up a loaded model
-    (SDPA, channels-last on GPUs, float32 VAE for float16), plus torch.compile when asked."""
+    (SDPA, channels-last on GPUs, float32 VAE for float16, the renderer's --compile when asked)."""
     import torch
 
     from services.renderer.diffusers_backend import DiffusersBackend
@@ -355,14 +358,16 @@ def renderer_backend(plan: Plan, pipe: Any, dtype_name: str, compile_mode: str |
 
     # The backend reads only its model options from the settings (``backend`` and ``base_model`` are not used).
     settings = RendererSettings(
-        device=plan.device, dtype=dtype_name, attention="sdpa", channels_last=plan.channels_last, vae_slicing=True
+        device=plan.device,
+        dtype=dtype_name,
+        attention="sdpa",
+        channels_last=plan.channels_last,
+        vae_slicing=True,
+        compile=compile_mode or "off",
     )
     backend = DiffusersBackend(settings)
     device = torch.device("cuda", torch.cuda.current_device()) if plan.device == "cuda" else torch.device(plan.device)
     backend.adopt(pipe, device, getattr(torch, dtype_name))
-    if compile_mode:
-        backend.pipeline.unet = torch.compile(backend.pipeline.unet, mode=compile_mode, fullgraph=True)
-        backend.pipeline.vae.decoder = torch.compile(backend.pipeline.vae.decoder, mode=compile_mode)
     return backend
 
 

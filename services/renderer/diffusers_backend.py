@@ -14,7 +14,13 @@ Progress comes from ``callback_on_step_end``, which also checks whether anyone s
 sets ``pipe._interrupt`` so the loop stops at the next step; the unfinished latents are then dropped without being
 decoded. A step, or a decode, can itself take minutes (a large frame on a CPU, a big batch on a small GPU), so the
 same check also runs before each residual and attention layer of the UNet and of the VAE's decoder, and stops the
-batch there.
+batch there; except in layers that ``--compile`` compiled, which a hook calling into the service would break
+(``compilation.py``): there the batch stops at the end of its step.
+
+Speed settings: ``--compile`` (``compilation.py``: compiled at warm-up, at every ``--warm-up-sizes`` x
+``--warm-up-batches`` shape, before SERVING; the compile cache saved after it), ``--merge-loras`` (``lora.py``:
+the batch's UNet LoRAs merged into the weights, restored exactly), ``--channels-last`` (UNet and VAE) and
+``--scheduler``.
 
 The pipeline returns latents (``output_type="latent"``) and this module decodes them, so it can time denoising and
 decoding apart, check every frame for NaN/inf (fp16 overflow: the frame is refused as FAILED_PRECONDITION with what to
@@ -31,17 +37,20 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from services.renderer.adapters import AdapterCatalog
 from services.renderer.backend import (
     BackendDescription,
     BackendTimings,
+    CharacterReference,
     FrameResult,
     FrameSpec,
     StepCallback,
     StopCheck,
 )
+from services.renderer.compilation import compile_pipeline, load_cache, outside_compiled, save_cache
 from services.renderer.ip_adapter import ReferenceConditioning, load_ip_adapter, warm_up_references
 from services.renderer.lora import LoraAdapters
 from services.renderer.metrics import RendererMetrics
@@ -86,14 +95,15 @@ def _stopping_between_layers(modules: Sequence[Any], should_stop: StopCheck) -> 
 
 def _stop_points(pipe: Any) -> list[Any]:
     """Where a step or a decode can stop early: each residual and attention layer of the UNet and of the VAE's
-    decoder, the units a step is made of (a block of them can itself take seconds on a CPU)."""
+    decoder, the units a step is made of (a block of them can itself take seconds on a CPU). Layers inside compiled
+    regions are left out: a hook calling back into the service would break their graphs (see compilation.py)."""
     from diffusers.models.attention_processor import Attention
     from diffusers.models.resnet import ResnetBlock2D
 
     return [
         module
         for model in (pipe.unet, pipe.vae.decoder)
-        for module in model.modules()
+        for module in outside_compiled(model)
         if isinstance(module, Attention | ResnetBlock2D)
     ]
 
@@ -173,26 +183,48 @@ class DiffusersBackend:
         )
 
     def warm_up(self) -> None:
-        """Load the pipeline, then render one small guided frame; NOT_SERVING until both have worked."""
+        """Load the pipeline, then render a small guided batch at each warm-up shape (--warm-up-sizes x
+        --warm-up-batches: with --compile, this is when the shapes are compiled), then save the compile cache;
+        NOT_SERVING until all of it has worked."""
         if self.pipeline is None:
             self._load_pipeline()
-        size = self._settings.min_size
-        frame = FrameSpec(
-            frame=1,
-            prompt=WARM_UP_PROMPT,
-            seed=0,
-            width=size,
-            height=size,
-            steps=WARM_UP_STEPS,
-            guidance_scale=WARM_UP_GUIDANCE,
-            references=warm_up_references() if self.references is not None else (),
+        settings = self._settings
+        variants = warm_up_reference_sets(
+            self.references is not None, settings.compile != "off", settings.ip_adapter_scale
         )
+        for width, height, batch in settings.warm_up_shapes():
+            for references in variants:
+                self._warm_up_batch(width, height, batch, references)
+        if settings.compile != "off":
+            save_cache(settings.compile_cache)
+
+    def _warm_up_batch(self, width: int, height: int, batch: int, references: tuple[CharacterReference, ...]) -> None:
+        frames = [
+            FrameSpec(
+                frame=index + 1,
+                prompt=WARM_UP_PROMPT,
+                seed=index,
+                width=width,
+                height=height,
+                steps=WARM_UP_STEPS,
+                guidance_scale=WARM_UP_GUIDANCE,
+                references=references,
+            )
+            for index in range(batch)
+        ]
         started = time.perf_counter()
-        results = list(self.render([frame], lambda *_: None, lambda: False))
-        if not results or results[0].image is None:
-            problem = results[0].error if results else "no frame came back"
-            raise RuntimeError(f"the warm-up frame failed: {problem}")
-        log.info("warm-up frame (%dx%d, %d steps) took %.2fs", size, size, WARM_UP_STEPS, time.perf_counter() - started)
+        results = list(self.render(frames, lambda *_: None, lambda: False))
+        if len(results) != batch or any(result.image is None for result in results):
+            problems = [result.error for result in results if result.image is None] or ["a frame did not come back"]
+            raise RuntimeError(f"the warm-up batch ({batch} x {width}x{height}) failed: {problems[0]}")
+        log.info(
+            "warm-up batch (%d x %dx%d, %d steps) took %.2fs",
+            batch,
+            width,
+            height,
+            WARM_UP_STEPS,
+            time.perf_counter() - started,
+        )
 
     def render(
         self, frames: Sequence[FrameSpec], on_step: StepCallback, should_stop: StopCheck
@@ -275,8 +307,10 @@ class DiffusersBackend:
         pipe.unet.set_attn_processor(processor())
         pipe.vae.set_attn_processor(processor())
         self.references = self._load_ip_adapter(pipe)
+        use_scheduler(pipe, settings.scheduler)
         if settings.channels_last:
             pipe.unet.to(memory_format=torch.channels_last)
+            pipe.vae.to(memory_format=torch.channels_last)
         if settings.vae_tiling:
             pipe.vae.enable_tiling()
         if settings.cpu_offload and device.type == "cuda":
@@ -289,11 +323,23 @@ class DiffusersBackend:
             # Kept in float32 for good rather than cast for every decode as diffusers does: 84 M parameters.
             pipe.vae.to(dtype=torch.float32)
         self.pipeline = pipe
-        self.adapters = LoraAdapters(pipe, self._catalog, settings.max_loaded_adapters, self._metrics)
+        self.adapters = LoraAdapters(
+            pipe, self._catalog, settings.max_loaded_adapters, self._metrics, merge=settings.merge_loras
+        )
         if settings.consistency == "shared-attention":
             # Last: anything that sets the UNet's attention processors afterwards would remove these.
             groups = shared_attention_groups(settings.shared_attention_layers)
             self.shared_attention = SharedAttention(pipe.unet, settings.shared_attention_rate, groups)
+        for component in pipe.components.values():
+            if isinstance(component, torch.nn.Module):
+                # Inference only (the IP-Adapter's layers included). And torch.compile guards on requires_grad:
+                # loading a LoRA freezes the base weights, which would recompile what warm-up compiled trainable.
+                component.requires_grad_(False)
+        if settings.compile != "off":
+            if not settings.merge_loras:
+                log.warning("--compile with --no-merge-loras: every new adapter set recompiles the UNet's LoRA layers")
+            load_cache(settings.compile_cache)  # before anything compiles: compiling then reads what it can from it
+            compile_pipeline(pipe, settings.compile, device.type)
         self._device, self._dtype = device, dtype
 
     def _load_ip_adapter(self, pipe: Any) -> ReferenceConditioning | None:
@@ -505,6 +551,36 @@ class DiffusersBackend:
             torch.cuda.empty_cache()
         elif torch.backends.mps.is_available():
             torch.mps.empty_cache()
+
+
+def warm_up_reference_sets(
+    ip_adapter: bool, compiled: bool, default_scale: float
+) -> list[tuple[CharacterReference, ...]]:
+    """The reference pictures each warm-up shape is rendered with. Without an IP-Adapter: none. With one: a
+    reference, so that warm-up runs the image encoder and the IP-Adapter. Compiled, also what would otherwise compile
+    on a request: the IP-Adapter's scale is a Python float that dynamo first compiles as a constant and, at the
+    second value it sees, as a variable (so a second scale), and a frame without references takes the scale-0
+    branch of diffusers' IP-Adapter processor."""
+    if not ip_adapter:
+        return [()]
+    at_default = warm_up_references()
+    if not compiled:
+        return [at_default]
+    other_scale = 1.0 if default_scale != 1.0 else 0.5
+    at_other = tuple(replace(reference, scale=other_scale) for reference in at_default)
+    return [at_default, at_other, ()]
+
+
+def use_scheduler(pipe: Any, name: str) -> None:
+    """Give ``pipe`` the sampler ``--scheduler`` names: 'euler' keeps the model's own (SDXL's Euler discrete);
+    'dpmpp-2m' is DPM-Solver++ 2M with Karras sigmas, built from the model's scheduler config (its noise schedule)."""
+    if name == "euler":
+        return
+    from diffusers import DPMSolverMultistepScheduler
+
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(
+        pipe.scheduler.config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True
+    )
 
 
 def _synchronize(device: torch.device | None) -> None:

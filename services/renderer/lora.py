@@ -21,6 +21,10 @@ Adapters stay loaded between requests; a batch activates its own with ``set_adap
 batch wants what the previous one had). Past ``max_loaded`` the least recently used adapter is deleted, never one the
 current batch needs. Inside the pipeline an adapter has an internal name (``<name>__<n>``, dots replaced), because
 PEFT keeps adapters in module dicts whose keys cannot contain dots.
+
+With ``merge`` (``--merge-loras``, the default) the UNet's active LoRAs are merged into its weights before a batch
+(``UnetMerge``, PEFT's own ``merge``): a step then costs what it costs without adapters. Text-encoder LoRAs stay
+separate PEFT layers (the encoders run once per frame, not once per step).
 """
 
 from __future__ import annotations
@@ -86,7 +90,13 @@ class LoraAdapters:
     ``loaded_names`` (Info), which any thread may call."""
 
     def __init__(
-        self, pipeline: Any, catalog: AdapterCatalog, max_loaded: int, metrics: RendererMetrics | None = None
+        self,
+        pipeline: Any,
+        catalog: AdapterCatalog,
+        max_loaded: int,
+        metrics: RendererMetrics | None = None,
+        *,
+        merge: bool = False,
     ) -> None:
         self._pipe = pipeline
         self._catalog = catalog
@@ -96,6 +106,7 @@ class LoraAdapters:
         self._lock = threading.Lock()  # guards _loaded against Info reading it while the worker changes it
         self._active: tuple[tuple[str, float], ...] | None = ()  # what set_adapters last made active; None: unknown
         self._ids = count(1)
+        self._merge = UnetMerge(pipeline.unet) if merge else None
 
     def loaded_names(self) -> tuple[str, ...]:
         """Names of the loaded adapters, least recently used first."""
@@ -103,23 +114,43 @@ class LoraAdapters:
             return tuple(self._loaded)
 
     def activate(self, adapters: Sequence[AdapterWeight]) -> None:
-        """Make exactly ``adapters`` active at their weights, loading any that are not loaded yet."""
+        """Make exactly ``adapters`` active at their weights, loading any that are not loaded yet (and, merging,
+        merged into the UNet; a batch that wants what the previous one had keeps its merge)."""
         if not adapters:
             if self._active != ():
+                self._unmerge()
                 if self._any_loaded():
                     self._pipe.disable_lora()
                 self._active = ()
             return
+        if self._merge is not None and self._merge.merged != self._wanted_if_loaded(adapters):
+            self._unmerge()  # before loading or deleting anything: PEFT must never see merged layers change
         entries = [self._ensure_loaded(adapter.name) for adapter in adapters]
         self._evict(keep={adapter.name for adapter in adapters})
         wanted = tuple((entry.internal, adapter.weight) for entry, adapter in zip(entries, adapters, strict=True))
         if wanted != self._active:
+            self._unmerge()
             self._pipe.enable_lora()
             self._pipe.set_adapters([name for name, _ in wanted], [weight for _, weight in wanted])
             self._active = wanted
+        if self._merge is not None and self._merge.merged != wanted:
+            self._merge.merge(wanted)
+
+    def _wanted_if_loaded(self, adapters: Sequence[AdapterWeight]) -> tuple[tuple[str, float], ...] | None:
+        """The (internal name, weight) pairs ``adapters`` would be activated as, if all are loaded; else None."""
+        with self._lock:
+            entries = [self._loaded.get(adapter.name) for adapter in adapters]
+        if any(entry is None for entry in entries):
+            return None
+        return tuple((entry.internal, adapter.weight) for entry, adapter in zip(entries, adapters, strict=True))  # type: ignore[union-attr]
+
+    def _unmerge(self) -> None:
+        if self._merge is not None:
+            self._merge.restore()
 
     def unload_all(self) -> None:
         """Delete every adapter (when the server stops)."""
+        self._unmerge()
         for entry in list(self._loaded.values()):
             self._delete(entry)
 
@@ -279,6 +310,7 @@ class LoraAdapters:
         """Remove adapter ``internal`` from every component that has (some of) it."""
         from diffusers.utils.peft_utils import delete_adapter_layers
 
+        self._unmerge()
         self._active = None
         for component in COMPONENTS:
             module = getattr(self._pipe, component, None)
@@ -309,6 +341,77 @@ class LoraAdapters:
 
     def _error(self, path: Path, problem: str) -> AdapterLoadError:
         return AdapterLoadError(f"cannot load {self._relative(path)}: {problem}")
+
+
+class UnetMerge:
+    """The UNet's LoRAs merged into its weights, and restored exactly.
+
+    ``merge`` calls PEFT's ``merge`` on every LoRA layer of the UNet that holds one of the adapters: each base weight
+    gains the adapters' ``B @ A * scale`` in place. Then every LoRA layer of the UNet is *disabled* and left with
+    PEFT's list of merged adapters empty, so its forward is the base layer alone, now holding the merge. That state
+    is the same whichever adapters are merged, and the same as a batch without adapters (layers disabled, nothing
+    merged): torch.compile's guards read exactly these attributes (PEFT's list of merged adapter *names* among them),
+    so the compiled UNet is reused across adapter changes instead of recompiled for each set.
+
+    Before a layer's first merge its base weight (and bias) is copied, once, on its own device; ``restore`` copies
+    those originals back, so the UNet returns to its loaded weights bit for bit. PEFT's ``unmerge`` would subtract
+    the delta again, and in float16 or bfloat16 ``(W + D) - D`` rounds away from ``W``; it is never called (the
+    emptied list keeps PEFT from trying).
+
+    The copies stay for the process's life (the base weights never change otherwise): memory for the weights LoRAs
+    reach, taken once, instead of a copy at every adapter change."""
+
+    def __init__(self, unet: Any) -> None:
+        self._unet = unet
+        self._originals: dict[str, tuple[Any, Any]] = {}  # layer's name in the UNet -> (weight, bias) as loaded
+        self._merged_layers: list[tuple[str, Any]] = []
+        self.merged: tuple[tuple[str, float], ...] = ()  # the (internal name, weight) pairs merged now
+
+    def merge(self, adapters: tuple[tuple[str, float], ...]) -> None:
+        """Merge ``adapters`` (active already, at their weights, through ``set_adapters``) into the UNet."""
+        import torch
+
+        self.restore()
+        names = [name for name, _ in adapters]
+        with torch.no_grad():
+            for path, layer in _lora_layers(self._unet):
+                present = [name for name in names if name in layer.lora_A or name in layer.lora_embedding_A]
+                if present:
+                    self._keep_original(path, layer)
+                    self._merged_layers.append((path, layer))
+                    layer.merge(adapter_names=present)
+                    layer.merged_adapters.clear()  # restoring is this class's job (see above)
+                layer.enable_adapters(False)
+        self.merged = adapters
+
+    def restore(self) -> None:
+        """Put every merged layer's original weights back and mark it unmerged."""
+        import torch
+
+        with torch.no_grad():
+            for path, layer in self._merged_layers:
+                weight, bias = self._originals[path]
+                base = layer.get_base_layer()
+                base.weight.copy_(weight)
+                if bias is not None:
+                    base.bias.copy_(bias)
+        self._merged_layers = []
+        self.merged = ()
+
+    def _keep_original(self, path: str, layer: Any) -> None:
+        """Copy the layer's base weights the first time anything is merged into it (they are as loaded then: every
+        merge is restored before the next one)."""
+        if path in self._originals:
+            return
+        base = layer.get_base_layer()
+        bias = base.bias.detach().clone() if getattr(base, "bias", None) is not None else None
+        self._originals[path] = (base.weight.detach().clone(), bias)
+
+
+def _lora_layers(model: Any) -> list[tuple[str, Any]]:
+    from peft.tuners.lora import LoraLayer
+
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
 
 
 def file_stamp(path: Path) -> tuple[tuple[str, int, int], ...]:

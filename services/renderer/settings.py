@@ -60,6 +60,28 @@ def shared_attention_groups(value: str) -> tuple[str, ...]:
     return tuple(group for group in SHARED_ATTENTION_GROUPS if group in names)
 
 
+def warm_up_sizes(value: str) -> tuple[tuple[int, int], ...]:
+    """The (width, height) pairs ``--warm-up-sizes`` names, e.g. '1024x1024,1344x768'; ValueError naming the
+    problem otherwise."""
+    sizes = []
+    for item in (part.strip().lower() for part in value.split(",")):
+        match = re.fullmatch(r"(\d+)x(\d+)", item)
+        if match is None:
+            raise ValueError(f"{item!r} is not WIDTHxHEIGHT; expected a comma-separated list like 1024x1024,1344x768")
+        sizes.append((int(match[1]), int(match[2])))
+    return tuple(dict.fromkeys(sizes))
+
+
+def warm_up_batches(value: str) -> tuple[int, ...]:
+    """The batch sizes ``--warm-up-batches`` names, e.g. '1,4'; ValueError naming the problem otherwise."""
+    batches = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item.isdigit() or int(item) < 1:
+            raise ValueError(f"{item!r} is not a batch size (a whole number from 1); expected e.g. 1,4")
+        batches.append(int(item))
+    return tuple(dict.fromkeys(batches))
+
+
 @dataclass(frozen=True)
 class RenderLimits:
     """The limits a renderer enforces on every request (reported by Info)."""
@@ -124,8 +146,34 @@ class RendererSettings(ServiceSettings):
     )
     channels_last: bool = Field(
         False,
-        description="diffusers backend: keep the UNet in channels-last memory format (often faster on GPUs, much "
-        "slower on CPUs)",
+        description="diffusers backend: keep the UNet and the VAE in channels-last memory format (often faster on "
+        "GPUs, much slower on CPUs)",
+    )
+    compile: Literal["off", "regional", "full"] = Field(
+        "off",
+        description="diffusers backend: torch.compile. 'regional' compiles the UNet's repeated transformer blocks "
+        "(diffusers' compile_repeated_blocks: short compile, most of the gain); 'full' the whole UNet and the VAE "
+        "decoder with the inductor settings of diffusers' speed guide (longest compile, fastest steps). Compiling "
+        "happens at warm-up (--warm-up-sizes, --warm-up-batches), before the renderer reports SERVING; "
+        "--compile-cache makes a restart quick. Not with --consistency shared-attention",
+    )
+    compile_cache: Path | None = Field(
+        None,
+        description="diffusers backend with --compile: a folder where the compiled kernels are saved after warm-up "
+        "(torch.compiler.save_cache_artifacts) and loaded from at start, so that a restart compiles little; created "
+        "if missing",
+    )
+    merge_loras: bool = Field(
+        True,
+        description="diffusers backend: merge a batch's UNet LoRAs into the UNet's weights before it (no extra "
+        "work per step) and restore the original weights exactly when the next batch wants other adapters; "
+        "text-encoder LoRAs stay separate layers. --no-merge-loras runs every LoRA as its own layers",
+    )
+    scheduler: Literal["euler", "dpmpp-2m"] = Field(
+        "euler",
+        description="diffusers backend: the sampler. 'euler' is the model's own Euler discrete scheduler; 'dpmpp-2m' "
+        "DPM-Solver++ 2M with Karras sigmas (good frames in fewer steps). A frame gets the steps it asks for either "
+        "way",
     )
     consistency: Literal["off", "shared-attention"] = Field(
         "off",
@@ -206,6 +254,17 @@ class RendererSettings(ServiceSettings):
         description="smallest width or height, a multiple of 8 (the diffusers backend warms up at this size)",
     )
     max_size: int = Field(2048, ge=SIZE_FLOOR, le=SIZE_CEILING, description="largest width or height, a multiple of 8")
+    warm_up_sizes: str = Field(
+        "",
+        description="diffusers backend: the frame sizes rendered at warm-up, before SERVING, as WIDTHxHEIGHT[,...] "
+        "(e.g. 1024x1024,1344x768): with --compile, the sizes compiled before any request comes; empty: --min-size "
+        "square",
+    )
+    warm_up_batches: str = Field(
+        "1",
+        description="diffusers backend: the batch sizes rendered at each warm-up size, e.g. 1,4 (each at most "
+        "--max-batch-size)",
+    )
     max_steps: int = Field(150, ge=1, le=1000, description="largest step count a frame may ask for")
     max_guidance_scale: float = Field(30.0, ge=0, le=100, description="largest guidance scale a frame may ask for")
     max_prompt_chars: int = Field(2000, ge=1, le=100_000, description="longest prompt (and scene text), in characters")
@@ -252,6 +311,21 @@ class RendererSettings(ServiceSettings):
     @classmethod
     def _known_layer_groups(cls, value: str) -> str:
         return ",".join(shared_attention_groups(value))
+
+    @field_validator("compile_cache")
+    @classmethod
+    def _cache_is_a_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a folder")
+        return value
+
+    @field_validator("consistency")
+    @classmethod
+    def _consistency_is_not_compiled(cls, value: str, info: ValidationInfo) -> str:
+        # Shared attention draws its token samples in Python at every step and layer: dynamo cannot trace that.
+        if value == "shared-attention" and info.data.get("compile", "off") != "off":
+            raise ValueError("shared-attention cannot run compiled; use --compile off with it")
+        return value
 
     @field_validator("adapters_dir")
     @classmethod
@@ -300,6 +374,35 @@ class RendererSettings(ServiceSettings):
                 "or open Render streams could take every thread from health checks"
             )
         return value
+
+    @field_validator("warm_up_sizes")
+    @classmethod
+    def _warm_up_sizes_are_allowed(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            return ""
+        low, high = info.data.get("min_size", SIZE_FLOOR), info.data.get("max_size", SIZE_CEILING)
+        sizes = warm_up_sizes(value)
+        for width, height in sizes:
+            if width % 8 or height % 8 or not (low <= width <= high and low <= height <= high):
+                raise ValueError(
+                    f"{width}x{height} is not a frame size this renderer serves (multiples of 8 from --min-size {low} "
+                    f"to --max-size {high})"
+                )
+        return ",".join(f"{width}x{height}" for width, height in sizes)
+
+    @field_validator("warm_up_batches")
+    @classmethod
+    def _warm_up_batches_fit(cls, value: str, info: ValidationInfo) -> str:
+        batches = warm_up_batches(value)
+        largest = info.data.get("max_batch_size")
+        if largest is not None and max(batches) > largest:
+            raise ValueError(f"{max(batches)} exceeds --max-batch-size {largest}")
+        return ",".join(str(batch) for batch in batches)
+
+    def warm_up_shapes(self) -> list[tuple[int, int, int]]:
+        """(width, height, batch) of every warm-up render: each warm-up size at each warm-up batch size."""
+        sizes = warm_up_sizes(self.warm_up_sizes) if self.warm_up_sizes else ((self.min_size, self.min_size),)
+        return [(width, height, batch) for width, height in sizes for batch in warm_up_batches(self.warm_up_batches)]
 
     def limits(self) -> RenderLimits:
         """The request limits these settings describe."""

@@ -652,6 +652,13 @@ def test_a_hub_id_is_looked_up_offline_when_the_hub_is_offline(monkeypatch):
         (["--max-loaded-adapters", "0"], "--max-loaded-adapters", ""),
         (["--batch-window-ms", "-1"], "--batch-window-ms", ""),
         (["--metrics-port", "70000"], "--metrics-port", ""),
+        (["--compile", "fast"], "--compile", ""),
+        (["--scheduler", "ddim"], "--scheduler", ""),
+        (["--compile", "regional", "--consistency", "shared-attention"], "--consistency", "cannot run compiled"),
+        (["--warm-up-sizes", "1024"], "--warm-up-sizes", "is not WIDTHxHEIGHT"),
+        (["--warm-up-sizes", "100x100"], "--warm-up-sizes", "is not a frame size this renderer serves"),
+        (["--warm-up-batches", "1,8"], "--warm-up-batches", "exceeds --max-batch-size 4"),
+        (["--warm-up-batches", "two"], "--warm-up-batches", "is not a batch size"),
     ],
 )
 def test_bad_diffusers_settings_fail_fast(capsys, argv, flag, problem):
