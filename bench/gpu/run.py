@@ -1,7 +1,7 @@
 """The SDXL device benchmark as one prepared script: the renderer's own diffusers backend on real-size SDXL-base.
 
     make gpu-wheels                                        # here: the wheels the GPU machine lacks, bench/gpu/wheels/
-    python3 bench/gpu/run.py $OUT                          # there: no network; about 6-7 minutes on an H100
+    python3 bench/gpu/run.py $OUT                          # there: no network; no row starts after --budget-s
     .venv/bin/python bench/gpu/run.py --tiny OUT           # any CPU: the same script on a tiny model, in seconds
 
 SDXL-base 1.0 is built from bench/sdxl_bench.py's configs with random weights (nothing downloaded; random weights cost
@@ -16,8 +16,9 @@ Rows: eager float16 (the VAE decoding in float16, as the fp16-fix VAE does) and 
 unmerged and merged (``merge_loras``); compiled (``compile`` regional and full) with the LoRA; batch 1 and 4. A row
 whose renderer setting this tree does not have is written as skipped, saying which. The chip's bf16 matmul rate is
 measured in the same run; each row's seconds per frame are compared with the floor: the UNet's FLOPs per frame
-(13.5 TFLOP per guided step x 40 steps: 540 TFLOP) at that rate. ``--budget-s`` stops starting configurations once
-it is spent, so the run ends in time; ``results.json`` and ``results.md`` are rewritten after every row.
+(13.5 TFLOP per guided step x 40 steps: 540 TFLOP) at that rate. No row starts once ``--budget-s`` is spent (the
+compiled rows come last: compiling takes minutes), and ``results.json`` and ``results.md`` are rewritten as every row
+starts and ends, so a run stopped at its time limit still leaves what it measured.
 """
 
 from __future__ import annotations
@@ -276,42 +277,64 @@ def _compiled_graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
+BUDGET_SPENT = "skipped: the run's --budget-s was spent"
+UNFINISHED = "started, not finished: the run stopped here"
+
+
 def measure_configuration(bench: Bench, configuration: Configuration, fields: set[str]) -> None:
     """Every row of one configuration, appended to the run as it is measured (or skipped, saying why)."""
-    from storyboard_common.errors import ResourceExhausted
-
     loras = (["none"] if configuration.also_without_lora else []) + [configuration.lora]
     rows = [
         Row(configuration.dtype, configuration.compile, lora, batch)
         for lora in loras
         for batch in configuration.batches
     ]
-    reason = unsupported(configuration, fields)
-    if not reason and time.monotonic() > bench.deadline:
-        reason = "skipped: the run's --budget-s was spent"
+    reason = unsupported(configuration, fields) or (BUDGET_SPENT if time.monotonic() > bench.deadline else "")
     if reason:
-        for row in rows:
-            row.note = reason
-        bench.run.rows += rows
-        bench.log(f"{configuration.label}: {reason}")
-        bench.save()
+        skip(bench, f"{configuration.label}", rows, reason)
         return
-    backend = backend_for(bench, configuration, fields)
     try:
-        for row in rows:
+        backend = backend_for(bench, configuration, fields)
+    except Exception as error:  # one failed configuration must not lose the others of a one-shot device run
+        bench.log(traceback.format_exc())
+        skip(bench, configuration.label, rows, f"failed to set up: {type(error).__name__}: {error}"[:300])
+        return
+    try:
+        for index, row in enumerate(rows):
+            if time.monotonic() > bench.deadline:
+                skip(bench, configuration.label, rows[index:], BUDGET_SPENT)
+                return
             bench.log(f"{configuration.label}, batch {row.batch}{' (no LoRA on the frames)' * (row.lora == 'none')}")
-            try:
-                measure_row(bench, backend, row)
-            except ResourceExhausted as error:  # the backend's answer to running out of device memory
-                row.note = f"out of memory: {error.message}"
-            except Exception as error:  # one failed row must not lose the others of a one-shot device run
-                row.note = f"failed: {type(error).__name__}: {error}"[:300]
-                bench.log(traceback.format_exc())
-            bench.run.rows.append(row)
-            bench.log(f"  {_seconds(row.seconds_per_frame)} s/frame, {_share(row.share_of_floor)} of the floor")
-            bench.save()
+            record_row(bench, backend, row)
     finally:
         backend.close()
+
+
+def skip(bench: Bench, label: str, rows: list[Row], reason: str) -> None:
+    for row in rows:
+        row.note = reason
+    bench.run.rows += rows
+    bench.log(f"{label}: {reason}")
+    bench.save()
+
+
+def record_row(bench: Bench, backend: Any, row: Row) -> None:
+    """Measure ``row`` and save it; saved first as unfinished, so a run stopped mid-row still says where."""
+    from storyboard_common.errors import ResourceExhausted
+
+    row.note = UNFINISHED
+    bench.run.rows.append(row)
+    bench.save()
+    row.note = ""
+    try:
+        measure_row(bench, backend, row)
+    except ResourceExhausted as error:  # the backend's answer to running out of device memory
+        row.note = f"out of memory: {error.message}"
+    except Exception as error:  # one failed row must not lose the others of a one-shot device run
+        row.note = f"failed: {type(error).__name__}: {error}"[:300]
+        bench.log(traceback.format_exc())
+    bench.log(f"  {_seconds(row.seconds_per_frame)} s/frame, {_share(row.share_of_floor)} of the floor")
+    bench.save()
 
 
 # --- report ---------------------------------------------------------------------------------------------------------
@@ -380,7 +403,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("output", type=Path, help="folder for results.json and results.md")
     parser.add_argument("--tiny", action="store_true", help="a tiny SDXL-shaped model at 64x64, 2 steps, on the CPU")
     parser.add_argument("--repeats", type=int, default=2, help="timed batches per row (median)")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="start no configuration after this many seconds")
+    parser.add_argument("--budget-s", type=float, default=300.0, help="start no row after this many seconds")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
     return parser.parse_args(argv)
 

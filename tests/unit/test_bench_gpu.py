@@ -30,6 +30,7 @@ def test_the_tiny_run_writes_results_json_and_the_table(tmp_path: Path, capsys):
     assert [(row["compile"], row["lora"], row["batch"]) for row in rows] == planned
     fields = _renderer_fields()
     for row in rows:
+        assert row["note"] != run.UNFINISHED
         if row["note"].startswith("skipped"):
             assert row["seconds_per_frame"] is None and "has no --" in row["note"]
             continue
@@ -91,6 +92,17 @@ def test_a_row_the_renderer_cannot_run_is_skipped_naming_the_setting():
     assert run.unsupported(unmerged, {"dtype"}) == ""
     assert unmerged.settings({"dtype", "merge_loras"}) == {"dtype": "bfloat16", "merge_loras": False}
     assert run.Configuration("float16").settings(set())["vae_upcast"] == "never"  # decoded as the fp16-fix VAE does
+
+
+def test_no_row_starts_once_the_budget_is_spent(tmp_path: Path):
+    result = run.Run("m", 64, 2, 5.0, 1, {}, 1, step_tflop=1.0, bf16_matmul_tflops=1.0)
+    saved = []
+    bench = run.Bench(
+        None, None, tmp_path, result, lambda _: None, lambda: saved.append(len(result.rows)), deadline=0.0
+    )
+    run.measure_configuration(bench, run.Configuration("float32"), {"dtype"})  # no backend is even built
+    assert [(row.batch, row.note) for row in result.rows] == [(1, run.BUDGET_SPENT), (4, run.BUDGET_SPENT)]
+    assert saved == [2]
 
 
 def test_the_floor_is_the_frames_flops_at_the_matmul_rate():
