@@ -110,7 +110,7 @@ SDXL_TEXT_ENCODER_2: dict[str, Any] = {
     "projection_dim": 1280,
     "hidden_act": "gelu",
 }
-_CLIP_COMMON = {"vocab_size": 49408, "max_position_embeddings": 77, "bos_token_id": 49406, "eos_token_id": 49407}
+CLIP_COMMON = {"vocab_size": 49408, "max_position_embeddings": 77, "bos_token_id": 49406, "eos_token_id": 49407}
 # scheduler/scheduler_config.json
 SDXL_SCHEDULER: dict[str, Any] = {
     "beta_start": 0.00085,
@@ -323,8 +323,8 @@ def _pipeline(unet: dict[str, Any], vae: dict[str, Any], text: dict[str, Any], t
     modules = {  # made in this order, so that a seed gives each the same weights
         "unet": UNet2DConditionModel(**unet),
         "vae": AutoencoderKL(**vae),
-        "text_encoder": CLIPTextModel(CLIPTextConfig(**_CLIP_COMMON, **text)),
-        "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**_CLIP_COMMON, **text_2)),
+        "text_encoder": CLIPTextModel(CLIPTextConfig(**CLIP_COMMON, **text)),
+        "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_COMMON, **text_2)),
     }
     return StableDiffusionXLPipeline(
         **modules,

@@ -159,8 +159,8 @@ def model_configs(tiny: bool) -> dict[str, dict[str, Any]]:
     text_2 = sdxl.TOY_TEXT_ENCODER if tiny else sdxl.SDXL_TEXT_ENCODER_2
     return {
         "unet": dict(sdxl.TOY_UNET if tiny else sdxl.SDXL_UNET),
-        "text_encoder": {**sdxl._CLIP_COMMON, **text},
-        "text_encoder_2": {**sdxl._CLIP_COMMON, **text_2},
+        "text_encoder": {**sdxl.CLIP_COMMON, **text},
+        "text_encoder_2": {**sdxl.CLIP_COMMON, **text_2},
     }
 
 
@@ -178,12 +178,14 @@ def lora_state(configs: dict[str, dict[str, Any]], seed: int) -> dict[str, tuple
             "text_encoder": (CLIPTextModel(CLIPTextConfig(**configs["text_encoder"])), TEXT_TARGETS),
             "text_encoder_2": (CLIPTextModelWithProjection(CLIPTextConfig(**configs["text_encoder_2"])), TEXT_TARGETS),
         }
+        layouts = {}
+        for name, (module, targets) in modules.items():
+            config = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=list(targets))
+            inject_adapter_in_model(config, module, adapter_name="default")
+            layouts[name] = (config, get_peft_model_state_dict(module, adapter_name="default"))
     generator = torch.Generator("cpu").manual_seed(seed)
     lora = {}
-    for name, (module, targets) in modules.items():
-        config = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=list(targets))
-        inject_adapter_in_model(config, module, adapter_name="default")
-        layout = get_peft_model_state_dict(module, adapter_name="default")
+    for name, (config, layout) in layouts.items():
         weights = {key: torch.randn(value.shape, generator=generator) * LORA_STD for key, value in layout.items()}
         lora[name] = (config, weights)
     return lora
