@@ -46,7 +46,6 @@ ADAPTER = "hero"
 LORA_RANK, LORA_ALPHA = 64, 32  # the original system's character LoRAs
 UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 TEXT_TARGETS = ("q_proj", "v_proj")
-PEFT_FOLDERS = {"unet": "unet_lora", "text_encoder": "text_encoder_one_lora", "text_encoder_2": "text_encoder_two_lora"}
 WARM_UP_STEPS = 2
 LORA_STD = 0.01  # small, so the adapter changes the frames without pushing random float16 weights to overflow
 
@@ -81,13 +80,13 @@ class Configuration:
 def configurations(tiny: bool = False) -> list[Configuration]:
     """What is measured, in this order (the cheapest first, so a spent budget drops the compiled rows last). --tiny
     computes in float32 throughout: CPUs crawl in float16 and, without bf16 units, in bfloat16."""
-    half, brain = ("float32", "float32") if tiny else ("float16", "bfloat16")
+    fp16, bf16 = ("float32", "float32") if tiny else ("float16", "bfloat16")
     return [
-        Configuration(half),
-        Configuration(brain, lora="unmerged", also_without_lora=True),
-        Configuration(brain, lora="merged"),
-        Configuration(brain, compile="regional", lora="merged"),
-        Configuration(brain, compile="full", lora="merged", batches=(1,)),
+        Configuration(fp16),
+        Configuration(bf16, lora="unmerged", also_without_lora=True),
+        Configuration(bf16, lora="merged"),
+        Configuration(bf16, compile="regional", lora="merged"),
+        Configuration(bf16, compile="full", lora="merged", batches=(1,)),
     ]
 
 
@@ -197,12 +196,14 @@ def write_peft_checkpoint(folder: Path, lora: dict[str, tuple[Any, dict[str, Any
     modules named as transformers 4, which trained the users' checkpoints, named them: ``text_model.``)."""
     from safetensors.torch import save_file
 
+    from services.renderer.lora import PEFT_PARTS, PEFT_WEIGHTS  # the layout the renderer reads
+
     for component, (config, weights) in lora.items():
-        target = folder / PEFT_FOLDERS[component]
+        target = folder / PEFT_PARTS[component]
         config.save_pretrained(str(target))
         prefix = "base_model.model." if component == "unet" else "base_model.model.text_model."
         tensors = {prefix + key.removeprefix("text_model."): value.contiguous() for key, value in weights.items()}
-        save_file(tensors, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
+        save_file(tensors, str(target / PEFT_WEIGHTS), metadata={"format": "pt"})
     return folder
 
 
