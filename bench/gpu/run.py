@@ -1,7 +1,7 @@
 """The SDXL device benchmark as one prepared script: the renderer's own diffusers backend on real-size SDXL-base.
 
     make gpu-wheels                                        # here: the wheels the GPU machine lacks, bench/gpu/wheels/
-    python3 bench/gpu/run.py $OUT                          # there: no network; no row starts after --budget-s
+    timeout 470 python3 bench/gpu/run.py $OUT              # there, carrying the wheels: no network, under 8 minutes
     .venv/bin/python bench/gpu/run.py --tiny OUT           # any CPU: the same script on a tiny model, in seconds
 
 SDXL-base 1.0 is built from bench/sdxl_bench.py's configs with random weights (nothing downloaded; random weights cost
