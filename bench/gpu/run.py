@@ -259,6 +259,7 @@ def measure_row(bench: Bench, backend: Any, row: Row) -> None:
         torch.cuda.reset_peak_memory_stats()
     warm_up = dataclasses.replace(plan, steps=WARM_UP_STEPS)
     sdxl.render_batch(backend, warm_up, row.batch, seed=row.batch, adapters=adapters)
+    graphs_warm = _compiled_graphs()
     runs = [
         sdxl.render_batch(backend, plan, row.batch, seed=1000 * (r + 1) + row.batch, adapters=adapters)
         for r in range(plan.repeats)
@@ -268,9 +269,12 @@ def measure_row(bench: Bench, backend: Any, row: Row) -> None:
     row.decode_per_frame = statistics.median(run.decode for run in runs) / row.batch
     row.share_of_floor = share_of_floor(row.seconds_per_frame, bench.run.floor_seconds)
     row.peak_memory_gib = torch.cuda.max_memory_allocated() / 2**30 if plan.device == "cuda" else None
-    row.compiled_graphs = _compiled_graphs() - graphs_before
+    row.compiled_graphs = graphs_warm - graphs_before
     row.unusable_frames = sum(run.unusable for run in runs)
-    if row.compile != "off" and row.compiled_graphs == 0 and row.batch == 1:
+    recompiled = _compiled_graphs() - graphs_warm
+    if recompiled:
+        row.note = f"dynamo compiled {recompiled} graph(s) during the timed batches: their time includes compiling"
+    elif row.compile != "off" and row.compiled_graphs == 0 and row.batch == 1:
         row.note = "compile was asked for, but dynamo compiled no graph: the row ran eager"
 
 
