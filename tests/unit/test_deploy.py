@@ -177,6 +177,8 @@ def parse_invocation(argv: list[str], where: str) -> Invocation:
 
 # Files the deployments mount, made real for the settings' checks (which look at the filesystem).
 STAND_IN_CONTENT = {"api_keys_file": "example:" + "0" * 64 + "\n"}
+# Settings that name a folder without ending in _dir (the renderer's compile cache arrives with issue 27).
+FOLDER_SETTINGS = {"outputs", "compile_cache"}
 
 
 def check_values(invocation: Invocation, stand_ins: Path) -> None:
@@ -185,7 +187,7 @@ def check_values(invocation: Invocation, stand_ins: Path) -> None:
     for name, value in invocation.flags.items():
         if isinstance(value, str) and value.startswith("/"):
             stand_in = stand_ins / invocation.service.name / value.lstrip("/")
-            if name.endswith("_dir") or name == "outputs":
+            if name.endswith("_dir") or name in FOLDER_SETTINGS:
                 stand_in.mkdir(parents=True, exist_ok=True)
             elif not stand_in.exists():
                 stand_in.parent.mkdir(parents=True, exist_ok=True)
