@@ -118,7 +118,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 10001 storyboard \
     && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/storyboard --shell /usr/sbin/nologin storyboard \
-    && mkdir -p /data/outputs /data/jobs /models /adapters && chown -R 10001:10001 /data
+    && mkdir -p /data/outputs /data/jobs /data/compile-cache /models /adapters && chown -R 10001:10001 /data
 COPY --from=python /opt/python /opt/python
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -12,7 +12,7 @@ DEMO_OUTPUTS ?= outputs
 
 export UV_LINK_MODE := copy
 
-.PHONY: setup demo test test-unit test-integration lint lint-protos protos check-protos up clean help bench bench-compare reliability
+.PHONY: setup demo test test-unit test-integration lint lint-protos protos check-protos up clean help bench bench-compare reliability gpu-wheels
 
 help:
 	@echo "make demo   - set up, run the local stack on the embedded defaults, make a storyboard, print its folder and studio"
@@ -22,6 +22,7 @@ help:
 	@echo "make reliability - the reliability suite (kills, LLM faults, hostile input, fuzzing, load)"
 	@echo "make bench  - run the benchmarks and write bench/RESULTS.md"
 	@echo "make bench-compare REV=main~1  - this checkout's gateway against REV's, side by side"
+	@echo "make gpu-wheels - the wheels bench/gpu/run.py carries to the GPU machine (bench/gpu/README.md)"
 
 setup: $(STAMP)
 
@@ -90,6 +91,11 @@ REV ?= HEAD
 COMPARE_ARGS ?=
 bench-compare: $(STAMP)
 	$(PY) -m bench.compare $(REV) $(COMPARE_ARGS)
+
+# The wheels the GPU benchmark carries to the GPU machine (no network there): bench/gpu/wheels/, from the lock's pins,
+# for that machine's Python 3.12. Then, on that machine: python3 bench/gpu/run.py OUT (bench/gpu/README.md).
+gpu-wheels: $(STAMP)
+	$(PY) bench/gpu/wheels.py
 
 lock: $(STAMP)
 	$(UV) pip compile pyproject.toml --extra all --extra dev --python-version 3.11 -c constraints.txt -o requirements.lock

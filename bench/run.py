@@ -51,9 +51,10 @@ def sdxl_section() -> Section:
     gpu_runs = sorted(path for path in RESULTS.glob("sdxl_*.md") if "cpu" not in path.name)
     if not gpu_runs:
         method = """
-**No GPU result yet.** `bench/sdxl_bench.py` (real SDXL-base architecture, random weights, 1024x1024, 40 guided
-steps, through the renderer's own diffusers backend) writes `bench/results/sdxl_<gpu>.md` when run on a GPU machine
-(`python bench/sdxl_bench.py --device cuda`); `make bench` includes every such file here. This run had no GPU.
+**No GPU result yet.** `bench/gpu/run.py`, the device benchmark (real SDXL-base architecture, random weights, a
+rank-64 LoRA, 1024x1024, 40 guided steps, through the renderer's own diffusers backend; bench/gpu/README.md), and
+`bench/sdxl_bench.py --device cuda` give tables that go to `bench/results/sdxl_*.md` when run on a GPU machine;
+`make bench` includes every such file here. This run had no GPU.
 `bench/results/sdxl_cpu-toy.md` only shows that the script works (a 1 M-parameter model at 64x64).
 """
         return Section("Renderer: SDXL on a GPU", method)

@@ -48,7 +48,8 @@ if str(REPO) not in sys.path:
 from bench.common import cpu_model  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
-PROMPT = "aldar_kose_man riding a horse across the vast steppe, wide establishing shot, golden hour lighting"
+# Under 77 characters less spaces: one token per character with clip_tokenizer, so no prompt is truncated.
+PROMPT = "aldar_kose_man rides a horse across the steppe, wide shot, golden hour"
 
 # stabilityai/stable-diffusion-xl-base-1.0, unet/config.json: 2,567,463,684 parameters.
 SDXL_UNET: dict[str, Any] = {
@@ -110,7 +111,7 @@ SDXL_TEXT_ENCODER_2: dict[str, Any] = {
     "projection_dim": 1280,
     "hidden_act": "gelu",
 }
-_CLIP_COMMON = {"vocab_size": 49408, "max_position_embeddings": 77, "bos_token_id": 49406, "eos_token_id": 49407}
+CLIP_COMMON = {"vocab_size": 49408, "max_position_embeddings": 77, "bos_token_id": 49406, "eos_token_id": 49407}
 # scheduler/scheduler_config.json
 SDXL_SCHEDULER: dict[str, Any] = {
     "beta_start": 0.00085,
@@ -260,7 +261,10 @@ def real_unet_config() -> dict[str, Any]:
 
 
 def clip_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
-    """A ``CLIPTokenizer`` with CLIP's vocabulary, built from the file open_clip ships (nothing is downloaded)."""
+    """A ``CLIPTokenizer`` whose vocabulary is CLIP's 512 byte-level symbols and its two special tokens, without
+    merges: built in code, with nothing to download or install (the GPU machine has no open_clip, whose file holds
+    CLIP's merges). The text encoders see SDXL's full 77-token window either way (prompts are padded to it), so they
+    cost what they cost with the real vocabulary; PROMPT fits the window one character per token."""
     tokenizer = copy.deepcopy(_clip_tokenizer())  # building one takes a second or two; copying, a fraction of that
     tokenizer.pad_token = pad_token  # SDXL's second tokenizer pads with "!"
     return tokenizer
@@ -268,14 +272,20 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
 
 @lru_cache(maxsize=1)
 def _clip_tokenizer() -> Any:
-    from services.planner.clip_tokens import build_clip_tokenizer, bundled_vocab_path
+    from transformers import CLIPTokenizer
 
-    path = bundled_vocab_path()
-    if path is None:
-        raise SystemExit("open_clip, which ships CLIP's vocabulary, is not installed")
-    tokenizer = build_clip_tokenizer(path)
+    symbols = [chr(code) for code in _byte_codes()]
+    vocabulary = [*symbols, *(symbol + "</w>" for symbol in symbols), "<|startoftext|>", "<|endoftext|>"]
+    tokenizer = CLIPTokenizer(vocab={token: index for index, token in enumerate(vocabulary)}, merges=[])
     tokenizer.model_max_length = 77  # SDXL's window
     return tokenizer
+
+
+def _byte_codes() -> list[int]:
+    """The code points CLIP's byte-level BPE gives the 256 bytes (GPT-2's table): printable ones keep their own."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    unprintable = [byte for byte in range(256) if byte not in printable]
+    return printable + [256 + index for index in range(len(unprintable))]
 
 
 @contextmanager
@@ -316,8 +326,8 @@ def _pipeline(unet: dict[str, Any], vae: dict[str, Any], text: dict[str, Any], t
     modules = {  # made in this order, so that a seed gives each the same weights
         "unet": UNet2DConditionModel(**unet),
         "vae": AutoencoderKL(**vae),
-        "text_encoder": CLIPTextModel(CLIPTextConfig(**_CLIP_COMMON, **text)),
-        "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**_CLIP_COMMON, **text_2)),
+        "text_encoder": CLIPTextModel(CLIPTextConfig(**CLIP_COMMON, **text)),
+        "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_COMMON, **text_2)),
     }
     return StableDiffusionXLPipeline(
         **modules,
@@ -391,9 +401,9 @@ class BatchTime:
     unusable: int  # frames that came out NaN/black (random float16 weights may overflow); timed all the same
 
 
-def render_batch(backend: Any, plan: Plan, batch: int, seed: int) -> BatchTime:
+def render_batch(backend: Any, plan: Plan, batch: int, seed: int, adapters: tuple[Any, ...] = ()) -> BatchTime:
     """One batch through the renderer's backend, as a Render call's frames go: per-frame prompts and seeds, progress
-    callbacks, latents decoded one frame at a time."""
+    callbacks, latents decoded one frame at a time; ``adapters`` (``AdapterWeight``s) on every frame."""
     from services.renderer.backend import FrameSpec
 
     frames = [
@@ -405,6 +415,7 @@ def render_batch(backend: Any, plan: Plan, batch: int, seed: int) -> BatchTime:
             height=plan.size,
             steps=plan.steps,
             guidance_scale=plan.guidance,
+            adapters=adapters,
         )
         for index in range(batch)
     ]

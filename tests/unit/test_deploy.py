@@ -177,6 +177,8 @@ def parse_invocation(argv: list[str], where: str) -> Invocation:
 
 # Files the deployments mount, made real for the settings' checks (which look at the filesystem).
 STAND_IN_CONTENT = {"api_keys_file": "example:" + "0" * 64 + "\n"}
+# Settings that name a folder without ending in _dir (the renderer's compile cache arrives with issue 27).
+FOLDER_SETTINGS = {"outputs", "compile_cache"}
 
 
 def check_values(invocation: Invocation, stand_ins: Path) -> None:
@@ -185,7 +187,7 @@ def check_values(invocation: Invocation, stand_ins: Path) -> None:
     for name, value in invocation.flags.items():
         if isinstance(value, str) and value.startswith("/"):
             stand_in = stand_ins / invocation.service.name / value.lstrip("/")
-            if name.endswith("_dir") or name == "outputs":
+            if name.endswith("_dir") or name in FOLDER_SETTINGS:
                 stand_in.mkdir(parents=True, exist_ok=True)
             elif not stand_in.exists():
                 stand_in.parent.mkdir(parents=True, exist_ok=True)
@@ -726,6 +728,50 @@ def test_compose_gpu_stack_reserves_gpus_replicates_renderers_and_waits_for_heal
     assert key_file == "/run/secrets/openai_api_key", "the planner reads the OpenAI key from its compose secret"
     volumes = {target for spec in services.values() for _, target in mounted(spec)}
     assert {"/models", "/adapters", "/data/outputs", "/data/jobs"} <= volumes, f"mounted: {sorted(volumes)}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The GPU renderers' defaults: fast and safe (issue 27)
+# ---------------------------------------------------------------------------------------------------------------------
+
+FP16_FIX_VAE = "madebyollin/sdxl-vae-fp16-fix"
+COMPILE_CACHE = "/data/compile-cache"
+
+
+def gpu_renderer_deployments() -> dict[str, tuple[Invocation, set[str]]]:
+    """The GPU renderer's command line and its writable mount points, in the compose GPU stack and in Kubernetes."""
+    config = compose_config(*GPU_STACK)
+    compose = compose_invocations(config, "compose gpu stack")["renderer"]
+    volumes = [volume.split(":") for volume in config["services"]["renderer"]["volumes"]]  # SOURCE:TARGET[:MODE]
+    writable = {parts[1] for parts in volumes if "ro" not in parts[2:]}
+    _, container = containers_by_service(manifests())["renderer"]
+    k8s_mounts = {mount["mountPath"] for mount in container["volumeMounts"] if not mount.get("readOnly")}
+    return {"compose": (compose, writable), "k8s": (k8s_invocation("renderer", container), k8s_mounts)}
+
+
+def test_gpu_renderers_decode_safely_in_half_precision_with_channels_last_and_the_default_scheduler() -> None:
+    for where, (invocation, writable) in gpu_renderer_deployments().items():
+        dtype, vae = invocation.value("dtype"), invocation.value("vae")
+        assert dtype in ("float16", "bfloat16"), f"{where}: the renderer computes in {dtype}"
+        if dtype == "float16":  # SDXL's own VAE overflows in float16: the fp16-fix one, or bfloat16
+            assert vae == FP16_FIX_VAE, f"{where}: float16 needs --vae {FP16_FIX_VAE}, got {vae!r}"
+            assert invocation.value("vae_upcast") == "auto", f"{where}: --vae-upcast would undo the fp16-fix VAE"
+        assert invocation.value("channels_last") is True, f"{where}: --channels-last is off"
+        assert "scheduler" not in invocation.flags, f"{where}: --scheduler is left at its default"
+        assert COMPILE_CACHE in writable, f"{where}: no writable volume at {COMPILE_CACHE} for the compile cache"
+    assert FP16_FIX_VAE in README.read_text(), "README's deployment section must say how to download the VAE"
+
+
+def test_gpu_renderers_compile_regionally_into_the_shared_cache() -> None:
+    fields = SERVICES["renderer"].settings.model_fields
+    if "compile" not in fields or "compile_cache" not in fields:
+        pytest.skip(
+            "this renderer has no --compile / --compile-cache yet; once it has, add `--compile regional "
+            f"--compile-cache {COMPILE_CACHE}` to docker-compose.yml and deploy/k8s/base/renderer.yaml"
+        )
+    for where, (invocation, _) in gpu_renderer_deployments().items():
+        assert invocation.value("compile") == "regional", f"{where}: --compile {invocation.value('compile')}"
+        assert invocation.value("compile_cache") == COMPILE_CACHE, f"{where}: --compile-cache is not {COMPILE_CACHE}"
 
 
 def test_compose_cpu_stack_needs_no_gpu_and_no_openai_key() -> None:
