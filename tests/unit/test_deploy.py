@@ -34,6 +34,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from gateway.spec import ASPECT_SIZES
 from storyboard_common.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -772,6 +773,9 @@ def test_gpu_renderers_compile_regionally_into_the_shared_cache() -> None:
     for where, (invocation, _) in gpu_renderer_deployments().items():
         assert invocation.value("compile") == "regional", f"{where}: --compile {invocation.value('compile')}"
         assert invocation.value("compile_cache") == COMPILE_CACHE, f"{where}: --compile-cache is not {COMPILE_CACHE}"
+        warmed = set(str(invocation.value("warm_up_sizes")).split(","))
+        asked = {f"{width}x{height}" for width, height in ASPECT_SIZES.values()}
+        assert asked <= warmed, f"{where}: --warm-up-sizes misses {sorted(asked - warmed)}, which requests ask for"
 
 
 def test_compose_cpu_stack_needs_no_gpu_and_no_openai_key() -> None:
