@@ -128,3 +128,16 @@ def first_attempt_groups(frames: Sequence[int], keys: Mapping[int, Hashable], si
         by_key.setdefault(keys[frame], []).append(frame)
     groups = [members[start : start + size] for members in by_key.values() for start in range(0, len(members), size)]
     return sorted(groups, key=lambda group: group[0])
+
+
+def adapter_set_key(adapters: Sequence[common_pb2.AdapterRef]) -> str:
+    """The adapter set a frame is drawn with, as one string ("" for none): frames with the same key batch together,
+    and a renderer keeps the set merged from one batch to the next."""
+    return ";".join(sorted(f"{adapter.name}@{adapter.weight:g}" for adapter in adapters))
+
+
+def adapter_replica(key: str, replicas: Sequence[str]) -> str:
+    """The replica an adapter set goes to: the same one for the same set from every storyboard and every gateway,
+    different sets spread over the replicas, and a replica that goes away moving only its own sets (rendezvous
+    hashing)."""
+    return max(replicas, key=lambda replica: hashlib.sha256(f"{key}\0{replica}".encode()).digest())

@@ -8,11 +8,17 @@ UNAVAILABLE before the frame began) waits for one, by one tenacity policy: sent 
 wait, until the frame's deadline. A render whose replica went away while at work on it (stopped, scaled down,
 restarted) is not the frame's fault: it is sent again at once, without counting, up to ``MAX_LOST_AT_WORK`` times
 (a frame that takes every replica down with it fails instead of looping).
+
+Frames drawn with adapters go first to the replica their adapter set goes to (the same for every storyboard), when
+its next batch has room for them: there they batch with other storyboards' frames of the same set, which it keeps
+merged into its weights. A replica that is full or away leaves them to the round-robin spread above.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +32,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from gateway import decisions
 from gateway.metrics import Metrics
 from storyboard.v1 import common_pb2
 from storyboard.v1 import storyboards_pb2 as sb
@@ -45,6 +52,7 @@ from storyboard_common.v1 import (
 log = logging.getLogger(__name__)
 WAIT_FIRST, WAIT_MAX, MAX_WAITS = 0.2, 5.0, 60  # for a replica to take a frame: seconds, then times
 MAX_LOST_AT_WORK = 5
+REPLICAS_TTL = 30.0  # seconds between two resolutions of the renderers' addresses (a DNS name's replicas change)
 
 
 @dataclass(frozen=True)
@@ -94,11 +102,14 @@ class Downstream:
                 open_aio_channel(validator, retry_services=("storyboard.v1.Validator",), security=security)
             )
             self.validator = validator_pb2_grpc.ValidatorStub(self._channels[2])
+        self._replica_stubs: dict[str, renderer_pb2_grpc.RendererStub] = {}  # one channel each, opened when needed
+        self._replicas: list[str] = []
+        self._replicas_resolved = -math.inf
 
     @property
     def renderer_replicas(self) -> int:
-        """How many renderer replicas the gateway spreads frames over (as named; a DNS name counts as one)."""
-        return max(1, len(replica_addresses(self._renderers)))
+        """How many renderer replicas the gateway spreads frames over."""
+        return max(1, len(self._replica_list()))
 
     async def connect_renderers(self) -> int:
         """Connect to every renderer replica before the first frame, so that frames are spread over all of them from
@@ -168,8 +179,12 @@ class Downstream:
     async def render_frames(
         self, request: renderer_pb2.RenderRequest, progress: Callable[[renderer_pb2.FrameProgress], None]
     ) -> dict[int, renderer_pb2.RenderedFrame]:
-        """The request's frames, by number, from one replica, sent again while replicas are busy or go away (see the
-        module's text); ``progress`` is told each step the replica reports, thinned to the interval per frame."""
+        """The request's frames, by number, from one replica: the one their adapter set goes to when it has room
+        (``_render_with_their_adapters``), else any, sent again while replicas are busy or go away (see the module's
+        text); ``progress`` is told each step the replica reports, thinned to the interval per frame."""
+        joined = await self._render_with_their_adapters(request, progress)
+        if joined is not None:
+            return joined
         busy = AsyncRetrying(
             retry=retry_if_exception(lambda error: isinstance(error, NoReplicaTookIt)),
             wait=wait_random_exponential(multiplier=WAIT_FIRST, max=WAIT_MAX),
@@ -184,6 +199,45 @@ class Downstream:
         except NoReplicaTookIt as busy_to_the_end:
             raise busy_to_the_end.error from None
         raise AssertionError("unreachable: the retrying loop returns or raises")
+
+    async def _render_with_their_adapters(
+        self, request: renderer_pb2.RenderRequest, progress: Callable[[renderer_pb2.FrameProgress], None]
+    ) -> dict[int, renderer_pb2.RenderedFrame] | None:
+        """The frames from the replica their adapter set goes to (``decisions.adapter_replica``), when its next batch
+        has room for them: there they join the frames of other storyboards drawn with the same set, which the replica
+        keeps merged. None when they have no adapters, there is one replica, or that one has no room or is away: they
+        are then spread like any other frames."""
+        key = decisions.adapter_set_key(request.frames[0].adapters)
+        replicas = self._replica_list()
+        if not key or len(replicas) < 2:
+            return None
+        stub = self._replica_stub(decisions.adapter_replica(key, replicas))
+        try:
+            info = await stub.Info(renderer_pb2.RendererInfoRequest(), timeout=self.limits.validate_timeout,
+                                   metadata=request_metadata())  # fmt: skip
+            if info.queue_depth + len(request.frames) > max(1, info.max_batch_size):
+                return None
+            return await self._render_once(request, progress, _RenderCall(), stub)
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                raise
+            log.info("the replica of adapters %s did not take frames %s (%s); spreading them", key,
+                     [spec.frame for spec in request.frames], error.code().name)  # fmt: skip
+            return None
+
+    def _replica_list(self) -> list[str]:
+        """The renderer replicas' addresses, resolved again at most every REPLICAS_TTL seconds."""
+        now = time.monotonic()
+        if now - self._replicas_resolved > REPLICAS_TTL:
+            self._replicas, self._replicas_resolved = replica_addresses(self._renderers), now
+        return self._replicas
+
+    def _replica_stub(self, address: str) -> renderer_pb2_grpc.RendererStub:
+        if address not in self._replica_stubs:
+            channel = open_aio_channel(address, security=self._security)
+            self._channels.append(channel)
+            self._replica_stubs[address] = renderer_pb2_grpc.RendererStub(channel)
+        return self._replica_stubs[address]
 
     def _count_wait(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
@@ -216,13 +270,14 @@ class Downstream:
         request: renderer_pb2.RenderRequest,
         progress: Callable[[renderer_pb2.FrameProgress], None],
         call: _RenderCall,
+        renderer: renderer_pb2_grpc.RendererStub | None = None,
     ) -> dict[int, renderer_pb2.RenderedFrame]:
         """One Render call; ``call.started`` is set once the replica's first message shows it at work."""
         # The replica sends one step per interval at most, as asked. This guard, at half of it so that network jitter
         # never drops one of those, holds a renderer that ignores the request to about the same rate.
         throttles = {spec.frame: ProgressThrottle(self.limits.progress_interval / 2) for spec in request.frames}
         timeout = self.limits.frame_timeout * len(request.frames)  # a batch's frames share the renderer's time
-        stream = self.renderer.Render(request, timeout=timeout, metadata=request_metadata())
+        stream = (renderer or self.renderer).Render(request, timeout=timeout, metadata=request_metadata())
         rendered: dict[int, renderer_pb2.RenderedFrame] = {}
         with self._metrics.timed("render"):
             async for event in stream:

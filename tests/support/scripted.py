@@ -107,8 +107,9 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
         consistency: str = "off",
         backend: str = "scripted",
         max_batch_size: int = 8,
+        queue_depth: int = 0,
     ) -> None:
-        self.backend, self.max_batch_size = backend, max_batch_size  # what Info says
+        self.backend, self.max_batch_size, self.queue_depth = backend, max_batch_size, queue_depth  # what Info says
         self.delay = delay
         self.consistency = consistency  # what Info says: "shared-attention" asks for a storyboard's frames together
         self.requests: list[list[int]] = []  # the frame numbers of each Render call
@@ -171,7 +172,7 @@ class ScriptedRenderer(renderer_pb2_grpc.RendererServicer):
     def Info(self, request: renderer_pb2.RendererInfoRequest, context: grpc.ServicerContext):
         return renderer_pb2.RendererInfo(
             backend=self.backend, available_adapters=self.adapters, consistency=self.consistency,
-            max_batch_size=self.max_batch_size,
+            max_batch_size=self.max_batch_size, queue_depth=self.queue_depth,
         )  # fmt: skip
 
 

@@ -1030,3 +1030,25 @@ def test_a_frame_with_two_characters_carries_both_tokens_both_adapters_and_both_
     for scene in both:
         tokens = {c.trigger_token for c in final[scene.frame - 1].score.characters}
         assert tokens == {"aldar_kose_man", "rich_merchant"}  # a score per character
+
+
+@pytest.mark.parametrize(("adapters", "busy", "spread"), [(["style"], False, False), ([], False, True),
+                                                          (["style"], True, True)])  # fmt: skip
+def test_frames_with_an_adapter_set_go_to_its_replica_while_it_has_room(services, tmp_path, adapters, busy, spread):
+    replicas = [ScriptedRenderer(adapters=["style"], queue_depth=8 if busy else 0) for _ in range(2)]
+    served = [serve_renderer(replica) for replica in replicas]
+    addresses = ",".join(f"127.0.0.1:{port}" for _, port in served)
+    gateway, port = _gateway({**services, "renderer": addresses}, tmp_path / "out", "validator_none")
+    refs = [common_pb2.AdapterRef(name=name, weight=0.5) for name in adapters]
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = storyboards_pb2_grpc.StoryboardsStub(channel)
+            for _ in range(2):  # two storyboards with the same set
+                assert _generate(stub, num_frames=6, adapters=refs)[-1].HasField("completed")
+    finally:
+        gateway.stop(0)
+        for server, _ in served:
+            server.stop(0)
+    used = [len(replica.renders) for replica in replicas]
+    assert sum(used) == 12
+    assert (min(used) > 0) == spread, used  # one replica drew all of a set's frames, from both storyboards

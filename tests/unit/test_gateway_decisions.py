@@ -123,3 +123,16 @@ def test_first_attempts_are_grouped_by_what_a_renderer_batches_by_in_frame_order
     keys = {1: "aldar", 2: "merchant", 3: "aldar", 4: "aldar", 5: "merchant", 6: "aldar"}
     assert decisions.first_attempt_groups([6, 5, 4, 3, 2, 1], keys, 3) == [[1, 3, 4], [2, 5], [6]]
     assert decisions.first_attempt_groups([1, 2, 3], {1: "a", 2: "a", 3: "a"}, 1) == [[1], [2], [3]]
+
+
+def test_an_adapter_set_goes_to_one_replica_and_different_sets_spread():
+    style = [common_pb2.AdapterRef(name="style", weight=0.5), common_pb2.AdapterRef(name="aldar", weight=1.0)]
+    assert decisions.adapter_set_key(style) == decisions.adapter_set_key(list(reversed(style))) == "aldar@1;style@0.5"
+    assert decisions.adapter_set_key([]) == ""
+    replicas = [f"10.0.0.{n}:50053" for n in range(1, 5)]
+    chosen = decisions.adapter_replica("aldar@1", replicas)
+    assert decisions.adapter_replica("aldar@1", list(reversed(replicas))) == chosen  # whatever the order
+    others = [replica for replica in replicas if replica != chosen]
+    moved = decisions.adapter_replica("aldar@1", [*others, "10.0.0.9:50053"])
+    assert moved in (*others, "10.0.0.9:50053")
+    assert len({decisions.adapter_replica(f"character{n}@1", replicas) for n in range(40)}) == len(replicas)
