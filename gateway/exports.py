@@ -302,12 +302,20 @@ def cache_name(kind: ExportFormat, options: ExportOptions, digest: str) -> str:
 
 def cached_export(folder: Path, kind: ExportFormat, options: ExportOptions) -> Path:
     """The export's file in the folder's ``exports/``, made now if the folder changed since it was last made with
-    these options (the one made from the older folder is removed then). Written atomically: a request at the same
-    time reads the whole old file or the whole new one."""
+    these options. Written atomically: a request at the same time reads the whole old file or the whole new one. The
+    version it replaces is kept until the next one (a request that found it a moment ago still sends it whole); older
+    ones are removed."""
     path = folder / EXPORTS / cache_name(kind, options, folder_digest(folder))
     if not path.is_file():
         outputs.write_bytes_atomic(path, MAKERS[kind.name](folder, options.relevant(kind)))
-        for stale in path.parent.glob(cache_name(kind, options, "*")):
-            if stale != path:
-                stale.unlink(missing_ok=True)
+        earlier = sorted((p for p in path.parent.glob(cache_name(kind, options, "*")) if p != path), key=_made_at)
+        for stale in earlier[:-1]:
+            stale.unlink(missing_ok=True)
     return path
+
+
+def _made_at(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:  # removed meanwhile by a request for the same export
+        return 0
