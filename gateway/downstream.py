@@ -62,6 +62,7 @@ class CallLimits:
     plan_timeout: float = 120.0
     frame_timeout: float = 600.0
     validate_timeout: float = 60.0
+    info_timeout: float = 5.0  # a renderer's Info: what it is, and how full its queue is
     render_unavailable_retries: int = 3
     progress_interval: float = 0.1  # least seconds between two progress events of a frame (first and last go out)
 
@@ -164,7 +165,7 @@ class Downstream:
     async def renderer_info(self) -> renderer_pb2.RendererInfo | None:
         """What a renderer replica is and can do; None when none answers."""
         try:
-            return await self.renderer.Info(renderer_pb2.RendererInfoRequest(), timeout=self.limits.validate_timeout,
+            return await self.renderer.Info(renderer_pb2.RendererInfoRequest(), timeout=self.limits.info_timeout,
                                             metadata=request_metadata())  # fmt: skip
         except grpc.aio.AioRpcError as error:
             log.warning("no renderer says what it is (%s)", error.code().name)
@@ -213,7 +214,7 @@ class Downstream:
             return None
         stub = self._replica_stub(decisions.adapter_replica(key, replicas))
         try:
-            info = await stub.Info(renderer_pb2.RendererInfoRequest(), timeout=self.limits.validate_timeout,
+            info = await stub.Info(renderer_pb2.RendererInfoRequest(), timeout=self.limits.info_timeout,
                                    metadata=request_metadata())  # fmt: skip
             if info.queue_depth + len(request.frames) > max(1, info.max_batch_size):
                 return None

@@ -27,8 +27,6 @@ from storyboard.v1 import common_pb2
 from storyboard_common.v1 import validator_pb2
 
 _VALIDATOR_GONE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-# A character shown in the frames scored: its trigger token, its reference pictures, the indexes of those frames.
-_CharacterFrames = tuple[str, "Sequence[Picture]", list[int]]
 
 
 @dataclass(frozen=True)
@@ -140,18 +138,14 @@ class Validation:
         stage: str,
         shown: Sequence[Sequence[str]] = (),
     ) -> validator_pb2.ScoreResponse:
-        characters = self._characters_shown(shown)
-        everything = (
-            reference,
-            *(picture for _, character_pictures, _ in characters for picture in character_pictures),
-        )
-        for carried in filter(None, (self._carried.get(picture.sha256) for picture in everything)):
+        scoring = _Scoring(pictures, prompts, reference, self._characters_shown(shown))
+        for carried in filter(None, (self._carried.get(picture.sha256) for picture in scoring.shared)):
             await carried.wait()  # frames that arrive together go after the call that carries the shared bytes
         held = frozenset(self._held)
-        sent = {picture.sha256 for picture in (*pictures, *everything)} - held - self._carried.keys()
+        sent = {picture.sha256 for picture in scoring.everything} - held - self._carried.keys()
         self._carried.update((digest, asyncio.Event()) for digest in sent)
         try:
-            response = await self._send(pictures, prompts, reference, characters, held, stage)
+            response = await self._send(scoring, held, stage)
         finally:
             for digest in sent:
                 self._carried.pop(digest).set()
@@ -166,39 +160,49 @@ class Validation:
             for token in tokens:
                 if token in self.characters:
                     frames_of.setdefault(token, []).append(index)
-        return [(token, self.characters[token], indexes) for token, indexes in frames_of.items()]
+        return [_CharacterFrames(token, self.characters[token], indexes) for token, indexes in frames_of.items()]
 
-    async def _send(
-        self,
-        pictures: Sequence[Picture],
-        prompts: Sequence[str],
-        reference: Picture,
-        characters: Sequence[_CharacterFrames],
-        held: frozenset[bytes],
-        stage: str,
-    ) -> validator_pb2.ScoreResponse:
+    async def _send(self, scoring: _Scoring, held: frozenset[bytes], stage: str) -> validator_pb2.ScoreResponse:
         """The call, and once more with every image's bytes if the validator no longer holds one it was named by."""
         try:
-            request = self._request(pictures, prompts, reference, characters, held)
-            response = await self.downstream.score(request, stage)
+            response = await self.downstream.score(scoring.request(held, self.trigger_tokens), stage)
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.FAILED_PRECONDITION or not held:
                 raise
             self._held.clear()
-            request = self._request(pictures, prompts, reference, characters, frozenset())
-            response = await self.downstream.score(request, stage)
-        self._held.update(image.sha256 for image in (*request.frames, *request.references))
-        self._held.update(image.sha256 for entry in request.characters for image in entry.character.pictures)
+            response = await self.downstream.score(scoring.request(frozenset(), self.trigger_tokens), stage)
+        self._held.update(picture.sha256 for picture in scoring.everything)
         return response
 
-    def _request(
-        self,
-        pictures: Sequence[Picture],
-        prompts: Sequence[str],
-        reference: Picture,
-        characters: Sequence[_CharacterFrames],
-        held: frozenset[bytes],
-    ) -> validator_pb2.ScoreRequest:
+
+@dataclass(frozen=True)
+class _CharacterFrames:
+    """A character shown in the frames scored: its trigger token, its reference pictures, the frames' indexes."""
+
+    trigger_token: str
+    pictures: Sequence[Picture]
+    frames: list[int]
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """One Score call: the frames and their prompts, the reference, the characters the frames show."""
+
+    pictures: Sequence[Picture]
+    prompts: Sequence[str]
+    reference: Picture
+    characters: Sequence[_CharacterFrames]
+
+    @property
+    def shared(self) -> list[Picture]:
+        """The pictures other calls send too: the reference and the characters' pictures."""
+        return [self.reference, *(picture for character in self.characters for picture in character.pictures)]
+
+    @property
+    def everything(self) -> list[Picture]:
+        return [*self.pictures, *self.shared]
+
+    def request(self, held: frozenset[bytes], trigger_tokens: Sequence[str]) -> validator_pb2.ScoreRequest:
         """Each image's bytes once in the request, unless the validator ``held`` it already."""
         sending = set(held)
 
@@ -207,18 +211,20 @@ class Validation:
             sending.add(picture.sha256)
             return picture.image(named=named)
 
-        frames = [image(picture) for picture in pictures]
+        frames = [image(picture) for picture in self.pictures]
         return validator_pb2.ScoreRequest(
             frames=frames,
-            prompts=prompts,
-            references=[image(reference)],
+            prompts=self.prompts,
+            references=[image(self.reference)],
             policy=validator_pb2.REFERENCE_POLICY_REFERENCE_IMAGES,
-            trigger_tokens=self.trigger_tokens,
+            trigger_tokens=trigger_tokens,
             characters=[
                 validator_pb2.CharacterFrames(
-                    character=common_pb2.CharacterPictures(trigger_token=token, pictures=[image(p) for p in shown]),
-                    frames=indexes,
+                    character=common_pb2.CharacterPictures(
+                        trigger_token=character.trigger_token, pictures=[image(p) for p in character.pictures]
+                    ),
+                    frames=character.frames,
                 )
-                for token, shown, indexes in characters
+                for character in self.characters
             ],
         )
